@@ -1,0 +1,38 @@
+"""Entry point: ``crossover_ros <verb> ...``; bad input ends in one ``ERROR:`` line, exit 1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from crossover_ros import __version__
+from crossover_ros.cli import data, demo, mapdb, run
+from crossover_ros.errors import CrossoverError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crossover_ros",
+        description="CrossOver scene recognition for ROS 2: data, maps, nodes and the demo.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for module in (data, mapdb, run, demo):
+        module.add_parser(verbs)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.command(args)
+    except CrossoverError as err:
+        print(f"ERROR: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""The package's exceptions: one base class, so the CLI turns any of them into a one-line error."""
+
+
+class CrossoverError(Exception):
+    """Base class of every error this package raises on bad input or state."""
+
+
+class DataError(CrossoverError):
+    """A scan, building or frame on disk is missing, malformed or inconsistent."""
+
+
+class ConversionError(CrossoverError):
+    """A ROS message cannot be converted to arrays (bad encoding, size or step)."""
+
+
+class BagError(CrossoverError):
+    """A rosbag2 cannot be written or read."""
+
+
+class MapDatabaseError(CrossoverError):
+    """The map database is missing, corrupt, of another schema or made by another model."""
+
+
+class ModelError(CrossoverError):
+    """A model or checkpoint cannot be loaded or does not match what is asked of it."""

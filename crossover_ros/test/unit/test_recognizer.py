@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+
+from crossover_ros.errors import CrossoverError
+from crossover_ros.frames import CameraIntrinsics, RGBDFrame
+from crossover_ros.mapdb import MapDatabase, SceneRecord
+from crossover_ros.pipeline.keyframes import KeyframeCfg, KeyframeSelector
+from crossover_ros.pipeline.recognizer import (
+    RecognizerCfg,
+    SceneRecognizer,
+    softmax_confidence,
+)
+
+INTRINSICS = CameraIntrinsics.from_fov(8, 6, 60.0)
+
+
+class ColourEncoder:
+    """Embeds an image by its mean colour: rooms of distinct colours are told apart."""
+
+    modality = "rgb"
+    fingerprint = "colour-v1"
+    dim = 3
+
+    def encode(self, images):
+        means = np.stack([img.reshape(-1, 3).mean(axis=0) for img in images]) + 1.0
+        return (means / np.linalg.norm(means, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _frame(colour, stamp):
+    color = np.full((6, 8, 3), colour, np.uint8)
+    return RGBDFrame(color, np.ones((6, 8), np.float32), INTRINSICS, stamp)
+
+
+def _pose(x=0.0, yaw_deg=0.0):
+    pose = np.eye(4)
+    c, s = np.cos(np.radians(yaw_deg)), np.sin(np.radians(yaw_deg))
+    pose[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+    pose[0, 3] = x
+    return pose
+
+
+@pytest.fixture
+def mapdb(tmp_path):
+    encoder = ColourEncoder()
+    db = MapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim)
+    for name, colour in {
+        "red": (250, 10, 10),
+        "green": (10, 250, 10),
+        "blue": (10, 10, 250),
+    }.items():
+        db.add_scene(
+            SceneRecord(name, "b", name), {"rgb": encoder.encode([_frame(colour, 0).color])}
+        )
+    yield db
+    db.close()
+
+
+def test_keyframes_by_motion_turn_and_time():
+    selector = KeyframeSelector(
+        KeyframeCfg(min_translation_m=0.5, min_rotation_deg=20, max_interval_s=2)
+    )
+    assert selector.accept(0.0, _pose())
+    assert not selector.accept(0.1, _pose(x=0.3))
+    assert selector.accept(0.2, _pose(x=0.6))
+    assert not selector.accept(0.3, _pose(x=0.6, yaw_deg=10))
+    assert selector.accept(0.4, _pose(x=0.6, yaw_deg=25))
+    assert not selector.accept(1.0, None)
+    assert selector.accept(2.5, None)
+    assert selector.accept(1.0, None), "a time jump backwards restarts selection"
+
+
+def test_recognises_the_room_and_reports_candidates(mapdb):
+    recognizer = SceneRecognizer(ColourEncoder(), mapdb, RecognizerCfg(top_k=3))
+    result = recognizer.add_frame(_frame((240, 20, 20), 0.0), _pose())
+    assert result.scene_id == "red"
+    assert result.candidate_ids[0] == "red" and len(result.candidate_ids) == 3
+    assert result.candidate_scores == sorted(result.candidate_scores, reverse=True)
+    assert 0.5 < result.confidence <= 1.0
+    assert recognizer.add_frame(_frame((240, 20, 20), 0.05), _pose()) is None  # not a keyframe
+
+
+def test_window_follows_the_robot_into_another_room(mapdb):
+    cfg = RecognizerCfg(window_size=2, keyframes=KeyframeCfg(max_interval_s=0.5))
+    recognizer = SceneRecognizer(ColourEncoder(), mapdb, cfg)
+    answers = [
+        recognizer.add_frame(_frame(colour, t), None).scene_id
+        for t, colour in enumerate([(250, 0, 0)] * 3 + [(0, 0, 250)] * 3)
+    ]
+    assert answers[:3] == ["red"] * 3
+    assert answers[-1] == "blue"
+    assert recognizer.window_length == 2
+
+
+def test_bag_loop_resets_the_window(mapdb):
+    recognizer = SceneRecognizer(ColourEncoder(), mapdb, RecognizerCfg(window_size=5))
+    for t in range(3):
+        recognizer.add_frame(_frame((250, 0, 0), 10.0 + t), None)
+    assert recognizer.window_length == 3
+    assert recognizer.add_frame(_frame((0, 250, 0), 1.0), None).scene_id == "green"
+    assert recognizer.window_length == 1
+
+
+def test_map_of_another_model_is_refused(mapdb):
+    class Other(ColourEncoder):
+        fingerprint = "other"
+
+    with pytest.raises(CrossoverError, match="rebuild"):
+        SceneRecognizer(Other(), mapdb)
+
+
+def test_confidence_is_low_for_near_ties():
+    assert softmax_confidence([0.9, 0.9], 0.01) == pytest.approx(0.5)
+    assert softmax_confidence([0.9, 0.5], 0.01) > 0.99
+    assert softmax_confidence([], 0.01) == 0.0
