@@ -17,7 +17,9 @@ in a few moved, missing or extra objects: the cases where relocalisation fails.
 from __future__ import annotations
 
 import json
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -64,6 +66,7 @@ class BuildingConfig:
     points_per_scan: int = 40000
     floorplan_meters_per_pixel: float = 0.025
     referrals_per_object: int = 2
+    workers: int = 0  # processes rendering scans in parallel; 0 = min(cpu count, 4)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -273,6 +276,10 @@ def write_scan(
     (scan_dir / "scan.json").write_text(json.dumps(meta, indent=1))
 
 
+def _write_scan_task(task: tuple) -> None:
+    write_scan(*task)
+
+
 def generate_building(out_dir: Path, cfg: BuildingConfig, progress: bool = True) -> Path:
     """Generate every room and scan of a building under ``out_dir``; returns ``out_dir``."""
     out_dir = Path(out_dir)
@@ -293,10 +300,8 @@ def generate_building(out_dir: Path, cfg: BuildingConfig, progress: bool = True)
             next_id = rescan.next_id
             jobs.append((room_id, k, rescan, ref_scan))
 
-    scans_meta = []
-    for room_id, index, layout, ref in tqdm(
-        jobs, desc=f"scans of {cfg.building_id}", disable=not progress
-    ):
+    tasks = []
+    for room_id, index, layout, ref in jobs:
         scan_id = scan_id_for(cfg.building_id, room_id, index)
         meta = {
             "scan_id": scan_id,
@@ -305,14 +310,28 @@ def generate_building(out_dir: Path, cfg: BuildingConfig, progress: bool = True)
             "scan_index": index,
             "reference_scan_id": ref,
         }
-        write_scan(layout, out_dir / "scans" / scan_id, meta, cfg, _rng(root, 6, room_id, index))
-        scans_meta.append(meta)
+        tasks.append(
+            (layout, out_dir / "scans" / scan_id, meta, cfg, _rng(root, 6, room_id, index))
+        )
+    workers = cfg.workers or min(os.cpu_count() or 1, 4)
+    bar = tqdm(total=len(tasks), desc=f"scans of {cfg.building_id}", disable=not progress)
+    if workers <= 1 or len(tasks) == 1:
+        for task in tasks:
+            write_scan(*task)
+            bar.update()
+    else:
+        # each scan has its own generator, so the files do not depend on the worker count
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for _ in pool.map(_write_scan_task, tasks):
+                bar.update()
+    bar.close()
+    scans_meta = [task[2] for task in tasks]
 
     building = {
         "building_id": cfg.building_id,
         "seed": cfg.seed,
         "split": cfg.split,
-        "config": asdict(cfg),
+        "config": {k: v for k, v in asdict(cfg).items() if k != "workers"},
         "corridor": {"axis": "x", "y_range": [-CORRIDOR_WIDTH - WALL_THICKNESS, -WALL_THICKNESS]},
         "rooms": [
             {

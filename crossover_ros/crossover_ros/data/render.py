@@ -157,7 +157,9 @@ class SceneGeometry:
         self, points: np.ndarray, normals: np.ndarray, faces: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Points and normals in the frame of the object owning each face (texture space)."""
-        inverse = np.linalg.inv(self.instance_poses)
+        if getattr(self, "_inverse_poses", None) is None:
+            self._inverse_poses = np.linalg.inv(self.instance_poses)
+        inverse = self._inverse_poses
         owner = self.face_instance[faces]
         rot = inverse[owner, :3, :3]
         local = np.einsum("nij,nj->ni", rot, points) + inverse[owner, :3, 3]
