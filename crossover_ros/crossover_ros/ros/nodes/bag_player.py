@@ -48,14 +48,14 @@ class BagPlayer(Node):
         self.published_at: dict[tuple[str, int], float] = {}  # (topic, stamp ns) -> wall time
         self.stop_event = threading.Event()
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-        self._publishers = {
+        self._topic_publishers = {
             topic: self.create_publisher(message_class(msgtype), topic, qos)
             for topic, msgtype in bag_topics(self.bag).items()
         }
 
     @property
     def topics(self) -> list[str]:
-        return sorted(self._publishers)
+        return sorted(self._topic_publishers)
 
     def play(self) -> int:
         """Publish every message at its recorded time offset / rate; returns how many."""
@@ -70,7 +70,7 @@ class BagPlayer(Node):
             if self.rate > 0:
                 due = wall_start + (message.timestamp_ns - bag_start) / 1e9 / self.rate
                 self.stop_event.wait(max(0.0, due - time.monotonic()))
-            self._publishers[message.topic].publish(message.data)
+            self._topic_publishers[message.topic].publish(message.data)
             self.published_at[(message.topic, message.timestamp_ns)] = time.monotonic()
             count += 1
         return count
