@@ -66,6 +66,7 @@ def demo_command(args: argparse.Namespace) -> int:
             "-p",
             f"map_path:={map_path.resolve()}",
         ],
+        cwd=args.workdir,  # not the repo root, whose crossover_ros/ folder would shadow the package
         env=os.environ.copy(),
     )
     try:
