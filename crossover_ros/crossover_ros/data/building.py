@@ -17,6 +17,7 @@ in a few moved, missing or extra objects: the cases where relocalisation fails.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -66,7 +67,7 @@ class BuildingConfig:
     points_per_scan: int = 40000
     floorplan_meters_per_pixel: float = 0.025
     referrals_per_object: int = 2
-    workers: int = 0  # processes rendering scans in parallel; 0 = min(cpu count, 4)
+    workers: int = 1  # processes rendering scans in parallel; 0 = min(cpu count, 4)
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -321,7 +322,9 @@ def generate_building(out_dir: Path, cfg: BuildingConfig, progress: bool = True)
             bar.update()
     else:
         # each scan has its own generator, so the files do not depend on the worker count
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn, not fork: forking a process that already runs DDS or torch threads can crash
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
             for _ in pool.map(_write_scan_task, tasks):
                 bar.update()
     bar.close()
