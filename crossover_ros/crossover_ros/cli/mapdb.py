@@ -1,9 +1,15 @@
-"""``crossover_ros map build | info``."""
+"""``crossover_ros map build | info | add-scan | remove-scene | export | import``.
+
+MAP is a SQLite file or a ``postgresql://host/db[#map_name]`` URL (credentials from PGPASSWORD,
+PGPASSFILE or ~/.pgpass; never put them in the URL you type into a shell history).
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from crossover_ros.errors import DataError, MapDatabaseError
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
@@ -11,36 +17,123 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="map_verb", required=True, metavar="VERB")
 
     build = sub.add_parser("build", help="embed a building's scans into a new map database")
-    build.add_argument("--scans", type=Path, required=True, help="generated building folder")
-    build.add_argument("--out", type=Path, required=True, help="map database file (new)")
+    build.add_argument("--scans", type=Path, required=True, help="building / ScanNet / 3RScan")
+    build.add_argument("--out", required=True, help="new map: SQLite file or postgresql:// URL")
+    build.add_argument(
+        "--layout", default="auto", choices=("auto", "generated", "scannet", "3rscan")
+    )
     build.add_argument(
         "--include-rescans", action="store_true", help="also store rescans (default: references)"
     )
     build.set_defaults(command=build_command)
 
     info = sub.add_parser("info", help="print what a map database holds")
-    info.add_argument("map", type=Path)
+    info.add_argument("map")
+    info.add_argument("--verify", action="store_true", help="also check every page (SQLite)")
     info.set_defaults(command=info_command)
+
+    add = sub.add_parser("add-scan", help="embed one more scan into an existing map")
+    add.add_argument("--map", required=True)
+    add.add_argument("--scans", type=Path, required=True, help="building / ScanNet / 3RScan")
+    add.add_argument("--scan-id", required=True, help="which scan of --scans to add")
+    add.add_argument("--layout", default="auto", choices=("auto", "generated", "scannet", "3rscan"))
+    add.set_defaults(command=add_scan_command)
+
+    remove = sub.add_parser("remove-scene", help="delete a scene from a map")
+    remove.add_argument("--map", required=True)
+    remove.add_argument("scene_id")
+    remove.set_defaults(command=remove_scene_command)
+
+    export = sub.add_parser("export", help="copy a map into a new map (e.g. SQLite -> PostgreSQL)")
+    export.add_argument("map")
+    export.add_argument("--to", required=True, help="new map: SQLite file or postgresql:// URL")
+    export.set_defaults(command=export_command)
+
+    imp = sub.add_parser("import", help="add another map's missing scenes to a map")
+    imp.add_argument("map", help="map to add to (created if it does not exist)")
+    imp.add_argument("--from", dest="source", required=True, help="map to read from")
+    imp.set_defaults(command=import_command)
 
 
 def build_command(args: argparse.Namespace) -> int:
     from crossover_ros.mapdb.build import build_map
     from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
 
-    with build_map(args.scans, args.out, ImageDescriptorEncoder(), args.include_rescans) as db:
-        print(f"map {args.out}: {len(db.scenes())} scenes, modalities {db.modalities()}")
+    encoder = ImageDescriptorEncoder()
+    with build_map(args.scans, args.out, encoder, args.include_rescans, layout=args.layout) as db:
+        print(f"map {db.path}: {len(db.scenes())} scenes, modalities {db.modalities()}")
     return 0
 
 
 def info_command(args: argparse.Namespace) -> int:
-    from crossover_ros.mapdb import MapDatabase
+    from crossover_ros.mapdb import MapDatabase, is_postgres_url, open_map
 
-    with MapDatabase.open(args.map) as db:
+    if args.verify and not is_postgres_url(args.map):
+        db = MapDatabase.open(args.map, verify=True)
+    else:
+        db = open_map(args.map)
+    with db:
         scenes = db.scenes()
-        print(f"map: {args.map}")
+        print(f"map: {db.path}")
         print(f"model: {db.model_fingerprint} ({db.embedding_dim}-d)")
         print(f"modalities: {', '.join(db.modalities())}")
+        print(f"buildings: {', '.join(sorted({s.building_id for s in scenes}))}")
         print(f"scenes: {len(scenes)}")
         for scene in scenes:
             print(f"  {scene.scene_id}  building={scene.building_id} room={scene.room_id}")
     return 0
+
+
+def add_scan_command(args: argparse.Namespace) -> int:
+    from crossover_ros.mapdb import open_map
+    from crossover_ros.mapdb.build import embed_scan, list_scans
+    from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+
+    scans = [
+        s for s in list_scans(args.scans, args.layout, True) if s.record.scene_id == args.scan_id
+    ]
+    if not scans:
+        raise DataError(f"no scan {args.scan_id} under {args.scans}")
+    encoder = ImageDescriptorEncoder()
+    with open_map(args.map, encoder.fingerprint) as db:
+        db.add_scenes([embed_scan(scans[0], encoder)])
+        print(f"added {args.scan_id} to {db.path}: {len(db.scenes())} scenes")
+    return 0
+
+
+def remove_scene_command(args: argparse.Namespace) -> int:
+    from crossover_ros.mapdb import open_map
+
+    with open_map(args.map) as db:
+        db.remove_scene(args.scene_id)
+        print(f"removed {args.scene_id} from {db.path}")
+    return 0
+
+
+def _copy(source_location: str, target_location: str, must_be_new: bool) -> int:
+    from tqdm import tqdm
+
+    from crossover_ros.mapdb import copy_map, create_map, open_map
+
+    with open_map(source_location) as source:
+        try:
+            target = open_map(target_location, source.model_fingerprint)
+            if must_be_new:
+                target.close()
+                raise MapDatabaseError(f"{target.path} already exists; choose a new map")
+        except MapDatabaseError as err:
+            if "not found" not in str(err):
+                raise
+            target = create_map(target_location, source.model_fingerprint, source.embedding_dim)
+        with target, tqdm(desc="copying scenes", unit="scene") as bar:
+            copied = copy_map(source, target, progress=bar.update)
+        print(f"copied {copied} scenes from {source.path} to {target.path}")
+    return 0
+
+
+def export_command(args: argparse.Namespace) -> int:
+    return _copy(args.map, args.to, must_be_new=True)
+
+
+def import_command(args: argparse.Namespace) -> int:
+    return _copy(args.source, args.map, must_be_new=False)

@@ -211,7 +211,13 @@ def record_query_bag(
                         "query_scan_id": query_scan_id,
                         "instances": {str(i): (i if i in reference_ids else None) for i in visible},
                     }
+                    # camera_info first: a consumer can use the images that follow at once
                     for key, msg, msgtype in (
+                        (
+                            "info",
+                            _camera_info_msg(scan.intrinsics, stamp_ns, cfg.color_frame),
+                            "sensor_msgs/msg/CameraInfo",
+                        ),
                         (
                             "color",
                             _image_msg(frame.color, "rgb8", stamp_ns, cfg.color_frame),
@@ -221,11 +227,6 @@ def record_query_bag(
                             "depth",
                             _image_msg(depth_mm, "16UC1", stamp_ns, cfg.color_frame),
                             "sensor_msgs/msg/Image",
-                        ),
-                        (
-                            "info",
-                            _camera_info_msg(scan.intrinsics, stamp_ns, cfg.color_frame),
-                            "sensor_msgs/msg/CameraInfo",
                         ),
                         (
                             "truth",

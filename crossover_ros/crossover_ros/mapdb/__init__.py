@@ -1,5 +1,35 @@
-"""The map database: a building's scans as embeddings, built once and queried many times."""
+"""The map database: a building's scans as embeddings, built once and queried many times.
 
-from crossover_ros.mapdb.database import SCHEMA_VERSION, MapDatabase, SceneCandidate, SceneRecord
+Two backends, one API: :class:`MapDatabase` (one SQLite file, the default) and
+:class:`~crossover_ros.mapdb.postgres.PostgresMapDatabase` (PostgreSQL + pgvector, for a fleet).
+:func:`open_map` / :func:`create_map` pick one from a file path or a ``postgresql://`` URL.
+"""
 
-__all__ = ["SCHEMA_VERSION", "MapDatabase", "SceneCandidate", "SceneRecord"]
+from crossover_ros.mapdb.base import MapBase
+from crossover_ros.mapdb.database import MapDatabase
+from crossover_ros.mapdb.open import copy_map, create_map, is_postgres_url, open_map
+from crossover_ros.mapdb.records import (
+    SCHEMA_VERSION,
+    InstanceMatch,
+    InstanceMatching,
+    SceneCandidate,
+    SceneData,
+    SceneRecord,
+)
+from crossover_ros.mapdb.search import SearchCfg
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "InstanceMatch",
+    "InstanceMatching",
+    "MapBase",
+    "MapDatabase",
+    "SceneCandidate",
+    "SceneData",
+    "SceneRecord",
+    "SearchCfg",
+    "copy_map",
+    "create_map",
+    "is_postgres_url",
+    "open_map",
+]

@@ -1,41 +1,154 @@
-"""Build a map database from a generated building's scans."""
+"""Build a map database from scans: generated buildings, ScanNet or 3RScan layouts."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
-from crossover_ros.data.scan import load_building
-from crossover_ros.mapdb.database import MapDatabase, SceneRecord
+from crossover_ros.errors import DataError
+from crossover_ros.mapdb.base import MapBase
+from crossover_ros.mapdb.open import create_map
+from crossover_ros.mapdb.records import SceneData, SceneRecord, voxel_downsample
 from crossover_ros.pipeline.recognizer import FrameEncoder
+
+LAYOUTS = ("auto", "generated", "scannet", "3rscan")
+
+
+@dataclass
+class MapScan:
+    """One scan from any layout, reduced to what a map stores."""
+
+    record: SceneRecord
+    source: Any  # a data.scan.Scan, data.scannet.ScanNetScene or data.rscan.RScanScan
+
+    def color_images(self) -> Iterator[np.ndarray]:
+        if hasattr(self.source, "color_images"):
+            yield from self.source.color_images()
+        else:
+            for frame in self.source.frames():
+                yield frame.color
+
+    def instances(self) -> list[dict]:
+        out = []
+        for inst in self.source.instances:
+            if isinstance(inst, dict):
+                out.append(inst)
+            else:
+                out.append(
+                    {
+                        "id": inst.id,
+                        "label": inst.label,
+                        "centroid": [float(v) for v in inst.centroid],
+                        "box_min": [float(v) for v in inst.box_min],
+                        "box_max": [float(v) for v in inst.box_max],
+                    }
+                )
+        return out
+
+
+def detect_layout(scans: Path) -> str:
+    if (scans / "building.json").is_file():
+        return "generated"
+    if (scans / "3RScan.json").is_file():
+        return "3rscan"
+    from crossover_ros.data.scannet import SCENE_NAME
+
+    base = scans / "scans" if (scans / "scans").is_dir() else scans
+    if SCENE_NAME.match(base.name) or any(SCENE_NAME.match(p.name) for p in base.iterdir()):
+        return "scannet"
+    raise DataError(
+        f"{scans} is neither a generated building (building.json), a 3RScan root (3RScan.json)"
+        " nor a ScanNet folder (sceneXXXX_YY)"
+    )
+
+
+def list_scans(scans: Path, layout: str = "auto", include_rescans: bool = False) -> list[MapScan]:
+    """The scans to map, in a stable order; by default only each room's reference scan."""
+    scans = Path(scans)
+    if not scans.is_dir():
+        raise DataError(f"scan folder {scans} does not exist")
+    if layout not in LAYOUTS:
+        raise DataError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout}")
+    layout = detect_layout(scans) if layout == "auto" else layout
+    out: list[MapScan] = []
+    if layout == "generated":
+        from crossover_ros.data.scan import load_building
+
+        building = load_building(scans)
+        for info in building.scans:
+            scan = building.scan(info.scan_id)
+            pose = building.room_pose(info.room_id).reshape(-1)
+            record = SceneRecord(
+                info.scan_id,
+                building.building_id,
+                str(info.room_id),
+                info.scan_index,
+                scan.meta.get("scan_time"),
+                "room",
+                tuple(float(v) for v in pose),
+            )
+            out.append(MapScan(record, scan))
+    elif layout == "scannet":
+        from crossover_ros.data.scannet import find_scannet_scenes
+
+        for scene in find_scannet_scenes(scans):
+            record = SceneRecord(scene.scan_id, "scannet", scene.room_id, scene.scan_index)
+            out.append(MapScan(record, scene))
+    else:
+        from crossover_ros.data.rscan import find_rscan_scans
+
+        for scan in find_rscan_scans(scans):
+            record = SceneRecord(
+                scan.scan_id,
+                "3rscan",
+                scan.room_id,
+                scan.scan_index,
+                frame="reference" if scan.scan_index == 0 else "rescan",
+                frame_to_building=scan.rescan_to_reference,
+            )
+            out.append(MapScan(record, scan))
+    return [s for s in out if include_rescans or s.record.scan_index == 0]
+
+
+def embed_scan(scan: MapScan, encoder: FrameEncoder, voxel: float = 0.05) -> SceneData:
+    """The encoder's vectors, the instances and the downsampled point cloud of one scan."""
+    images = list(scan.color_images())
+    if not images:
+        raise DataError(f"scan {scan.record.scene_id} has no colour frames")
+    xyz, rgb, _ = scan.source.point_cloud()
+    return SceneData(
+        scan.record,
+        {encoder.modality: encoder.encode(images)},
+        scan.instances(),
+        voxel_downsample(xyz, rgb, voxel),
+    )
 
 
 def build_map(
     building_dir: Path,
-    out_path: Path,
+    out_path: Path | str,
     encoder: FrameEncoder,
     include_rescans: bool = False,
     progress: bool = True,
-) -> MapDatabase:
-    """Embed every reference scan (and optionally rescans) of a building into a new map.
+    layout: str = "auto",
+) -> MapBase:
+    """Embed every reference scan (and optionally rescans) into a new map (file or URL).
 
     The map holds what the robot knew before it came back: by default only each room's
-    reference scan (scan_index 0); query bags walk through the rescans.
+    reference scan (scan_index 0); query bags walk through the rescans. Each scan is committed
+    on its own, so an interrupted build keeps the scans done so far.
     """
-    building = load_building(building_dir)
-    scans = [s for s in building.scans if include_rescans or s.scan_index == 0]
-    mapdb = MapDatabase.create(out_path, encoder.fingerprint, encoder.dim)
-    for info in tqdm(scans, desc="embedding scans", unit="scan", disable=not progress):
-        scan = building.scan(info.scan_id)
-        images = [frame.color for frame in scan.frames()]
-        instances = [
-            {"id": inst.id, "label": inst.label, "centroid": [float(v) for v in inst.centroid]}
-            for inst in scan.instances
-        ]
-        mapdb.add_scene(
-            SceneRecord(info.scan_id, building.building_id, info.room_id, info.scan_index),
-            {encoder.modality: encoder.encode(images)},
-            instances,
-        )
+    scans = list_scans(Path(building_dir), layout, include_rescans)
+    mapdb = create_map(out_path, encoder.fingerprint, encoder.dim)
+    try:
+        for scan in tqdm(scans, desc="embedding scans", unit="scan", disable=not progress):
+            mapdb.add_scenes([embed_scan(scan, encoder)])
+    except BaseException:
+        mapdb.close()
+        raise
     return mapdb

@@ -1,38 +1,58 @@
-"""Embedded map database: one SQLite file (WAL, one transaction per scene) + an in-memory matrix.
+"""Embedded map database: one SQLite file (WAL, one transaction per write) + in-memory search.
 
-Each scene stores, per modality, a small set of unit vectors (for the image baseline: one per
-mapped frame). A query of several vectors (the robot's keyframe window) scores every scene by
-the mean over query vectors of the best cosine similarity among the scene's vectors.
 The file records its schema version and the fingerprint of the model that made the vectors, so
-a query with another model or an old file fails loudly instead of giving wrong answers.
+a query with another model or a file of another schema fails loudly instead of giving wrong
+answers. Every scene is written in one transaction: a process killed mid-build leaves a file
+that opens and holds every scene committed before the kill. Readers in other processes see new
+scenes on their next query (``PRAGMA data_version``).
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+import struct
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 
 from crossover_ros.errors import MapDatabaseError
-
-SCHEMA_VERSION = 1
+from crossover_ros.mapdb.base import MapBase, fingerprint_error, schema_error
+from crossover_ros.mapdb.records import (
+    SCHEMA_VERSION,
+    SceneCandidate,
+    SceneData,
+    SceneRecord,
+    check_embeddings,
+    check_instances,
+    decode_cloud,
+    encode_cloud,
+)
+from crossover_ros.mapdb.search import ModalityIndex, SearchCfg
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE buildings (building_id TEXT PRIMARY KEY);
+CREATE TABLE modalities (bit INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
 CREATE TABLE scenes (
     scene_id TEXT PRIMARY KEY,
-    building_id TEXT NOT NULL,
+    building_id TEXT NOT NULL REFERENCES buildings(building_id),
     room_id TEXT NOT NULL,
-    scan_index INTEGER NOT NULL
+    scan_index INTEGER NOT NULL,
+    scan_time REAL,
+    frame TEXT NOT NULL,
+    frame_to_building TEXT,
+    modality_mask INTEGER NOT NULL,
+    added_at REAL NOT NULL
 );
-CREATE TABLE embeddings (
+CREATE INDEX scenes_building ON scenes(building_id);
+CREATE TABLE scene_embeddings (
     scene_id TEXT NOT NULL REFERENCES scenes(scene_id) ON DELETE CASCADE,
     modality TEXT NOT NULL,
-    vectors BLOB NOT NULL,
     count INTEGER NOT NULL,
+    vectors BLOB NOT NULL,
     PRIMARY KEY (scene_id, modality)
 );
 CREATE TABLE instances (
@@ -40,42 +60,79 @@ CREATE TABLE instances (
     instance_id INTEGER NOT NULL,
     label TEXT NOT NULL,
     centroid TEXT NOT NULL,
+    box_min TEXT,
+    box_max TEXT,
     PRIMARY KEY (scene_id, instance_id)
+);
+CREATE TABLE instance_embeddings (
+    scene_id TEXT NOT NULL,
+    instance_id INTEGER NOT NULL,
+    modality TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (scene_id, instance_id, modality),
+    FOREIGN KEY (scene_id, instance_id) REFERENCES instances(scene_id, instance_id)
+        ON DELETE CASCADE
+);
+CREATE TABLE scene_clouds (
+    scene_id TEXT PRIMARY KEY REFERENCES scenes(scene_id) ON DELETE CASCADE,
+    num_points INTEGER NOT NULL,
+    data BLOB NOT NULL
 );
 """
 
-
-@dataclass(frozen=True)
-class SceneRecord:
-    """Identity of one stored scan."""
-
-    scene_id: str
-    building_id: str
-    room_id: str
-    scan_index: int = 0
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-@dataclass(frozen=True)
-class SceneCandidate:
-    scene_id: str
-    score: float
+def _check_header(path: Path) -> None:
+    """Catch a truncated file before SQLite half-reads it (the header states the page count)."""
+    with path.open("rb") as file:
+        header = file.read(100)
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise MapDatabaseError(f"{path} is not a map database (no SQLite header)")
+    page_size = struct.unpack(">H", header[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    change_counter, pages = struct.unpack(">II", header[24:32])
+    valid_for = struct.unpack(">I", header[92:96])[0]
+    wal = path.with_name(path.name + "-wal")
+    wal_pending = wal.exists() and wal.stat().st_size > 0
+    if valid_for == change_counter and not wal_pending and path.stat().st_size < page_size * pages:
+        raise MapDatabaseError(
+            f"{path} is truncated ({path.stat().st_size} of {page_size * pages} bytes):"
+            " restore it or rebuild the map"
+        )
 
 
-class MapDatabase:
-    """Open with :meth:`create` or :meth:`open`; use as a context manager."""
+class MapDatabase(MapBase):
+    """The embedded backend; open with :meth:`create` or :meth:`open`, use as a context manager."""
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+    def __init__(
+        self, path: Path, connection: sqlite3.Connection, search: SearchCfg | None = None
+    ) -> None:
         self.path = path
         self._db = connection
-        self._search_cache: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
+        self._lock = threading.RLock()
+        self._search_cfg = search or SearchCfg()
+        self._search_cache: dict[str, ModalityIndex] = {}
+        self._data_version = -1
+        meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        self.model_fingerprint = meta["model_fingerprint"]
+        self.embedding_dim = int(meta["embedding_dim"])
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
-    def create(cls, path: str | Path, model_fingerprint: str, embedding_dim: int) -> MapDatabase:
+    def create(
+        cls,
+        path: str | Path,
+        model_fingerprint: str,
+        embedding_dim: int,
+        search: SearchCfg | None = None,
+    ) -> MapDatabase:
         """A new, empty database; refuses to overwrite an existing file."""
         path = Path(path)
         if path.exists():
             raise MapDatabaseError(f"{path} already exists; remove it or choose another path")
+        if int(embedding_dim) < 1:
+            raise MapDatabaseError(f"embedding_dim must be positive, got {embedding_dim}")
         path.parent.mkdir(parents=True, exist_ok=True)
         db = cls._connect(path)
         with db:
@@ -86,158 +143,305 @@ class MapDatabase:
                     ("schema_version", str(SCHEMA_VERSION)),
                     ("model_fingerprint", model_fingerprint),
                     ("embedding_dim", str(int(embedding_dim))),
+                    ("created_at", str(time.time())),
                 ],
             )
-        return cls(path, db)
+        return cls(path, db, search)
 
     @classmethod
-    def open(cls, path: str | Path, model_fingerprint: str | None = None) -> MapDatabase:
-        """Open an existing database, checking its schema and (if given) the model fingerprint."""
+    def open(
+        cls,
+        path: str | Path,
+        model_fingerprint: str | None = None,
+        search: SearchCfg | None = None,
+        verify: bool = False,
+    ) -> MapDatabase:
+        """Open an existing database, checking its schema and (if given) the model fingerprint.
+
+        ``verify`` also runs SQLite's page-level ``quick_check`` (seconds on a large map).
+        """
         path = Path(path)
         if not path.is_file():
             raise MapDatabaseError(f"map database {path} not found; build it with 'map build'")
+        _check_header(path)
+        db = None
         try:
             db = cls._connect(path)
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            if verify:
+                result = db.execute("PRAGMA quick_check").fetchone()[0]
+                if result != "ok":
+                    raise sqlite3.DatabaseError(result)
         except sqlite3.DatabaseError as err:
+            if db is not None:
+                db.close()
             raise MapDatabaseError(f"{path} is not a readable map database ({err})") from err
-        version = int(meta.get("schema_version", -1))
+        try:
+            version = int(meta.get("schema_version", -1))
+        except ValueError:
+            version = -1
         if version != SCHEMA_VERSION:
             db.close()
-            raise MapDatabaseError(
-                f"{path} has schema version {version}, this crossover_ros reads {SCHEMA_VERSION}:"
-                " rebuild the map with 'crossover_ros map build'"
-            )
+            raise schema_error(str(path), version)
         stored = meta.get("model_fingerprint")
         if model_fingerprint is not None and stored != model_fingerprint:
             db.close()
-            raise MapDatabaseError(
-                f"{path} was built with model {stored}, but the query model is "
-                f"{model_fingerprint}: rebuild the map with the same model"
-            )
-        return cls(path, db)
+            raise fingerprint_error(str(path), str(stored), model_fingerprint)
+        return cls(path, db, search)
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
-        db = sqlite3.connect(path, check_same_thread=False)
+        db = sqlite3.connect(path, check_same_thread=False, timeout=30.0)
         db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: committed scenes survive kill -9
         db.execute("PRAGMA foreign_keys=ON")
         return db
 
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> MapDatabase:
-        return self
+    # -- reading ---------------------------------------------------------------------------
+    def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as err:
+                raise MapDatabaseError(f"{self.path} cannot be read ({err})") from err
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _modality_bits(self) -> dict[str, int]:
+        return {name: bit for bit, name in self._rows("SELECT bit, name FROM modalities")}
 
-    # -- metadata --------------------------------------------------------------------------
-    def _meta(self, key: str) -> str:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            raise MapDatabaseError(f"{self.path} lacks '{key}' in its metadata")
-        return row[0]
+    def scene(self, scene_id: str) -> SceneRecord:
+        rows = self._rows(_SCENE_SELECT + " WHERE scene_id = ?", (scene_id,))
+        if not rows:
+            raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
+        return _record(rows[0])
 
-    @property
-    def model_fingerprint(self) -> str:
-        return self._meta("model_fingerprint")
+    def scenes(self, building_id: str | None = None) -> list[SceneRecord]:
+        if building_id is None:
+            rows = self._rows(_SCENE_SELECT + " ORDER BY scene_id")
+        else:
+            rows = self._rows(
+                _SCENE_SELECT + " WHERE building_id = ? ORDER BY scene_id", (building_id,)
+            )
+        return [_record(row) for row in rows]
 
-    @property
-    def embedding_dim(self) -> int:
-        return int(self._meta("embedding_dim"))
-
-    def scenes(self) -> list[SceneRecord]:
-        rows = self._db.execute(
-            "SELECT scene_id, building_id, room_id, scan_index FROM scenes ORDER BY scene_id"
-        )
-        return [SceneRecord(*row) for row in rows]
+    def buildings(self) -> list[str]:
+        return [r[0] for r in self._rows("SELECT building_id FROM buildings ORDER BY 1")]
 
     def modalities(self) -> list[str]:
-        rows = self._db.execute("SELECT DISTINCT modality FROM embeddings ORDER BY modality")
+        rows = self._rows("SELECT DISTINCT modality FROM scene_embeddings ORDER BY modality")
         return [row[0] for row in rows]
 
-    def instances(self, scene_id: str) -> list[dict]:
-        rows = self._db.execute(
-            "SELECT instance_id, label, centroid FROM instances WHERE scene_id = ?"
-            " ORDER BY instance_id",
+    def scene_modalities(self, scene_id: str) -> list[str]:
+        """The scene's modality mask as names."""
+        rows = self._rows("SELECT modality_mask FROM scenes WHERE scene_id = ?", (scene_id,))
+        if not rows:
+            raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
+        mask = rows[0][0]
+        return sorted(name for name, bit in self._modality_bits().items() if mask >> bit & 1)
+
+    def scene_embeddings(self, scene_id: str) -> dict[str, np.ndarray]:
+        rows = self._rows(
+            "SELECT modality, count, vectors FROM scene_embeddings WHERE scene_id = ?",
             (scene_id,),
         )
-        return [{"id": i, "label": label, "centroid": json.loads(c)} for i, label, c in rows]
+        return {m: self._unpack(blob, count, scene_id) for m, count, blob in rows}
+
+    def _unpack(self, blob: bytes, count: int, scene_id: str) -> np.ndarray:
+        if len(blob) != count * self.embedding_dim * 4:
+            raise MapDatabaseError(f"{self.path}: corrupt vectors of scene {scene_id}")
+        return np.frombuffer(blob, dtype=np.float32).reshape(count, self.embedding_dim)
+
+    def instances(self, scene_id: str) -> list[dict]:
+        rows = self._rows(
+            "SELECT instance_id, label, centroid, box_min, box_max FROM instances"
+            " WHERE scene_id = ? ORDER BY instance_id",
+            (scene_id,),
+        )
+        out = []
+        for inst_id, label, centroid, box_min, box_max in rows:
+            item = {"id": inst_id, "label": label, "centroid": json.loads(centroid)}
+            if box_min is not None:
+                item["box_min"] = json.loads(box_min)
+            if box_max is not None:
+                item["box_max"] = json.loads(box_max)
+            out.append(item)
+        return out
+
+    def instance_embeddings(self, scene_id: str, modality: str) -> tuple[list[int], np.ndarray]:
+        rows = self._rows(
+            "SELECT instance_id, vector FROM instance_embeddings"
+            " WHERE scene_id = ? AND modality = ? ORDER BY instance_id",
+            (scene_id, modality),
+        )
+        if not rows:
+            return [], np.zeros((0, self.embedding_dim), np.float32)
+        matrix = np.stack([self._unpack(blob, 1, scene_id)[0] for _, blob in rows])
+        return [r[0] for r in rows], matrix
+
+    def point_cloud(self, scene_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        rows = self._rows("SELECT data FROM scene_clouds WHERE scene_id = ?", (scene_id,))
+        return decode_cloud(rows[0][0], scene_id) if rows else None
 
     # -- writing ---------------------------------------------------------------------------
-    def add_scene(
-        self,
-        record: SceneRecord,
-        embeddings: dict[str, np.ndarray],
-        instances: list[dict] | None = None,
-    ) -> None:
-        """Store one scene atomically: a crash leaves either all of it or none."""
-        dim = self.embedding_dim
-        rows = []
-        for modality, vectors in embeddings.items():
-            vectors = np.asarray(vectors, dtype=np.float32)
-            if vectors.ndim != 2 or vectors.shape[1] != dim or len(vectors) == 0:
+    def add_scenes(self, scenes: list[SceneData]) -> None:
+        """Store scenes in one transaction (all or none): batches make bulk imports fast."""
+        prepared = [
+            (
+                data,
+                check_embeddings(data.record, data.embeddings, self.embedding_dim),
+                check_instances(data.record, data.instances, self.embedding_dim),
+            )
+            for data in scenes
+        ]
+        with self._lock:
+            try:
+                with self._db:
+                    bits = self._modality_bits()
+                    for data, embeddings, instances in prepared:
+                        self._insert(data, embeddings, instances, bits)
+            except sqlite3.IntegrityError as err:
+                ids = ", ".join(d.record.scene_id for d in scenes[:3])
                 raise MapDatabaseError(
-                    f"scene {record.scene_id}: '{modality}' vectors must be (K>0, {dim}),"
-                    f" got {vectors.shape}"
+                    f"scene {ids} is already in {self.path} (or inconsistent: {err})"
+                ) from err
+            except sqlite3.DatabaseError as err:
+                raise MapDatabaseError(f"{self.path} cannot be written ({err})") from err
+            self._search_cache.clear()
+
+    def _insert(
+        self,
+        data: SceneData,
+        embeddings: dict[str, np.ndarray],
+        instances: list[dict],
+        bits: dict[str, int],
+    ) -> None:
+        record = data.record
+        names = set(embeddings) | {m for inst in instances for m in inst.get("embeddings", {})}
+        for name in sorted(names - set(bits)):
+            bits[name] = len(bits)
+            if bits[name] >= 62:
+                raise MapDatabaseError(f"{self.path}: too many modalities (at most 62)")
+            self._db.execute("INSERT INTO modalities VALUES (?, ?)", (bits[name], name))
+        mask = 0
+        for name in embeddings:
+            mask |= 1 << bits[name]
+        self._db.execute("INSERT OR IGNORE INTO buildings VALUES (?)", (str(record.building_id),))
+        pose = record.frame_to_building
+        self._db.execute(
+            "INSERT INTO scenes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.scene_id,
+                str(record.building_id),
+                str(record.room_id),
+                int(record.scan_index),
+                None if record.scan_time is None else float(record.scan_time),
+                record.frame,
+                None if pose is None else json.dumps([float(v) for v in pose]),
+                mask,
+                time.time(),
+            ),
+        )
+        self._db.executemany(
+            "INSERT INTO scene_embeddings VALUES (?, ?, ?, ?)",
+            [(record.scene_id, m, len(v), v.tobytes()) for m, v in embeddings.items()],
+        )
+        self._db.executemany(
+            "INSERT INTO instances VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    record.scene_id,
+                    inst["id"],
+                    inst["label"],
+                    json.dumps(inst["centroid"]),
+                    json.dumps(inst["box_min"]) if "box_min" in inst else None,
+                    json.dumps(inst["box_max"]) if "box_max" in inst else None,
                 )
-            if not np.isfinite(vectors).all():
-                raise MapDatabaseError(f"scene {record.scene_id}: non-finite '{modality}' vectors")
-            rows.append((record.scene_id, modality, vectors.tobytes(), len(vectors)))
-        try:
+                for inst in instances
+            ],
+        )
+        self._db.executemany(
+            "INSERT INTO instance_embeddings VALUES (?, ?, ?, ?)",
+            [
+                (record.scene_id, inst["id"], m, v.tobytes())
+                for inst in instances
+                for m, v in inst.get("embeddings", {}).items()
+            ],
+        )
+        if data.cloud is not None:
+            xyz, rgb = data.cloud
+            self._db.execute(
+                "INSERT INTO scene_clouds VALUES (?, ?, ?)",
+                (record.scene_id, len(xyz), encode_cloud(xyz, rgb)),
+            )
+
+    def remove_scene(self, scene_id: str) -> None:
+        """Delete a scene with its embeddings, instances and point cloud."""
+        with self._lock:
             with self._db:
+                deleted = self._db.execute(
+                    "DELETE FROM scenes WHERE scene_id = ?", (scene_id,)
+                ).rowcount
                 self._db.execute(
-                    "INSERT INTO scenes VALUES (?, ?, ?, ?)",
-                    (record.scene_id, record.building_id, record.room_id, record.scan_index),
+                    "DELETE FROM buildings WHERE building_id NOT IN"
+                    " (SELECT DISTINCT building_id FROM scenes)"
                 )
-                self._db.executemany("INSERT INTO embeddings VALUES (?, ?, ?, ?)", rows)
-                self._db.executemany(
-                    "INSERT INTO instances VALUES (?, ?, ?, ?)",
-                    [
-                        (
-                            record.scene_id,
-                            int(inst["id"]),
-                            inst["label"],
-                            json.dumps(inst["centroid"]),
-                        )
-                        for inst in instances or []
-                    ],
-                )
-        except sqlite3.IntegrityError as err:
-            raise MapDatabaseError(f"scene {record.scene_id} is already in {self.path}") from err
-        self._search_cache.clear()
+            self._search_cache.clear()
+        if not deleted:
+            raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
 
     # -- querying --------------------------------------------------------------------------
-    def _search_matrix(self, modality: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-        """All vectors of one modality as one matrix, with each scene's first row index."""
-        if modality not in self._search_cache:
-            rows = self._db.execute(
-                "SELECT scene_id, vectors, count FROM embeddings WHERE modality = ?"
-                " ORDER BY scene_id",
-                (modality,),
-            ).fetchall()
-            dim = self.embedding_dim
-            ids = [row[0] for row in rows]
-            blocks = [np.frombuffer(row[1], dtype=np.float32).reshape(row[2], dim) for row in rows]
-            matrix = np.concatenate(blocks) if blocks else np.zeros((0, dim), np.float32)
-            starts = np.cumsum([0] + [row[2] for row in rows[:-1]]).astype(np.int64)
-            self._search_cache[modality] = (ids, matrix, starts)
-        return self._search_cache[modality]
+    def _index(self, modality: str) -> ModalityIndex:
+        """The modality's search index, reloaded when any connection has committed since."""
+        with self._lock:
+            version = self._db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._data_version:
+                self._search_cache.clear()
+                self._data_version = version
+            if modality not in self._search_cache:
+                rows = self._rows(
+                    "SELECT e.scene_id, s.building_id, s.room_id, e.count, e.vectors"
+                    " FROM scene_embeddings e JOIN scenes s USING (scene_id)"
+                    " WHERE e.modality = ? ORDER BY e.scene_id",
+                    (modality,),
+                )
+                dim = self.embedding_dim
+                counts = np.array([row[3] for row in rows], np.int64)
+                if any(len(row[4]) != row[3] * dim * 4 for row in rows):
+                    raise MapDatabaseError(f"{self.path}: corrupt '{modality}' vectors")
+                matrix = np.frombuffer(b"".join(row[4] for row in rows), np.float32)
+                self._search_cache[modality] = ModalityIndex(
+                    [row[0] for row in rows],
+                    [row[1] for row in rows],
+                    [row[2] for row in rows],
+                    matrix.reshape(-1, dim),
+                    counts,
+                    self._search_cfg,
+                )
+            return self._search_cache[modality]
 
-    def query(self, vectors: np.ndarray, modality: str, top_k: int = 5) -> list[SceneCandidate]:
-        """Rank scenes for query vectors (Q, D), best first."""
-        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-        if vectors.shape[1] != self.embedding_dim:
-            raise MapDatabaseError(
-                f"query vectors have dimension {vectors.shape[1]}, the map {self.embedding_dim}"
-            )
-        ids, matrix, starts = self._search_matrix(modality)
-        if not ids:
+    def _search(
+        self, vectors: np.ndarray, modality: str, top_k: int, building_id: str | None
+    ) -> list[SceneCandidate]:
+        index = self._index(modality)
+        if not index.scene_ids:
             return []
-        similarity = vectors @ matrix.T  # (Q, N)
-        best_per_scene = np.maximum.reduceat(similarity, starts, axis=1)  # (Q, S)
-        scores = best_per_scene.mean(axis=0)
-        order = np.argsort(-scores)[:top_k]
-        return [SceneCandidate(ids[i], float(scores[i])) for i in order]
+        scenes, scores = index.search(vectors, top_k, building_id)
+        return [
+            SceneCandidate(
+                index.scene_ids[i], float(s), str(index.building_ids[i]), index.room_ids[i]
+            )
+            for i, s in zip(scenes, scores, strict=True)
+        ]
+
+
+_SCENE_SELECT = (
+    "SELECT scene_id, building_id, room_id, scan_index, scan_time, frame, frame_to_building"
+    " FROM scenes"
+)
+
+
+def _record(row: tuple) -> SceneRecord:
+    pose = None if row[6] is None else tuple(json.loads(row[6]))
+    return SceneRecord(row[0], row[1], row[2], row[3], row[4], row[5], pose)

@@ -47,11 +47,13 @@ class GlobalImageDescriptor(nn.Module):
         """(B, 3, H, W) float RGB in [0, 1] -> (B, C, h, w) backbone features."""
         return self.backbone.extract_features((images - self.mean) / self.std)
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """GeM pooling (p > 1 favours strong local activations over average pooling) + L2."""
+    def gem_pool(self, features: torch.Tensor) -> torch.Tensor:
+        """Generalised-mean pooling: p > 1 favours strong local activations over the average."""
         p = self.cfg.gem_p
-        pooled = features.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
-        return F.normalize(pooled, dim=1)
+        return features.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.gem_pool(features), dim=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(images))
@@ -110,14 +112,16 @@ class ImageDescriptorEncoder:
     def dim(self) -> int:
         return self.cfg.embed_dim
 
-    def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
-        """Resize every (H, W, 3) uint8 image to the configured input size and stack."""
+    def preprocess(
+        self, images: list[np.ndarray], size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """Resize every (H, W, 3) uint8 image to ``size`` (default: configured) and stack."""
         batch = []
         for image in images:
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ModelError(f"expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
             tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-            size = (self.cfg.input_height, self.cfg.input_width)
+            size = size or (self.cfg.input_height, self.cfg.input_width)
             if tuple(tensor.shape[1:]) != size:
                 tensor = F.interpolate(
                     tensor[None], size=size, mode="bilinear", align_corners=False, antialias=True
@@ -126,11 +130,41 @@ class ImageDescriptorEncoder:
         return torch.stack(batch)
 
     def encode(self, images: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
-        """(N, D) float32 descriptors for N images."""
+        """(N, D) float32 unit descriptors for N images."""
+        return self._batched(images, self.model, self.dim, batch_size)
+
+    def pooled_features(
+        self,
+        images: list[np.ndarray],
+        batch_size: int = 16,
+        size: tuple[int, int] | None = None,
+    ) -> np.ndarray:
+        """(N, 2 * C) float32 [GeM | mean] of the backbone features, not normalised.
+
+        ``size`` (height, width) overrides the configured input size, e.g. square object crops.
+
+        The frozen per-frame input of the CrossOver 2D encoders, in the role the paper gives to
+        DINOv2's [CLS | mean of patch tokens].
+        """
+
+        def pool(images: torch.Tensor) -> torch.Tensor:
+            features = self.model.forward_features(images)
+            return torch.cat([self.model.gem_pool(features), features.mean(dim=(2, 3))], dim=1)
+
+        return self._batched(images, pool, 2 * self.cfg.embed_dim, batch_size, size)
+
+    def _batched(
+        self,
+        images: list[np.ndarray],
+        fn,
+        dim: int,
+        batch_size: int,
+        size: tuple[int, int] | None = None,
+    ) -> np.ndarray:
         out = []
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
-                out.append(self.model(self.preprocess(images[start : start + batch_size])))
+                out.append(fn(self.preprocess(images[start : start + batch_size], size)))
         if not out:
-            return np.zeros((0, self.dim), dtype=np.float32)
+            return np.zeros((0, dim), dtype=np.float32)
         return torch.cat(out).numpy().astype(np.float32)

@@ -1,0 +1,50 @@
+"""``crossover_ros evaluate``: the paper's metric tables for a model and its baselines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_parser(verbs: argparse._SubParsersAction) -> None:
+    parser = verbs.add_parser("evaluate", help="scene retrieval and instance matching metrics")
+    parser.add_argument("--model", type=Path, required=True, help="CrossOver checkpoint")
+    parser.add_argument("--baseline", type=Path, help="Instance Baseline checkpoint")
+    parser.add_argument("--buildings", type=Path, nargs="+", required=True, help="held-out")
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--report", type=Path, help="write the Markdown report here")
+    parser.add_argument("--json", type=Path, help="write all numbers as JSON here")
+    parser.set_defaults(command=evaluate_command)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    from crossover_ros.data.scan import load_building
+    from crossover_ros.eval.crossover_eval import evaluate_models, format_report
+    from crossover_ros.eval.report import results_to_dict
+    from crossover_ros.model.crossover import CrossOverModel
+    from crossover_ros.train.pipeline import load_features
+
+    model, _ = CrossOverModel.load(args.model)
+    baseline = CrossOverModel.load(args.baseline)[0] if args.baseline else None
+    scenes = load_features(args.buildings, args.cache)
+    room_types, states = {}, {}
+    for building_dir in args.buildings:
+        building = load_building(building_dir)
+        types = {int(r["room_id"]): r["room_type"] for r in building.rooms}
+        for info in building.scans:
+            room_types[info.scan_id] = types[int(info.room_id)]
+            states[info.scan_id] = {i.id: i.state for i in building.scan(info.scan_id).instances}
+    categories = [room_types[s.scan_id] for s in scenes]
+    tables = evaluate_models(model, baseline, scenes, categories, states)
+    report = format_report(tables)
+    print(f"{len(scenes)} scans of {len(args.buildings)} held-out buildings\n")
+    print(report)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = {title: results_to_dict(rows) for title, rows in tables.items()}
+        args.json.write_text(json.dumps(payload, indent=2))
+    return 0

@@ -1,0 +1,297 @@
+"""Every metric of the paper for a trained CrossOver model and its baselines, on cached scans.
+
+Methods compared on the same held-out scans:
+- ``crossover``: the unified encoders (stage 3) for scenes, the instance encoder for objects;
+- ``instance_baseline``: a model trained at instance level only, without the object transformer
+  and without the scene stages: a scene is the mean of its object embeddings per modality;
+- ``global_descriptor``: frozen EfficientNet-Lite0 GeM descriptors averaged over frames
+  (image <-> image only), the place-recognition baseline the node started with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from crossover_ros.eval.metrics import (
+    InstanceScene,
+    category_recall,
+    instance_matching,
+    scene_retrieval_recall,
+    temporal_instance_matching,
+    temporal_recall,
+)
+from crossover_ros.model import modalities as mod
+from crossover_ros.model.crossover import CrossOverModel
+from crossover_ros.train.batches import make_batch
+from crossover_ros.train.features import ScanFeatures
+
+SHORT = {mod.RGB: "I", mod.POINT_CLOUD: "P", mod.REFERRAL: "R", mod.FLOORPLAN: "F", mod.MESH: "M"}
+SCENE_PAIRS = [
+    (mod.RGB, mod.POINT_CLOUD),
+    (mod.RGB, mod.REFERRAL),
+    (mod.POINT_CLOUD, mod.REFERRAL),
+    (mod.RGB, mod.FLOORPLAN),
+    (mod.POINT_CLOUD, mod.FLOORPLAN),
+    (mod.REFERRAL, mod.FLOORPLAN),
+    (mod.RGB, mod.RGB),
+    (mod.POINT_CLOUD, mod.POINT_CLOUD),
+]
+INSTANCE_PAIRS = [
+    (mod.RGB, mod.POINT_CLOUD),
+    (mod.RGB, mod.REFERRAL),
+    (mod.POINT_CLOUD, mod.REFERRAL),
+    (mod.RGB, mod.MESH),
+    (mod.POINT_CLOUD, mod.POINT_CLOUD),
+]
+
+
+def pair_name(a: str, b: str) -> str:
+    return f"{SHORT[a]}->{SHORT[b]}"
+
+
+@dataclass
+class EmbeddedScans:
+    """Per-scan embeddings of one method; rows follow ``scan_ids``."""
+
+    scan_ids: list[str]
+    scenes: dict[str, np.ndarray]  # modality -> (S, D) unit rows
+    scene_masks: dict[str, np.ndarray]  # modality -> (S,) bool
+    objects: list[dict[str, np.ndarray]] = field(
+        default_factory=list
+    )  # per scan: modality -> (K, D)
+    object_masks: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+
+def room_key(scan_id: str) -> str:
+    """Scans of the same room share everything but the trailing scan index."""
+    return scan_id.rsplit("_", 1)[0]
+
+
+def _batches(scenes: list[ScanFeatures], size: int, num_scene_points: int | None):
+    for start in range(0, len(scenes), size):
+        yield make_batch(scenes[start : start + size], num_scene_points=num_scene_points)
+
+
+@torch.no_grad()
+def embed_crossover(
+    model: CrossOverModel, scenes: list[ScanFeatures], num_scene_points: int | None = 1024
+) -> EmbeddedScans:
+    from crossover_ros.train.stages import unified_embeddings
+
+    model.eval()
+    out = EmbeddedScans([s.scan_id for s in scenes], {}, {})
+    collected: dict[str, list[np.ndarray]] = {m: [] for m in mod.UNIFIED_MODALITIES}
+    for batch in _batches(scenes, 16, num_scene_points):
+        for m, vectors in unified_embeddings(model, batch).items():
+            collected[m].append(vectors.numpy())
+        objects = model.instance(batch.object_inputs, batch.object_masks, batch.centroids)
+        for i in range(len(batch)):
+            k = int(batch.object_valid[i].sum())
+            out.objects.append({m: e[i, :k].numpy() for m, e in objects.items()})
+            out.object_masks.append({m: batch.object_masks[m][i, :k].numpy() for m in objects})
+    out.scenes = {m: np.concatenate(v) for m, v in collected.items()}
+    out.scene_masks = {m: np.ones(len(scenes), bool) for m in collected}
+    out.scene_masks[mod.REFERRAL] = np.array([s.has_referrals for s in scenes])
+    return out
+
+
+@torch.no_grad()
+def embed_instance_baseline(model: CrossOverModel, scenes: list[ScanFeatures]) -> EmbeddedScans:
+    """Object embeddings without scene context; a scene is their masked mean per modality."""
+    model.eval()
+    out = EmbeddedScans([s.scan_id for s in scenes], {}, {})
+    means: dict[str, list[np.ndarray]] = {m: [] for m in mod.INSTANCE_MODALITIES}
+    present: dict[str, list[bool]] = {m: [] for m in mod.INSTANCE_MODALITIES}
+    for batch in _batches(scenes, 16, None):
+        objects = model.instance(batch.object_inputs, batch.object_masks, batch.centroids)
+        for i in range(len(batch)):
+            k = int(batch.object_valid[i].sum())
+            out.objects.append({m: e[i, :k].numpy() for m, e in objects.items()})
+            out.object_masks.append({m: batch.object_masks[m][i, :k].numpy() for m in objects})
+            for m, e in objects.items():
+                mask = batch.object_masks[m][i, :k]
+                mean = e[i, :k][mask].mean(0) if mask.any() else torch.zeros(e.shape[-1])
+                means[m].append(F.normalize(mean, dim=0).numpy())
+                present[m].append(bool(mask.any()))
+    out.scenes = {m: np.stack(v) for m, v in means.items()}
+    out.scene_masks = {m: np.array(v) for m, v in present.items()}
+    return out
+
+
+def embed_global_descriptor(scenes: list[ScanFeatures]) -> EmbeddedScans:
+    """Mean of the frames' L2-normalised GeM descriptors (first half of the cached features)."""
+    rows = []
+    for s in scenes:
+        gem = s.frame_features[:, : s.frame_features.shape[1] // 2]
+        gem = gem / np.linalg.norm(gem, axis=1, keepdims=True)
+        mean = gem.mean(0)
+        rows.append(mean / np.linalg.norm(mean))
+    vectors = np.stack(rows).astype(np.float32)
+    return EmbeddedScans(
+        [s.scan_id for s in scenes], {mod.RGB: vectors}, {mod.RGB: np.ones(len(scenes), bool)}
+    )
+
+
+def scene_retrieval_table(method: str, emb: EmbeddedScans) -> dict[str, dict]:
+    """Same-scan retrieval: query one scan in modality A among all scans in modality B."""
+    rows = {}
+    targets = np.arange(len(emb.scan_ids))
+    for a, b in SCENE_PAIRS:
+        if a not in emb.scenes or b not in emb.scenes:
+            continue
+        result = scene_retrieval_recall(
+            emb.scenes[a],
+            emb.scenes[b],
+            targets,
+            query_mask=emb.scene_masks[a],
+            database_mask=emb.scene_masks[b],
+        )
+        rows[f"{method} {pair_name(a, b)}"] = result
+    return rows
+
+
+def temporal_table(method: str, emb: EmbeddedScans, pairs) -> dict[str, dict]:
+    """Rescans (scan index >= 1) as queries; positives: the other scans of the same room."""
+    keys = [room_key(s) for s in emb.scan_ids]
+    queries = [i for i, s in enumerate(emb.scan_ids) if not s.endswith("_00")]
+    positives = [[j for j, k in enumerate(keys) if k == keys[q] and j != q] for q in queries]
+    rows = {}
+    for a, b in pairs:
+        if a not in emb.scenes or b not in emb.scenes:
+            continue
+        rows[f"{method} {pair_name(a, b)}"] = temporal_recall(
+            emb.scenes[a][queries],
+            emb.scenes[b],
+            positives,
+            query_db_index=queries,
+            query_mask=emb.scene_masks[a][queries],
+            database_mask=emb.scene_masks[b],
+        )
+    return rows
+
+
+def category_table(method: str, emb: EmbeddedScans, categories: list[str], pairs) -> dict:
+    rows = {}
+    for a, b in pairs:
+        if a in emb.scenes and b in emb.scenes:
+            rows[f"{method} {pair_name(a, b)}"] = category_recall(
+                emb.scenes[a],
+                emb.scenes[b],
+                categories,
+                categories,
+                query_db_index=np.arange(len(categories)),
+                query_mask=emb.scene_masks[a],
+                database_mask=emb.scene_masks[b],
+            )
+    return rows
+
+
+def instance_table(method: str, emb: EmbeddedScans, scenes: list[ScanFeatures]) -> dict:
+    """Within-scan object matching for each modality pair (ground truth: the same object)."""
+    rows = {}
+    for a, b in INSTANCE_PAIRS:
+        if a == b:
+            continue
+        items = [
+            InstanceScene(
+                query=objects[a],
+                target=objects[b],
+                pairs=[(i, i) for i in range(len(scene.object_ids))],
+                query_labels=scene.object_labels,
+                target_labels=scene.object_labels,
+                query_mask=masks[a],
+                target_mask=masks[b],
+                scene_id=scene.scan_id,
+            )
+            for scene, objects, masks in zip(scenes, emb.objects, emb.object_masks, strict=True)
+        ]
+        rows[f"{method} {pair_name(a, b)}"] = instance_matching(items)
+    return rows
+
+
+def temporal_instance_table(
+    method: str, emb: EmbeddedScans, scenes: list[ScanFeatures], states: dict[str, dict[int, str]]
+) -> dict:
+    """P->P between a rescan and its reference scan; objects paired by instance id."""
+    index = {s.scan_id: i for i, s in enumerate(scenes)}
+    items = []
+    for q, scene in enumerate(scenes):
+        reference = f"{room_key(scene.scan_id)}_00"
+        if scene.scan_id == reference or reference not in index:
+            continue
+        r = index[reference]
+        ref_ids = {int(i): j for j, i in enumerate(scenes[r].object_ids)}
+        pairs, pair_states = [], []
+        for i, object_id in enumerate(scene.object_ids):
+            state = states.get(scene.scan_id, {}).get(int(object_id), "static")
+            if int(object_id) in ref_ids and state in ("static", "moved"):
+                pairs.append((i, ref_ids[int(object_id)]))
+                pair_states.append(state)
+        if not pairs:
+            continue
+        items.append(
+            InstanceScene(
+                query=emb.objects[q][mod.POINT_CLOUD],
+                target=emb.objects[r][mod.POINT_CLOUD],
+                pairs=pairs,
+                query_labels=scene.object_labels,
+                target_labels=scenes[r].object_labels,
+                query_mask=emb.object_masks[q][mod.POINT_CLOUD],
+                target_mask=emb.object_masks[r][mod.POINT_CLOUD],
+                pair_states=pair_states,
+                scene_id=scene.scan_id,
+            )
+        )
+    return {f"{method} P->P": temporal_instance_matching(items, unmatched_targets="distractor")}
+
+
+TEMPORAL_PAIRS = [
+    (mod.RGB, mod.POINT_CLOUD),
+    (mod.RGB, mod.RGB),
+    (mod.POINT_CLOUD, mod.POINT_CLOUD),
+]
+
+
+def evaluate_models(
+    model: CrossOverModel,
+    baseline: CrossOverModel | None,
+    scenes: list[ScanFeatures],
+    categories: list[str],
+    states: dict[str, dict[int, str]],
+) -> dict[str, dict]:
+    """Every table of the report: {table title: {row name: metric result}}."""
+    methods = {"CrossOver": embed_crossover(model, scenes)}
+    if baseline is not None:
+        methods["Instance baseline"] = embed_instance_baseline(baseline, scenes)
+    methods["Global descriptor"] = embed_global_descriptor(scenes)
+    tables: dict[str, dict] = {
+        "Scene retrieval (same scan)": {},
+        "Temporal scene retrieval (rescan -> other scans of the room)": {},
+        "Category recall (room type)": {},
+        "Instance matching (within a scan)": {},
+        "Temporal instance matching (rescan -> reference)": {},
+    }
+    titles = list(tables)
+    for name, emb in methods.items():
+        tables[titles[0]].update(scene_retrieval_table(name, emb))
+        tables[titles[1]].update(temporal_table(name, emb, TEMPORAL_PAIRS))
+        tables[titles[2]].update(category_table(name, emb, categories, TEMPORAL_PAIRS))
+        if emb.objects:
+            tables[titles[3]].update(instance_table(name, emb, scenes))
+            tables[titles[4]].update(temporal_instance_table(name, emb, scenes, states))
+    return tables
+
+
+def format_report(tables: dict[str, dict]) -> str:
+    """Markdown: one table per title, values in percent."""
+    from crossover_ros.eval.report import format_markdown_table, table_rows
+
+    parts = []
+    for title, rows in tables.items():
+        if rows:
+            parts.append(f"### {title}\n\n{format_markdown_table(table_rows(rows))}\n")
+    return "\n".join(parts)

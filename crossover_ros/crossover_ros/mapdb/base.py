@@ -1,0 +1,175 @@
+"""What both backends share: the public API's checks, instance matching and scene export."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from crossover_ros.errors import MapDatabaseError
+from crossover_ros.mapdb.records import (
+    SCHEMA_VERSION,
+    InstanceMatching,
+    SceneCandidate,
+    SceneData,
+    SceneRecord,
+    check_vectors,
+    normalise_rows,
+)
+from crossover_ros.mapdb.search import hungarian_match
+
+
+def schema_error(where: str, version: int) -> MapDatabaseError:
+    """The one message for a map of another schema: what it is and what to do."""
+    if version < SCHEMA_VERSION:
+        action = (
+            "rebuild the map with 'crossover_ros map build' (older maps lack instance boxes,"
+            " point clouds and modality masks, so they cannot be migrated)"
+        )
+    else:
+        action = "update crossover_ros to read it, or rebuild the map with this version"
+    return MapDatabaseError(
+        f"{where} has schema version {version}, this crossover_ros reads {SCHEMA_VERSION}: {action}"
+    )
+
+
+def fingerprint_error(where: str, stored: str, wanted: str) -> MapDatabaseError:
+    return MapDatabaseError(
+        f"{where} was built with model {stored}, but the query model is {wanted}:"
+        " rebuild the map with the same model"
+    )
+
+
+class MapBase(ABC):
+    """The map API; subclasses store, this class checks and composes."""
+
+    path: str | object
+    embedding_dim: int
+    model_fingerprint: str
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def scenes(self, building_id: str | None = None) -> list[SceneRecord]: ...
+
+    @abstractmethod
+    def scene(self, scene_id: str) -> SceneRecord:
+        """One scene's record, or MapDatabaseError if the map lacks it."""
+
+    @abstractmethod
+    def remove_scene(self, scene_id: str) -> None: ...
+
+    @abstractmethod
+    def scene_embeddings(self, scene_id: str) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def instances(self, scene_id: str) -> list[dict]: ...
+
+    @abstractmethod
+    def instance_embeddings(self, scene_id: str, modality: str) -> tuple[list[int], np.ndarray]: ...
+
+    @abstractmethod
+    def point_cloud(self, scene_id: str) -> tuple[np.ndarray, np.ndarray] | None: ...
+
+    @abstractmethod
+    def add_scenes(self, scenes: list[SceneData]) -> None: ...
+
+    @abstractmethod
+    def _search(
+        self, vectors: np.ndarray, modality: str, top_k: int, building_id: str | None
+    ) -> list[SceneCandidate]: ...
+
+    def add_scene(
+        self,
+        record: SceneRecord,
+        embeddings: dict[str, np.ndarray],
+        instances: list[dict] | None = None,
+        cloud: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Store one scene atomically: a crash leaves either all of it or none.
+
+        ``instances`` are dicts with id, label, centroid and optionally box_min, box_max and
+        ``embeddings`` {modality: (D,) vector}; ``cloud`` is (xyz float32, rgb uint8), stored as
+        given (downsample it first, see ``records.voxel_downsample``).
+        """
+        self.add_scenes([SceneData(record, embeddings, instances or [], cloud)])
+
+    def query(
+        self,
+        vectors: np.ndarray,
+        modality: str,
+        top_k: int = 5,
+        building_id: str | None = None,
+    ) -> list[SceneCandidate]:
+        """Rank scenes for query vectors (Q, D) of any modality against the stored ``modality``.
+
+        CrossOver puts all modalities in one space, so an rgb query can search 'point_cloud'
+        rows. Score: mean over query rows of the best cosine among the scene's rows.
+        """
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if vectors.ndim != 2 or vectors.shape[1] != self.embedding_dim:
+            raise MapDatabaseError(
+                f"query vectors have dimension {vectors.shape[-1]}, the map {self.embedding_dim}"
+            )
+        if top_k < 1:
+            raise MapDatabaseError(f"top_k must be at least 1, got {top_k}")
+        return self._search(normalise_rows(vectors), modality, top_k, building_id)
+
+    def match_instances(
+        self,
+        scene_id: str,
+        vectors: np.ndarray,
+        modality: str,
+        threshold: float = 0.5,
+    ) -> InstanceMatching:
+        """Match observed objects (M, D) to the scene's instances: cosine + Hungarian.
+
+        A pair scoring below ``threshold`` is left unmatched rather than forced: objects that
+        appeared or vanished since the scan are the normal case in a lived-in building.
+        """
+        vectors = np.asarray(vectors, np.float32)
+        if vectors.size == 0:
+            vectors = vectors.reshape(0, self.embedding_dim)
+        query = (
+            normalise_rows(check_vectors(vectors, self.embedding_dim, "query"))
+            if len(vectors)
+            else vectors
+        )
+        ids, stored = self.instance_embeddings(scene_id, modality)
+        return hungarian_match(query, ids, stored, threshold)
+
+    def scene_data(self, scene_id: str) -> SceneData:
+        """All of one scene, for export to another map."""
+        record = self.scene(scene_id)
+        instances = self.instances(scene_id)
+        by_id = {inst["id"]: inst for inst in instances}
+        for modality in self.modalities():
+            ids, matrix = self.instance_embeddings(scene_id, modality)
+            for inst_id, vector in zip(ids, matrix, strict=True):
+                by_id[inst_id].setdefault("embeddings", {})[modality] = vector
+        return SceneData(
+            record, self.scene_embeddings(scene_id), instances, self.point_cloud(scene_id)
+        )
+
+    @abstractmethod
+    def modalities(self) -> list[str]: ...
+
+    def describe(self) -> dict:
+        """Counts for ``map info``."""
+        scenes = self.scenes()
+        return {
+            "map": str(self.path),
+            "schema_version": SCHEMA_VERSION,
+            "model": self.model_fingerprint,
+            "embedding_dim": self.embedding_dim,
+            "modalities": self.modalities(),
+            "buildings": sorted({s.building_id for s in scenes}),
+            "scenes": len(scenes),
+        }

@@ -1,0 +1,61 @@
+"""Choosing a backend from a path or a URL, and copying maps between backends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from crossover_ros.mapdb.base import MapBase
+from crossover_ros.mapdb.database import MapDatabase
+
+
+def is_postgres_url(location: str | Path) -> bool:
+    return str(location).startswith(("postgresql://", "postgres://"))
+
+
+def open_map(location: str | Path, model_fingerprint: str | None = None) -> MapBase:
+    """A SQLite file path or a ``postgresql://...[#map_name]`` URL."""
+    if is_postgres_url(location):
+        from crossover_ros.mapdb.postgres import PostgresMapDatabase
+
+        return PostgresMapDatabase.open(str(location), model_fingerprint)
+    return MapDatabase.open(location, model_fingerprint)
+
+
+def create_map(location: str | Path, model_fingerprint: str, embedding_dim: int) -> MapBase:
+    if is_postgres_url(location):
+        from crossover_ros.mapdb.postgres import PostgresMapDatabase
+
+        return PostgresMapDatabase.create(str(location), model_fingerprint, embedding_dim)
+    return MapDatabase.create(location, model_fingerprint, embedding_dim)
+
+
+def copy_map(
+    source: MapBase,
+    target: MapBase,
+    batch: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Copy every scene of ``source`` missing from ``target``; returns how many were copied.
+
+    Both maps must come from the same model: mixing embedding spaces gives wrong answers.
+    """
+    from crossover_ros.errors import MapDatabaseError
+
+    if (source.model_fingerprint, source.embedding_dim) != (
+        target.model_fingerprint,
+        target.embedding_dim,
+    ):
+        raise MapDatabaseError(
+            f"{source.path} holds model {source.model_fingerprint} ({source.embedding_dim}-d),"
+            f" {target.path} model {target.model_fingerprint} ({target.embedding_dim}-d):"
+            " copy only between maps of the same model"
+        )
+    present = {s.scene_id for s in target.scenes()}
+    todo = [s.scene_id for s in source.scenes() if s.scene_id not in present]
+    for begin in range(0, len(todo), batch):
+        chunk = [source.scene_data(scene_id) for scene_id in todo[begin : begin + batch]]
+        target.add_scenes(chunk)
+        if progress is not None:
+            progress(len(chunk))
+    return len(todo)

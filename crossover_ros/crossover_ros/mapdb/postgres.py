@@ -1,0 +1,546 @@
+"""Fleet backend: PostgreSQL + pgvector, so many robots share one map server.
+
+Scene rows live in one table with a ``vector(D)`` column and one partial HNSW index (cosine) per
+modality; a query asks the index for candidate scenes and scores them exactly in numpy, so the
+scores equal the embedded backend's. Connect with a libpq URL; credentials come from libpq's
+environment (PGPASSWORD, PGPASSFILE, ~/.pgpass) or a service file, and every message shows the
+URL with any password masked. Several maps share a server as PostgreSQL schemas: the URL's
+fragment names one (``postgresql://host/db#office_maps``; default ``crossover_map``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from crossover_ros.errors import MapDatabaseError
+from crossover_ros.mapdb.base import MapBase, fingerprint_error, schema_error
+from crossover_ros.mapdb.records import (
+    SCHEMA_VERSION,
+    SceneCandidate,
+    SceneData,
+    SceneRecord,
+    check_embeddings,
+    check_instances,
+    decode_cloud,
+    encode_cloud,
+)
+
+DEFAULT_SCHEMA = "crossover_map"
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class PgSearchCfg:
+    """HNSW parameters (pgvector's defaults are m=16, ef_construction=64, ef_search=40)."""
+
+    m: int = 16
+    ef_construction: int = 64
+    ef_search: int = 100
+    candidates_per_row: int = 40  # index hits per query row before exact re-scoring
+    maintenance_work_mem: str = "1GB"  # HNSW builds are slow once the graph exceeds it
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, for messages and logs."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable connection string>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, host = netloc.rsplit("@", 1)
+        if ":" in user:
+            user = user.split(":", 1)[0] + ":***"
+        netloc = f"{user}@{host}"
+    query = re.sub(r"(password=)[^&]*", r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _split_schema(url: str) -> tuple[str, str]:
+    base, _, fragment = url.partition("#")
+    schema = fragment or DEFAULT_SCHEMA
+    if not _IDENT.match(schema):
+        raise MapDatabaseError(f"map name '{schema}' must be a lowercase SQL identifier")
+    return base, schema
+
+
+def _psycopg():
+    try:
+        import psycopg
+    except ImportError as err:
+        raise MapDatabaseError(
+            "the PostgreSQL backend needs psycopg: pip install 'psycopg[binary]'"
+        ) from err
+    return psycopg
+
+
+def _vector_text(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{v:.8g}" for v in vector.tolist()) + "]"
+
+
+def _parse_vector(text: str) -> np.ndarray:
+    return np.array(text.strip("[]").split(","), dtype=np.float32)
+
+
+class PostgresMapDatabase(MapBase):
+    """The fleet backend; same API as :class:`~crossover_ros.mapdb.database.MapDatabase`."""
+
+    def __init__(self, url: str, connection, schema: str, cfg: PgSearchCfg | None = None):
+        self.path = redact_url(url)
+        self._db = connection
+        self._schema = schema
+        self._cfg = cfg or PgSearchCfg()
+        self._lock = threading.RLock()
+        meta = dict(self._fetch("SELECT key, value FROM {s}.meta"))
+        self.model_fingerprint = meta["model_fingerprint"]
+        self.embedding_dim = int(meta["embedding_dim"])
+
+    # -- opening ---------------------------------------------------------------------------
+    @staticmethod
+    def _connect(url: str):
+        psycopg = _psycopg()
+        try:
+            return psycopg.connect(url, connect_timeout=10)
+        except psycopg.Error as err:
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise MapDatabaseError(
+                f"cannot connect to {redact_url(url)}: {message} (credentials come from"
+                " PGPASSWORD, PGPASSFILE or ~/.pgpass)"
+            ) from None
+
+    @classmethod
+    def create(
+        cls,
+        url: str,
+        model_fingerprint: str,
+        embedding_dim: int,
+        cfg: PgSearchCfg | None = None,
+    ) -> PostgresMapDatabase:
+        """A new map in its own schema of the server; refuses to overwrite an existing map."""
+        base, schema = _split_schema(url)
+        dim = int(embedding_dim)
+        if not 1 <= dim <= 2000:
+            raise MapDatabaseError(f"pgvector HNSW indexes take 1..2000 dimensions, got {dim}")
+        db = cls._connect(base)
+        psycopg = _psycopg()
+        try:
+            with db.transaction():
+                exists = db.execute(
+                    "SELECT 1 FROM information_schema.tables"
+                    " WHERE table_schema = %s AND table_name = 'meta'",
+                    (schema,),
+                ).fetchone()
+                if exists:
+                    raise MapDatabaseError(
+                        f"{redact_url(url)} already holds map '{schema}'; remove it"
+                        f" (DROP SCHEMA {schema} CASCADE) or choose another name"
+                    )
+                db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                db.execute(_PG_SCHEMA.format(s=schema, d=dim))
+                db.cursor().executemany(
+                    f"INSERT INTO {schema}.meta VALUES (%s, %s)",
+                    [
+                        ("schema_version", str(SCHEMA_VERSION)),
+                        ("model_fingerprint", model_fingerprint),
+                        ("embedding_dim", str(dim)),
+                        ("created_at", str(time.time())),
+                    ],
+                )
+        except psycopg.Error as err:
+            db.close()
+            raise MapDatabaseError(f"cannot create map on {redact_url(url)}: {err}") from err
+        except MapDatabaseError:
+            db.close()
+            raise
+        return cls(url, db, schema, cfg)
+
+    @classmethod
+    def open(
+        cls, url: str, model_fingerprint: str | None = None, cfg: PgSearchCfg | None = None
+    ) -> PostgresMapDatabase:
+        """Connect to an existing map, checking its schema and (if given) the model."""
+        base, schema = _split_schema(url)
+        db = cls._connect(base)
+        psycopg = _psycopg()
+        try:
+            with db.transaction():
+                exists = db.execute(
+                    "SELECT 1 FROM information_schema.tables"
+                    " WHERE table_schema = %s AND table_name = 'meta'",
+                    (schema,),
+                ).fetchone()
+                meta = (
+                    dict(db.execute(f"SELECT key, value FROM {schema}.meta").fetchall())
+                    if exists
+                    else None
+                )
+        except psycopg.Error as err:
+            db.close()
+            raise MapDatabaseError(f"{redact_url(url)} cannot be read: {err}") from err
+        where = f"{redact_url(base)} map '{schema}'"
+        if meta is None:
+            db.close()
+            raise MapDatabaseError(f"{where} not found; build it with 'map build' or 'map export'")
+        try:
+            version = int(meta.get("schema_version", -1))
+        except ValueError:
+            version = -1
+        if version != SCHEMA_VERSION:
+            db.close()
+            raise schema_error(where, version)
+        if model_fingerprint is not None and meta.get("model_fingerprint") != model_fingerprint:
+            db.close()
+            raise fingerprint_error(where, str(meta.get("model_fingerprint")), model_fingerprint)
+        return cls(url, db, schema, cfg)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- plumbing --------------------------------------------------------------------------
+    @contextmanager
+    def _transaction(self) -> Iterator[object]:
+        psycopg = _psycopg()
+        with self._lock:
+            try:
+                with self._db.transaction():
+                    yield self._db
+            except psycopg.errors.UniqueViolation as err:
+                raise MapDatabaseError(f"{self.path}: scene already in the map ({err})") from err
+            except psycopg.Error as err:
+                raise MapDatabaseError(f"{self.path}: {err}") from err
+
+    def _fetch(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._transaction() as db:
+            return db.execute(sql.format(s=self._schema), args).fetchall()
+
+    # -- reading ---------------------------------------------------------------------------
+    def scene(self, scene_id: str) -> SceneRecord:
+        rows = self._fetch(_SCENE_SELECT + " WHERE scene_id = %s", (scene_id,))
+        if not rows:
+            raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
+        return _record(rows[0])
+
+    def scenes(self, building_id: str | None = None) -> list[SceneRecord]:
+        if building_id is None:
+            rows = self._fetch(_SCENE_SELECT + " ORDER BY scene_id")
+        else:
+            rows = self._fetch(
+                _SCENE_SELECT + " WHERE building_id = %s ORDER BY scene_id", (building_id,)
+            )
+        return [_record(row) for row in rows]
+
+    def buildings(self) -> list[str]:
+        return [r[0] for r in self._fetch("SELECT building_id FROM {s}.buildings ORDER BY 1")]
+
+    def modalities(self) -> list[str]:
+        rows = self._fetch("SELECT DISTINCT modality FROM {s}.scene_embeddings ORDER BY 1")
+        return [r[0] for r in rows]
+
+    def scene_modalities(self, scene_id: str) -> list[str]:
+        rows = self._fetch("SELECT modality_mask FROM {s}.scenes WHERE scene_id = %s", (scene_id,))
+        if not rows:
+            raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
+        bits = self._fetch("SELECT bit, name FROM {s}.modalities")
+        return sorted(name for bit, name in bits if rows[0][0] >> bit & 1)
+
+    def scene_embeddings(self, scene_id: str) -> dict[str, np.ndarray]:
+        rows = self._fetch(
+            "SELECT modality, embedding::text FROM {s}.scene_embeddings WHERE scene_id = %s"
+            " ORDER BY modality, row_index",
+            (scene_id,),
+        )
+        out: dict[str, list[np.ndarray]] = {}
+        for modality, text in rows:
+            out.setdefault(modality, []).append(_parse_vector(text))
+        return {m: np.stack(v) for m, v in out.items()}
+
+    def instances(self, scene_id: str) -> list[dict]:
+        rows = self._fetch(
+            "SELECT instance_id, label, centroid, box_min, box_max FROM {s}.instances"
+            " WHERE scene_id = %s ORDER BY instance_id",
+            (scene_id,),
+        )
+        out = []
+        for inst_id, label, centroid, box_min, box_max in rows:
+            item = {"id": inst_id, "label": label, "centroid": json.loads(centroid)}
+            if box_min is not None:
+                item["box_min"] = json.loads(box_min)
+            if box_max is not None:
+                item["box_max"] = json.loads(box_max)
+            out.append(item)
+        return out
+
+    def instance_embeddings(self, scene_id: str, modality: str) -> tuple[list[int], np.ndarray]:
+        rows = self._fetch(
+            "SELECT instance_id, embedding::text FROM {s}.instance_embeddings"
+            " WHERE scene_id = %s AND modality = %s ORDER BY instance_id",
+            (scene_id, modality),
+        )
+        if not rows:
+            return [], np.zeros((0, self.embedding_dim), np.float32)
+        return [r[0] for r in rows], np.stack([_parse_vector(r[1]) for r in rows])
+
+    def point_cloud(self, scene_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        rows = self._fetch("SELECT data FROM {s}.scene_clouds WHERE scene_id = %s", (scene_id,))
+        return decode_cloud(bytes(rows[0][0]), scene_id) if rows else None
+
+    # -- writing ---------------------------------------------------------------------------
+    def add_scenes(self, scenes: list[SceneData]) -> None:
+        """Store scenes in one transaction; vectors go in by binary COPY, indexes follow."""
+        s = self._schema
+        prepared = [
+            (
+                data,
+                check_embeddings(data.record, data.embeddings, self.embedding_dim),
+                check_instances(data.record, data.instances, self.embedding_dim),
+            )
+            for data in scenes
+        ]
+        with self._transaction() as db:
+            bits = dict(db.execute(f"SELECT name, bit FROM {s}.modalities").fetchall())
+            names = sorted(
+                {m for _, emb, _ in prepared for m in emb}
+                | {m for _, _, insts in prepared for i in insts for m in i.get("embeddings", {})}
+            )
+            for name in names:
+                if name not in bits:
+                    bits[name] = len(bits)
+                    db.execute(f"INSERT INTO {s}.modalities VALUES (%s, %s)", (bits[name], name))
+            db.cursor().executemany(
+                f"INSERT INTO {s}.buildings VALUES (%s) ON CONFLICT DO NOTHING",
+                [(b,) for b in sorted({str(d.record.building_id) for d, _, _ in prepared})],
+            )
+            now = time.time()
+            with db.cursor().copy(f"COPY {s}.scenes FROM STDIN") as copy:
+                for data, emb, _ in prepared:
+                    r = data.record
+                    pose = r.frame_to_building
+                    mask = sum(1 << bits[m] for m in emb)
+                    copy.write_row(
+                        (
+                            r.scene_id,
+                            str(r.building_id),
+                            str(r.room_id),
+                            int(r.scan_index),
+                            r.scan_time,
+                            r.frame,
+                            None if pose is None else json.dumps([float(v) for v in pose]),
+                            mask,
+                            now,
+                        )
+                    )
+            rows = [
+                (data.record.scene_id, m, i, v)
+                for data, emb, _ in prepared
+                for m, vectors in emb.items()
+                for i, v in enumerate(vectors)
+            ]
+            self._copy_vectors(db, f"{s}.scene_embeddings", rows)
+            instances = [(d.record.scene_id, inst) for d, _, insts in prepared for inst in insts]
+            if instances:
+                with db.cursor().copy(f"COPY {s}.instances FROM STDIN") as copy:
+                    for scene_id, inst in instances:
+                        copy.write_row(
+                            (
+                                scene_id,
+                                inst["id"],
+                                inst["label"],
+                                json.dumps(inst["centroid"]),
+                                json.dumps(inst["box_min"]) if "box_min" in inst else None,
+                                json.dumps(inst["box_max"]) if "box_max" in inst else None,
+                            )
+                        )
+                inst_rows = [
+                    (scene_id, m, inst["id"], v)
+                    for scene_id, inst in instances
+                    for m, v in inst.get("embeddings", {}).items()
+                ]
+                self._copy_vectors(db, f"{s}.instance_embeddings", inst_rows)
+            for data, _, _ in prepared:
+                if data.cloud is not None:
+                    xyz, rgb = data.cloud
+                    db.execute(
+                        f"INSERT INTO {s}.scene_clouds VALUES (%s, %s, %s)",
+                        (data.record.scene_id, len(xyz), encode_cloud(xyz, rgb)),
+                    )
+            for name in {m for _, emb, _ in prepared for m in emb}:
+                self._ensure_index(db, name, bits[name])
+
+    def _copy_vectors(self, db, table: str, rows: list[tuple[str, str, int, np.ndarray]]) -> None:
+        """Binary COPY of (scene_id, modality, int, vector) rows: the fast path for big maps."""
+        if not rows:
+            return
+        dim = self.embedding_dim
+        vec_head = struct.pack(">ihh", 4 + 4 * dim, dim, 0)
+        chunks = [b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)]
+        for scene_id, modality, number, vector in rows:
+            sid, mod = scene_id.encode(), modality.encode()
+            chunks.append(
+                struct.pack(">hi", 4, len(sid))
+                + sid
+                + struct.pack(">i", len(mod))
+                + mod
+                + struct.pack(">ii", 4, int(number))
+                + vec_head
+                + vector.astype(">f4").tobytes()
+            )
+        chunks.append(struct.pack(">h", -1))
+        columns = (
+            "(scene_id, modality, row_index, embedding)"
+            if table.endswith("scene_embeddings")
+            else "(scene_id, modality, instance_id, embedding)"
+        )
+        with db.cursor().copy(f"COPY {table} {columns} FROM STDIN (FORMAT BINARY)") as copy:
+            for begin in range(0, len(chunks), 4096):
+                copy.write(b"".join(chunks[begin : begin + 4096]))
+
+    def _ensure_index(self, db, modality: str, bit: int) -> None:
+        """One partial HNSW index per modality, so a query never filters after the index."""
+        s = self._schema
+        name = f"scene_hnsw_{bit}"
+        exists = db.execute(
+            "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = %s", (s, name)
+        ).fetchone()
+        if exists:
+            return
+        literal = modality.replace("'", "''")  # checked name; quoted all the same
+        db.execute(f"SET LOCAL maintenance_work_mem = '{self._cfg.maintenance_work_mem}'")
+        db.execute(
+            f"CREATE INDEX {name} ON {s}.scene_embeddings USING hnsw (embedding vector_cosine_ops)"
+            f" WITH (m = {int(self._cfg.m)}, ef_construction = {int(self._cfg.ef_construction)})"
+            f" WHERE modality = '{literal}'"
+        )
+
+    def remove_scene(self, scene_id: str) -> None:
+        s = self._schema
+        with self._transaction() as db:
+            deleted = db.execute(f"DELETE FROM {s}.scenes WHERE scene_id = %s", (scene_id,))
+            db.execute(
+                f"DELETE FROM {s}.buildings WHERE building_id NOT IN"
+                f" (SELECT DISTINCT building_id FROM {s}.scenes)"
+            )
+        if not deleted.rowcount:
+            raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
+
+    # -- querying --------------------------------------------------------------------------
+    def _search(
+        self, vectors: np.ndarray, modality: str, top_k: int, building_id: str | None
+    ) -> list[SceneCandidate]:
+        s = self._schema
+        literal = modality.replace("'", "''")
+        limit = max(top_k, self._cfg.candidates_per_row)
+        candidates: set[str] = set()
+        with self._transaction() as db:
+            db.execute(f"SET LOCAL hnsw.ef_search = {max(int(self._cfg.ef_search), limit)}")
+            if building_id is not None:
+                # A building is small: scan it exactly rather than filter an index's answers.
+                db.execute("SET LOCAL enable_indexscan = off")
+            for vector in vectors:
+                text = _vector_text(vector)
+                if building_id is None:
+                    rows = db.execute(
+                        f"SELECT scene_id FROM {s}.scene_embeddings WHERE modality = '{literal}'"
+                        " ORDER BY embedding <=> %s::vector LIMIT %s",
+                        (text, limit),
+                    ).fetchall()
+                else:
+                    rows = db.execute(
+                        f"SELECT e.scene_id FROM {s}.scene_embeddings e JOIN {s}.scenes c"
+                        f" USING (scene_id) WHERE e.modality = '{literal}' AND c.building_id = %s"
+                        " ORDER BY e.embedding <=> %s::vector LIMIT %s",
+                        (building_id, text, limit),
+                    ).fetchall()
+                candidates.update(r[0] for r in rows)
+            if not candidates:
+                return []
+            rows = db.execute(
+                f"SELECT e.scene_id, c.building_id, c.room_id, e.embedding::text"
+                f" FROM {s}.scene_embeddings e JOIN {s}.scenes c USING (scene_id)"
+                f" WHERE e.modality = '{literal}' AND e.scene_id = ANY(%s)"
+                " ORDER BY e.scene_id, e.row_index",
+                (sorted(candidates),),
+            ).fetchall()
+        ids: list[str] = []
+        info: list[tuple[str, str]] = []
+        counts: list[int] = []
+        for scene_id, building, room, _ in rows:
+            if not ids or ids[-1] != scene_id:
+                ids.append(scene_id)
+                info.append((building, room))
+                counts.append(0)
+            counts[-1] += 1
+        matrix = np.stack([_parse_vector(r[3]) for r in rows])
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        scores = np.maximum.reduceat(vectors @ matrix.T, starts, axis=1).mean(axis=0)
+        order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))[:top_k]
+        return [SceneCandidate(ids[i], float(scores[i]), *info[i]) for i in order]
+
+
+_PG_SCHEMA = """
+CREATE SCHEMA IF NOT EXISTS {s};
+CREATE TABLE {s}.meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE {s}.buildings (building_id TEXT PRIMARY KEY);
+CREATE TABLE {s}.modalities (bit INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE {s}.scenes (
+    scene_id TEXT PRIMARY KEY,
+    building_id TEXT NOT NULL REFERENCES {s}.buildings(building_id),
+    room_id TEXT NOT NULL,
+    scan_index INTEGER NOT NULL,
+    scan_time DOUBLE PRECISION,
+    frame TEXT NOT NULL,
+    frame_to_building TEXT,
+    modality_mask BIGINT NOT NULL,
+    added_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX ON {s}.scenes (building_id);
+CREATE TABLE {s}.scene_embeddings (
+    scene_id TEXT NOT NULL REFERENCES {s}.scenes(scene_id) ON DELETE CASCADE,
+    modality TEXT NOT NULL,
+    row_index INTEGER NOT NULL,
+    embedding vector({d}) NOT NULL,
+    PRIMARY KEY (scene_id, modality, row_index)
+);
+CREATE TABLE {s}.instances (
+    scene_id TEXT NOT NULL REFERENCES {s}.scenes(scene_id) ON DELETE CASCADE,
+    instance_id INTEGER NOT NULL,
+    label TEXT NOT NULL,
+    centroid TEXT NOT NULL,
+    box_min TEXT,
+    box_max TEXT,
+    PRIMARY KEY (scene_id, instance_id)
+);
+CREATE TABLE {s}.instance_embeddings (
+    scene_id TEXT NOT NULL,
+    modality TEXT NOT NULL,
+    instance_id INTEGER NOT NULL,
+    embedding vector({d}) NOT NULL,
+    PRIMARY KEY (scene_id, instance_id, modality),
+    FOREIGN KEY (scene_id, instance_id) REFERENCES {s}.instances(scene_id, instance_id)
+        ON DELETE CASCADE
+);
+CREATE TABLE {s}.scene_clouds (
+    scene_id TEXT PRIMARY KEY REFERENCES {s}.scenes(scene_id) ON DELETE CASCADE,
+    num_points INTEGER NOT NULL,
+    data BYTEA NOT NULL
+);
+"""
+
+_SCENE_SELECT = (
+    "SELECT scene_id, building_id, room_id, scan_index, scan_time, frame, frame_to_building"
+    " FROM {s}.scenes"
+)
+
+
+def _record(row: tuple) -> SceneRecord:
+    pose = None if row[6] is None else tuple(json.loads(row[6]))
+    return SceneRecord(row[0], row[1], row[2], row[3], row[4], row[5], pose)

@@ -1,0 +1,160 @@
+"""In-memory search over one modality's vectors: exact, or an IVF index for large maps.
+
+Scenes may hold several rows (the image baseline: one per mapped frame); a scene's score for
+query rows (Q, D) is the mean over the query rows of the best cosine among the scene's rows.
+Exact search reads the whole matrix per query (about 23 ms for 100k x 512 float32 on the 2-core
+development machine: memory bound), so from ``SearchCfg.ivf_min_rows`` rows on, an inverted
+file (k-means cells, scanning the ``nprobe`` nearest cells) picks candidate scenes and only
+those are scored exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from crossover_ros.mapdb.records import InstanceMatch, InstanceMatching
+
+
+@dataclass(frozen=True)
+class SearchCfg:
+    """How the embedded backend searches; defaults give recall@10 >= 0.99 in ``bench map``."""
+
+    ivf_min_rows: int = 20_000  # below this, exact search is already fast enough
+    rows_per_cell: int = 256  # k-means cells = rows / rows_per_cell
+    nprobe: int = 24  # cells scanned per query row
+    kmeans_iters: int = 8
+    seed: int = 0
+
+
+class ModalityIndex:
+    """Rows of one modality ordered by scene, with each scene's first row and building."""
+
+    def __init__(
+        self,
+        scene_ids: list[str],
+        building_ids: list[str],
+        room_ids: list[str],
+        matrix: np.ndarray,
+        counts: np.ndarray,
+        cfg: SearchCfg,
+    ) -> None:
+        self.scene_ids = scene_ids
+        self.building_ids = np.asarray(building_ids, dtype=object)
+        self.room_ids = room_ids
+        self.matrix = matrix
+        self.counts = np.asarray(counts, np.int64)
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+        self.row_scene = np.repeat(np.arange(len(scene_ids)), self.counts)
+        self.single_row = bool(len(self.counts) and (self.counts == 1).all())
+        self.cfg = cfg
+        self._cells: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    # -- exact -------------------------------------------------------------------------------
+    def _scores(self, query: np.ndarray, scenes: np.ndarray) -> np.ndarray:
+        """Exact scores of the given scene indices."""
+        if self.single_row:
+            return (query @ self.matrix[scenes].T).mean(axis=0)
+        rows = np.concatenate(
+            [np.arange(self.starts[s], self.starts[s] + self.counts[s]) for s in scenes]
+        )
+        starts = np.concatenate([[0], np.cumsum(self.counts[scenes])[:-1]])
+        similarity = query @ self.matrix[rows].T
+        return np.maximum.reduceat(similarity, starts, axis=1).mean(axis=0)
+
+    def exact(self, query: np.ndarray, top_k: int, scenes: np.ndarray | None = None):
+        """(scene indices, scores) best first; ``scenes`` restricts the search (a filter)."""
+        if scenes is None:
+            if self.single_row:
+                scores = (query @ self.matrix.T).mean(axis=0)
+            else:
+                similarity = query @ self.matrix.T
+                scores = np.maximum.reduceat(similarity, self.starts, axis=1).mean(axis=0)
+            scenes = np.arange(len(self.scene_ids))
+        else:
+            scores = self._scores(query, scenes) if len(scenes) else np.zeros(0, np.float32)
+        return _top(scenes, scores, top_k)
+
+    # -- approximate -------------------------------------------------------------------------
+    def _build_cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """k-means cells: centroids, row order by cell, each cell's first position."""
+        rng = np.random.default_rng(self.cfg.seed)
+        n = len(self.matrix)
+        k = max(1, n // self.cfg.rows_per_cell)
+        sample = self.matrix[rng.choice(n, size=min(n, k * 32), replace=False)]
+        centroids = sample[rng.choice(len(sample), size=k, replace=False)].copy()
+        for _ in range(self.cfg.kmeans_iters):
+            assign = np.argmax(sample @ centroids.T, axis=1)
+            sums = np.zeros_like(centroids)
+            np.add.at(sums, assign, sample)
+            empty = np.bincount(assign, minlength=k) == 0
+            sums[empty] = centroids[empty]
+            centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
+        assign = np.empty(n, np.int64)
+        for begin in range(0, n, 65536):
+            assign[begin : begin + 65536] = np.argmax(
+                self.matrix[begin : begin + 65536] @ centroids.T, axis=1
+            )
+        order = np.argsort(assign, kind="stable")
+        bounds = np.searchsorted(assign[order], np.arange(k + 1))
+        return centroids.astype(np.float32), order, bounds
+
+    def approximate(self, query: np.ndarray, top_k: int):
+        """IVF candidates for every query row, then exact scores of the candidate scenes."""
+        if self._cells is None:
+            self._cells = self._build_cells()
+        centroids, order, bounds = self._cells
+        nprobe = min(self.cfg.nprobe, len(centroids))
+        near = np.argpartition(-(query @ centroids.T), nprobe - 1, axis=1)[:, :nprobe]
+        cells = np.unique(near)
+        rows = np.concatenate([order[bounds[c] : bounds[c + 1]] for c in cells])
+        if self.single_row:
+            similarity = query @ self.matrix[rows].T
+            if len(query) == 1:
+                return _top(rows, similarity[0], top_k)
+        candidates = np.unique(self.row_scene[rows])
+        return _top(candidates, self._scores(query, candidates), top_k)
+
+    def search(self, query: np.ndarray, top_k: int, building_id: str | None = None):
+        if building_id is not None:
+            scenes = np.flatnonzero(self.building_ids == building_id)
+            return self.exact(query, top_k, scenes)
+        if len(self.matrix) >= self.cfg.ivf_min_rows:
+            return self.approximate(query, top_k)
+        return self.exact(query, top_k)
+
+
+def _top(scenes: np.ndarray, scores: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``top_k`` best (scene, score) pairs, best first, ties by scene order."""
+    if len(scores) > top_k:
+        part = np.argpartition(-scores, top_k - 1)[:top_k]
+    else:
+        part = np.arange(len(scores))
+    order = part[np.lexsort((scenes[part], -scores[part]))]
+    return scenes[order], scores[order]
+
+
+def hungarian_match(
+    query: np.ndarray, instance_ids: list[int], stored: np.ndarray, threshold: float
+) -> InstanceMatching:
+    """One-to-one assignment maximising total cosine; pairs below ``threshold`` stay unmatched."""
+    if len(query) == 0 or len(instance_ids) == 0:
+        return InstanceMatching([], list(range(len(query))), sorted(instance_ids))
+    similarity = query @ stored.T
+    # Pairs below the threshold gain nothing, so they cannot pull a good pair apart.
+    gain = np.where(similarity >= threshold, similarity - threshold + 1e-6, 0.0)
+    rows, cols = linear_sum_assignment(-gain)
+    matches = [
+        InstanceMatch(int(r), int(instance_ids[c]), float(similarity[r, c]))
+        for r, c in zip(rows, cols, strict=True)
+        if similarity[r, c] >= threshold
+    ]
+    matched_q = {m.query_index for m in matches}
+    matched_i = {m.instance_id for m in matches}
+    return InstanceMatching(
+        sorted(matches, key=lambda m: m.query_index),
+        [i for i in range(len(query)) if i not in matched_q],
+        sorted(i for i in instance_ids if i not in matched_i),
+    )

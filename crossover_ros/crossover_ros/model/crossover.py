@@ -1,0 +1,151 @@
+"""The whole CrossOver model: instance encoder (stage 1), scene fusion (stage 2) and the unified
+encoders (stage 3), with its configuration, safetensors checkpoints and a fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from crossover_ros.errors import ModelError
+from crossover_ros.model import modalities as mod
+from crossover_ros.model.instance_encoder import InstanceEncoder, InstanceEncoderCfg
+from crossover_ros.model.layers import LogitScale
+from crossover_ros.model.scene_encoder import SceneFusion, SceneFusionCfg
+from crossover_ros.model.unified import (
+    FrameSetEncoder,
+    FrameSetEncoderCfg,
+    ScenePointEncoder,
+    ScenePointEncoderCfg,
+    TextSetEncoder,
+    TextSetEncoderCfg,
+)
+
+CHECKPOINT_FORMAT = "crossover_ros.crossover/1"
+
+
+@dataclass(frozen=True)
+class CrossOverCfg:
+    embed_dim: int = 256
+    instance: InstanceEncoderCfg = field(default_factory=InstanceEncoderCfg)
+    fusion: SceneFusionCfg = field(default_factory=SceneFusionCfg)
+    frames: FrameSetEncoderCfg = field(default_factory=FrameSetEncoderCfg)
+    scene_points: ScenePointEncoderCfg = field(default_factory=ScenePointEncoderCfg)
+    text: TextSetEncoderCfg = field(default_factory=TextSetEncoderCfg)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> CrossOverCfg:
+        from crossover_ros.model.point_encoder import PointEncoderCfg
+
+        raw = json.loads(text)
+
+        def point(d: dict) -> PointEncoderCfg:
+            return PointEncoderCfg(
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+            )
+
+        instance = raw["instance"]
+        return cls(
+            embed_dim=raw["embed_dim"],
+            instance=InstanceEncoderCfg(
+                **{**instance, "point": point(instance["point"]), "mesh": point(instance["mesh"])}
+            ),
+            fusion=SceneFusionCfg(
+                **{**raw["fusion"], "modalities": tuple(raw["fusion"]["modalities"])}
+            ),
+            frames=FrameSetEncoderCfg(**raw["frames"]),
+            scene_points=ScenePointEncoderCfg(
+                point=point(raw["scene_points"]["point"]),
+                embed_dim=raw["scene_points"]["embed_dim"],
+            ),
+            text=TextSetEncoderCfg(**raw["text"]),
+        )
+
+
+class CrossOverModel(nn.Module):
+    def __init__(self, cfg: CrossOverCfg | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg = cfg or CrossOverCfg()
+        self.instance = InstanceEncoder(cfg.instance)
+        self.fusion = SceneFusion(cfg.fusion)
+        # The paper shares one 2D encoder between RGB frame sets and floorplan images.
+        self.frames = FrameSetEncoder(cfg.frames)
+        self.scene_points = ScenePointEncoder(cfg.scene_points)
+        self.text = TextSetEncoder(cfg.text)
+        self.logit_scales = nn.ModuleDict({f"stage{i}": LogitScale() for i in (1, 2, 3)})
+
+    def encode_frames(self, frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """RGB frame features (B, F, 2560) -> scene vectors (B, D)."""
+        if mask is None:
+            mask = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
+        return self.frames(frames, mask)
+
+    def encode_floorplan(self, features: torch.Tensor) -> torch.Tensor:
+        """Floorplan image features (B, 2560) -> (B, D), through the shared 2D encoder."""
+        return self.encode_frames(features.unsqueeze(1))
+
+    def encode_points(self, points: torch.Tensor) -> torch.Tensor:
+        """Scene point clouds (B, N, 6) -> (B, D)."""
+        return self.scene_points(points)
+
+    def encode_referrals(self, sentences: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Referral sentence embeddings (B, R, 384) -> (B, D)."""
+        return self.text(sentences, mask)
+
+    def unified(self, modality: str) -> nn.Module:
+        """The stage-3 module that embeds a whole scene in one modality."""
+        return {
+            mod.RGB: self.frames,
+            mod.FLOORPLAN: self.frames,
+            mod.POINT_CLOUD: self.scene_points,
+            mod.REFERRAL: self.text,
+        }[modality]
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save(self, path: Path, extra: dict[str, str] | None = None) -> None:
+        """Weights as safetensors with the config (and ``extra``) in its metadata; atomic."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        metadata = {"format": CHECKPOINT_FORMAT, "config": self.cfg.to_json(), **(extra or {})}
+        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        save_file(state, tmp, metadata=metadata)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> tuple[CrossOverModel, dict[str, str]]:
+        """A model and the checkpoint's metadata; ModelError on a foreign or mismatched file."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        try:
+            with safe_open(path, framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            state = load_file(path)
+        except Exception as err:  # missing, truncated or not safetensors
+            raise ModelError(f"cannot read checkpoint {path}: {err}") from err
+        if metadata.get("format") != CHECKPOINT_FORMAT:
+            raise ModelError(f"{path} is not a CrossOver checkpoint ({metadata.get('format')})")
+        model = cls(CrossOverCfg.from_json(metadata["config"]))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ModelError(
+                f"{path} does not fit its config: missing {missing[:3]}, extra {unexpected[:3]}"
+            )
+        return model.eval(), metadata
+
+    def fingerprint(self) -> str:
+        """Changes whenever the weights or the config change: the map database stores it."""
+        digest = hashlib.sha256(self.cfg.to_json().encode())
+        for name, tensor in sorted(self.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().numpy().tobytes())
+        return f"crossover:{digest.hexdigest()[:16]}"

@@ -1,0 +1,1 @@
+"""CrossOver training: frozen-feature caches, datasets, encoders and their training loops."""

@@ -1,0 +1,145 @@
+"""Batches of scenes for training and evaluation, built from cached frozen features.
+
+A batch pads every scene's objects to the largest object count and carries, per modality, the
+inputs and a mask of which objects have that modality. Augmentations (rotation about the
+vertical axis, random subsets of frames) make the encoders robust to what a robot sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from crossover_ros.model import modalities as mod
+from crossover_ros.train.features import ScanFeatures
+
+# cache field -> (modality, its mask field)
+OBJECT_FIELDS = {
+    mod.RGB: ("object_image", "object_image_mask"),
+    mod.POINT_CLOUD: ("object_points", "object_points_mask"),
+    mod.MESH: ("object_mesh_points", "object_mesh_mask"),
+    mod.REFERRAL: ("object_text", "object_text_mask"),
+}
+
+
+@dataclass
+class SceneBatch:
+    scan_ids: list[str]
+    centroids: torch.Tensor  # (B, K, 3)
+    object_valid: torch.Tensor  # (B, K)
+    object_inputs: dict[str, torch.Tensor]  # modality -> (B, K, ...)
+    object_masks: dict[str, torch.Tensor]  # modality -> (B, K)
+    label_ids: torch.Tensor  # (B, K), -1 for padding
+    frames: torch.Tensor  # (B, F, 2560)
+    frame_mask: torch.Tensor  # (B, F)
+    floorplan: torch.Tensor  # (B, 2560)
+    scene_points: torch.Tensor  # (B, N, 6)
+    referrals: torch.Tensor  # (B, R, 384)
+    referral_mask: torch.Tensor  # (B, R)
+
+    def __len__(self) -> int:
+        return len(self.scan_ids)
+
+
+def _rotation_z(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
+
+
+def _rotate_xyz(array: np.ndarray, rotation: np.ndarray) -> np.ndarray:
+    out = array.copy()
+    out[..., :3] = array[..., :3] @ rotation.T
+    return out
+
+
+def _subsample(
+    points: np.ndarray, count: int | None, rng: np.random.Generator | None, axis: int
+) -> np.ndarray:
+    """``count`` points along ``axis``: a random subset with ``rng``, else evenly spaced."""
+    size = points.shape[axis]
+    if count is None or count >= size:
+        return points
+    if rng is not None:
+        keep = rng.choice(size, count, replace=False)
+    else:
+        keep = np.linspace(0, size - 1, count).astype(int)
+    return np.take(points, keep, axis=axis)
+
+
+def make_batch(
+    scenes: list[ScanFeatures],
+    rng: np.random.Generator | None = None,
+    frame_count: tuple[int, int] | None = None,
+    drop_point_pairs: float = 0.0,
+    num_scene_points: int | None = None,
+    num_object_points: int | None = None,
+) -> SceneBatch:
+    """Stack scenes; with ``rng``, augment (rotation, frame subsets of ``frame_count`` sizes).
+
+    ``drop_point_pairs`` hides the point-cloud modality of that share of objects: the
+    missing-modality ablation (train with 25/50/75 % of the image-point pairs).
+    ``num_scene_points`` / ``num_object_points`` subsample the scene and object clouds (random
+    with ``rng``, else evenly spaced): fewer points train faster and still describe the shape.
+    """
+    b = len(scenes)
+    k = max(len(s.object_ids) for s in scenes)
+    f = max(len(s.frame_features) for s in scenes)
+    r = max(len(s.referral_features) for s in scenes)
+    centroids = np.zeros((b, k, 3), np.float32)
+    valid = np.zeros((b, k), bool)
+    labels = np.full((b, k), -1, np.int64)
+    inputs = {m: None for m in OBJECT_FIELDS}
+    masks = {m: np.zeros((b, k), bool) for m in OBJECT_FIELDS}
+    frames = np.zeros((b, f, scenes[0].frame_features.shape[1]), np.float32)
+    frame_mask = np.zeros((b, f), bool)
+    referrals = np.zeros((b, r, scenes[0].referral_features.shape[1]), np.float32)
+    referral_mask = np.zeros((b, r), bool)
+    scene_points = []
+    for i, scene in enumerate(scenes):
+        n = len(scene.object_ids)
+        rotation = (
+            _rotation_z(rng.uniform(0, 2 * np.pi))
+            if rng is not None
+            else np.eye(3, dtype=np.float32)
+        )
+        centroids[i, :n] = scene.object_centroids @ rotation.T
+        valid[i, :n] = True
+        labels[i, :n] = scene.object_label_ids
+        for modality, (field, mask_field) in OBJECT_FIELDS.items():
+            values = getattr(scene, field)
+            if modality in (mod.POINT_CLOUD, mod.MESH):
+                values = _rotate_xyz(_subsample(values, num_object_points, rng, axis=1), rotation)
+            if inputs[modality] is None:
+                inputs[modality] = np.zeros((b, k, *values.shape[1:]), np.float32)
+            inputs[modality][i, :n] = values
+            masks[modality][i, :n] = getattr(scene, mask_field)
+        if drop_point_pairs > 0 and rng is not None:
+            masks[mod.POINT_CLOUD][i, :n] &= rng.random(n) >= drop_point_pairs
+        frame_index = np.arange(len(scene.frame_features))
+        if rng is not None and frame_count is not None:
+            count = int(rng.integers(frame_count[0], frame_count[1] + 1))
+            frame_index = rng.permutation(frame_index)[: min(count, len(frame_index))]
+        frames[i, : len(frame_index)] = scene.frame_features[frame_index]
+        frame_mask[i, : len(frame_index)] = True
+        referrals[i, : len(scene.referral_features)] = scene.referral_features
+        referral_mask[i, : len(scene.referral_features)] = (
+            np.abs(scene.referral_features).sum(1) > 0
+        )
+        points = _subsample(scene.scene_points, num_scene_points, rng, axis=0)
+        scene_points.append(_rotate_xyz(points, rotation))
+    return SceneBatch(
+        scan_ids=[s.scan_id for s in scenes],
+        centroids=torch.from_numpy(centroids),
+        object_valid=torch.from_numpy(valid),
+        object_inputs={m: torch.from_numpy(v) for m, v in inputs.items()},
+        object_masks={m: torch.from_numpy(v) for m, v in masks.items()},
+        label_ids=torch.from_numpy(labels),
+        frames=torch.from_numpy(frames),
+        frame_mask=torch.from_numpy(frame_mask),
+        floorplan=torch.from_numpy(np.stack([s.floorplan_features for s in scenes])),
+        scene_points=torch.from_numpy(np.stack(scene_points).astype(np.float32)),
+        referrals=torch.from_numpy(referrals),
+        referral_mask=torch.from_numpy(referral_mask),
+    )

@@ -1,0 +1,77 @@
+"""From generated buildings to a trained CrossOver model: features once, then the stages."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+from crossover_ros.data.scan import load_building
+from crossover_ros.model.crossover import CrossOverCfg, CrossOverModel
+from crossover_ros.train.features import (
+    FeatureCfg,
+    ScanFeatures,
+    cache_building_features,
+    load_scan_features,
+)
+from crossover_ros.train.stages import TrainCfg, train_stage
+
+ALL_STAGES = ("stage1", "stage2", "stage3")
+
+
+def load_features(
+    buildings: list[Path], cache_root: Path, cfg: FeatureCfg | None = None, progress: bool = True
+) -> list[ScanFeatures]:
+    """Cached frozen features of every scan of the buildings (computed where missing)."""
+    image_encoder = text_encoder = None
+    scenes = []
+    for building_dir in buildings:
+        building_id = load_building(building_dir).building_id
+        cache_dir = Path(cache_root) / building_id
+        if image_encoder is None:
+            from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+            from crossover_ros.model.text_backbone import TextBackbone
+
+            image_encoder, text_encoder = ImageDescriptorEncoder(), TextBackbone()
+        paths = cache_building_features(
+            building_dir,
+            cache_dir,
+            cfg,
+            progress,
+            image_encoder=image_encoder,
+            text_encoder=text_encoder,
+        )
+        scenes.extend(load_scan_features(p) for p in paths)
+    return scenes
+
+
+def instance_baseline_cfg(cfg: CrossOverCfg) -> CrossOverCfg:
+    """The paper's Instance Baseline: object encoders without the object transformer."""
+    return replace(cfg, instance=replace(cfg.instance, num_layers=0))
+
+
+def train_crossover(
+    scenes: list[ScanFeatures],
+    out_dir: Path,
+    train_cfg: TrainCfg,
+    model_cfg: CrossOverCfg | None = None,
+    stages: tuple[str, ...] = ALL_STAGES,
+    progress: bool = True,
+) -> tuple[CrossOverModel, dict[str, list[float]]]:
+    """Train the stages in order; the final weights go to ``out_dir/model.safetensors``."""
+    torch.manual_seed(train_cfg.seed)
+    model = CrossOverModel(model_cfg or CrossOverCfg())
+    histories = {}
+    for stage in stages:
+        histories[stage] = train_stage(stage, model, scenes, train_cfg, out_dir, progress)
+    model.save(
+        out_dir / "model.safetensors",
+        {
+            "train_cfg": json.dumps(asdict(train_cfg)),
+            "history": json.dumps(histories),
+            "scans": json.dumps([s.scan_id for s in scenes]),
+        },
+    )
+    return model, histories

@@ -1,0 +1,236 @@
+"""The three training stages of CrossOver, one generic loop, resumable checkpoints.
+
+Stage 1 trains the instance encoder (object embeddings of every modality against the image
+modality). Stage 2 freezes it and trains the scene fusion so F_S is stable when modalities are
+missing. Stage 3 freezes both and trains the unified encoders (frames, scene point cloud,
+floorplan, referral text) against F_S, plus image-anchored pairs between the unified encoders.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from crossover_ros.errors import ModelError
+from crossover_ros.model import modalities as mod
+from crossover_ros.model.crossover import CrossOverModel
+from crossover_ros.model.losses import anchored_info_nce, info_nce
+from crossover_ros.train.batches import SceneBatch, make_batch
+from crossover_ros.train.features import ScanFeatures
+
+
+@dataclass(frozen=True)
+class StageCfg:
+    epochs: int
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.05
+    frame_count: tuple[int, int] = (3, 10)
+    num_scene_points: int = 1024
+    num_object_points: int = 256
+    drop_point_pairs: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    seed: int = 0
+    stage1: StageCfg = field(default_factory=lambda: StageCfg(epochs=40, batch_size=8))
+    stage2: StageCfg = field(default_factory=lambda: StageCfg(epochs=20, batch_size=16))
+    stage3: StageCfg = field(default_factory=lambda: StageCfg(epochs=80, batch_size=16))
+    image_anchored_unified_pairs: bool = True
+
+
+def _object_embeddings(model: CrossOverModel, batch: SceneBatch) -> dict[str, torch.Tensor]:
+    return model.instance(batch.object_inputs, batch.object_masks, batch.centroids)
+
+
+def stage1_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torch.Tensor:
+    """InfoNCE of every object modality against the image crops, over all objects of the batch.
+
+    The per-object tokens (before the object transformer) are contrasted across the whole batch;
+    the contextualised embeddings within each scene, against the other objects of that scene:
+    contrasted across scenes, the transformer takes a shortcut (it tells scenes apart by their
+    context) and the objects of one scene blur together, which is the opposite of what instance
+    matching needs.
+    """
+    tokens, context = model.instance.encode(
+        batch.object_inputs, batch.object_masks, batch.centroids
+    )
+    scale = model.logit_scales["stage1"]()
+    flat = {m: e.reshape(-1, e.shape[-1]) for m, e in tokens.items()}
+    masks = {m: batch.object_masks[m].reshape(-1) for m in tokens}
+    loss = anchored_info_nce(flat, masks, mod.RGB, scale)[0]
+    for i in range(len(batch)):
+        scene = {m: e[i] for m, e in context.items()}
+        scene_masks = {m: batch.object_masks[m][i] for m in context}
+        loss = loss + anchored_info_nce(scene, scene_masks, mod.RGB, scale)[0] / len(batch)
+    return loss
+
+
+def _random_modality_subset(
+    masks: dict[str, torch.Tensor], generator: torch.Generator
+) -> dict[str, torch.Tensor]:
+    """Per scene, keep each modality with probability 1/2 (at least one present one kept)."""
+    names = list(masks)
+    keep = torch.rand(len(names), masks[names[0]].shape[0], generator=generator) < 0.5
+    present = torch.stack([masks[m].any(dim=1) for m in names])
+    keep &= present
+    first_present = present.float().argmax(dim=0)
+    none_kept = ~keep.any(dim=0)
+    keep[first_present[none_kept], none_kept.nonzero().flatten()] = True
+    return {m: masks[m] & keep[i].unsqueeze(1) for i, m in enumerate(names)}
+
+
+def stage2_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torch.Tensor:
+    """F_S from all modalities must stay itself (and unlike other scenes) from random subsets."""
+    with torch.no_grad():
+        embeddings = _object_embeddings(model, batch)
+    generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31, (1,))))
+    full = model.fusion(embeddings, batch.object_masks)
+    scale = model.logit_scales["stage2"]()
+    subset_a = model.fusion(embeddings, _random_modality_subset(batch.object_masks, generator))
+    subset_b = model.fusion(embeddings, _random_modality_subset(batch.object_masks, generator))
+    return info_nce(full, subset_a, scale) + info_nce(subset_a, subset_b, scale)
+
+
+def scene_vectors(model: CrossOverModel, batch: SceneBatch) -> torch.Tensor:
+    """F_S of each scene of the batch (stage 1 + 2 outputs)."""
+    return model.fusion(_object_embeddings(model, batch), batch.object_masks)
+
+
+def unified_embeddings(model: CrossOverModel, batch: SceneBatch) -> dict[str, torch.Tensor]:
+    """Stage-3 embeddings of each scene in every unified modality."""
+    return {
+        mod.RGB: model.encode_frames(batch.frames, batch.frame_mask),
+        mod.POINT_CLOUD: model.encode_points(batch.scene_points),
+        mod.FLOORPLAN: model.encode_floorplan(batch.floorplan),
+        mod.REFERRAL: model.encode_referrals(batch.referrals, batch.referral_mask),
+    }
+
+
+def stage3_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torch.Tensor:
+    """Each unified modality against F_S, plus (optionally) image-anchored pairs among them."""
+    with torch.no_grad():
+        target = scene_vectors(model, batch)
+    unified = unified_embeddings(model, batch)
+    scale = model.logit_scales["stage3"]()
+    has_referral = batch.referral_mask.any(dim=1)
+    loss = target.new_zeros(())
+    for modality, vectors in unified.items():
+        rows = has_referral if modality == mod.REFERRAL else slice(None)
+        loss = loss + info_nce(vectors[rows], target[rows], scale)
+    if cfg.image_anchored_unified_pairs:
+        masks = {m: torch.ones(len(batch), dtype=torch.bool) for m in unified}
+        masks[mod.REFERRAL] = has_referral
+        pairs, _ = anchored_info_nce(unified, masks, mod.RGB, scale)
+        loss = loss + pairs
+    return loss
+
+
+STAGES: dict[str, tuple[Callable, Callable[[CrossOverModel], list[nn.Module]]]] = {
+    "stage1": (stage1_loss, lambda m: [m.instance, m.logit_scales["stage1"]]),
+    "stage2": (stage2_loss, lambda m: [m.fusion, m.logit_scales["stage2"]]),
+    "stage3": (
+        stage3_loss,
+        lambda m: [m.frames, m.scene_points, m.text, m.logit_scales["stage3"]],
+    ),
+}
+
+
+def _schedule(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def train_stage(
+    name: str,
+    model: CrossOverModel,
+    scenes: list[ScanFeatures],
+    cfg: TrainCfg,
+    out_dir: Path,
+    progress: bool = True,
+) -> list[float]:
+    """Train one stage (others frozen); resumes from ``out_dir/<name>.*`` if present.
+
+    Returns the mean loss of every epoch (including epochs done before a resume).
+    """
+    stage_cfg: StageCfg = getattr(cfg, name)
+    loss_fn, trainable = STAGES[name]
+    modules = trainable(model)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    params = [p for module in modules for p in module.parameters()]
+    for parameter in params:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(
+        params, lr=stage_cfg.lr, betas=(0.9, 0.98), weight_decay=stage_cfg.weight_decay
+    )
+    steps_per_epoch = math.ceil(len(scenes) / stage_cfg.batch_size)
+    total = stage_cfg.epochs * steps_per_epoch
+    warmup = max(1, int(stage_cfg.warmup_fraction * total))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: _schedule(step, total, warmup)
+    )
+    checkpoint = out_dir / f"{name}.safetensors"
+    state_file = out_dir / f"{name}.state.pt"
+    history: list[float] = []
+    start_epoch = 0
+    if checkpoint.is_file() and state_file.is_file():
+        loaded, metadata = CrossOverModel.load(checkpoint)
+        model.load_state_dict(loaded.state_dict())
+        state = torch.load(state_file, weights_only=True)  # tensors and numbers only
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history = json.loads(metadata["history"])
+        start_epoch = len(history)
+        if json.loads(metadata["train_cfg"]) != json.loads(json.dumps(asdict(cfg))):
+            raise ModelError(f"{checkpoint} was trained with another config; use a new --out")
+    model.train()
+    bar = tqdm(range(start_epoch, stage_cfg.epochs), desc=name, unit="epoch", disable=not progress)
+    for epoch in bar:
+        rng = np.random.default_rng([cfg.seed, epoch, list(STAGES).index(name)])
+        torch.manual_seed(int(rng.integers(2**31)))
+        order = rng.permutation(len(scenes))
+        losses = []
+        for start in range(0, len(order), stage_cfg.batch_size):
+            chosen = [scenes[i] for i in order[start : start + stage_cfg.batch_size]]
+            if len(chosen) < 2:
+                continue
+            batch = make_batch(
+                chosen,
+                rng,
+                frame_count=stage_cfg.frame_count,
+                drop_point_pairs=stage_cfg.drop_point_pairs,
+                num_scene_points=stage_cfg.num_scene_points,
+                num_object_points=stage_cfg.num_object_points,
+            )
+            loss = loss_fn(model, batch, cfg)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            losses.append(float(loss))
+        history.append(float(np.mean(losses)) if losses else float("nan"))
+        bar.set_postfix(loss=f"{history[-1]:.3f}")
+        model.save(
+            checkpoint,
+            {"history": json.dumps(history), "train_cfg": json.dumps(asdict(cfg))},
+        )
+        torch.save(
+            {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, state_file
+        )
+    model.eval()
+    return history

@@ -1,0 +1,184 @@
+"""CrossOver model: shapes and masking of every encoder, losses, checkpoints, a tiny training."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from crossover_ros.errors import ModelError
+from crossover_ros.model import modalities as mod
+from crossover_ros.model.crossover import CrossOverCfg, CrossOverModel
+from crossover_ros.model.instance_encoder import InstanceEncoder
+from crossover_ros.model.losses import anchored_info_nce, info_nce
+from crossover_ros.model.point_encoder import PointEncoderCfg, farthest_point_sample, knn
+from crossover_ros.model.scene_encoder import SceneFusion
+from crossover_ros.model.unified import ScenePointEncoderCfg
+from crossover_ros.train.batches import make_batch
+from crossover_ros.train.features import ScanFeatures
+from crossover_ros.train.stages import StageCfg, TrainCfg, train_stage, unified_embeddings
+
+B, K = 3, 5
+
+
+def _object_inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    inputs = {
+        mod.RGB: torch.randn(B, K, 2560, generator=g),
+        mod.POINT_CLOUD: torch.randn(B, K, 64, 6, generator=g),
+        mod.MESH: torch.randn(B, K, 64, 3, generator=g),
+        mod.REFERRAL: torch.randn(B, K, 384, generator=g),
+    }
+    masks = {m: torch.ones(B, K, dtype=torch.bool) for m in inputs}
+    return inputs, masks, torch.randn(B, K, 3, generator=g)
+
+
+def test_instance_encoder_shapes_and_masking():
+    torch.manual_seed(0)
+    encoder = InstanceEncoder().eval()
+    inputs, masks, centroids = _object_inputs()
+    masks[mod.POINT_CLOUD][0, 2] = False
+    with torch.no_grad():
+        out = encoder(inputs, masks, centroids)
+        assert set(out) == set(mod.INSTANCE_MODALITIES)
+        for embeddings in out.values():
+            assert embeddings.shape == (B, K, 256)
+            torch.testing.assert_close(embeddings.norm(dim=-1), torch.ones(B, K))
+        # a masked-out object cannot change the other objects' embeddings
+        inputs[mod.POINT_CLOUD][0, 2] += 10.0
+        changed = encoder(inputs, masks, centroids)[mod.POINT_CLOUD]
+    keep = [0, 1, 3, 4]
+    torch.testing.assert_close(changed[0, keep], out[mod.POINT_CLOUD][0, keep])
+    # a scene without the modality at all stays finite
+    masks[mod.REFERRAL][1] = False
+    with torch.no_grad():
+        assert torch.isfinite(encoder(inputs, masks, centroids)[mod.REFERRAL]).all()
+
+
+def test_scene_fusion_ignores_missing_modalities():
+    torch.manual_seed(0)
+    fusion = SceneFusion().eval()
+    objects = {
+        m: torch.nn.functional.normalize(torch.randn(B, K, 256), dim=-1)
+        for m in mod.INSTANCE_MODALITIES
+    }
+    masks = {m: torch.ones(B, K, dtype=torch.bool) for m in objects}
+    masks[mod.MESH][:] = False
+    with torch.no_grad():
+        first = fusion(objects, masks)
+        objects[mod.MESH] = torch.randn(B, K, 256)
+        second = fusion(objects, masks)
+    torch.testing.assert_close(first, second)
+    torch.testing.assert_close(first.norm(dim=-1), torch.ones(B))
+
+
+def test_fps_and_knn_against_brute_force():
+    points = torch.tensor([[[0.0, 0, 0], [0.1, 0, 0], [5, 0, 0], [0, 5, 0], [0.2, 0, 0]]])
+    assert farthest_point_sample(points, 3)[0].tolist() == [0, 2, 3]
+    rng = torch.Generator().manual_seed(1)
+    cloud, query = torch.randn(2, 50, 3, generator=rng), torch.randn(2, 4, 3, generator=rng)
+    brute = torch.cdist(query, cloud).topk(5, largest=False).indices
+    assert torch.equal(knn(query, cloud, 5).sort(-1).values, brute.sort(-1).values)
+
+
+def test_losses_reward_alignment_and_skip_missing_pairs():
+    torch.manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
+    scale = torch.tensor(10.0)
+    assert info_nce(a, a, scale) < info_nce(a, a.roll(1, 0), scale)
+    assert info_nce(a[:1], a[:1], scale) == 0
+    masks = {"x": torch.ones(8, dtype=torch.bool), "y": torch.zeros(8, dtype=torch.bool)}
+    total, parts = anchored_info_nce({"x": a, "y": a.roll(1, 0)}, masks, "x", scale)
+    assert float(total) == 0.0 and parts == {"y": 0.0}
+
+
+def test_checkpoint_round_trip_and_clear_errors(tmp_path: Path):
+    model = CrossOverModel()
+    path = tmp_path / "m.safetensors"
+    model.save(path, {"note": "test"})
+    loaded, metadata = CrossOverModel.load(path)
+    assert loaded.fingerprint() == model.fingerprint() and metadata["note"] == "test"
+    truncated = tmp_path / "t.safetensors"
+    truncated.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ModelError, match="cannot read"):
+        CrossOverModel.load(truncated)
+    from safetensors.torch import save_file
+
+    foreign = tmp_path / "f.safetensors"
+    save_file({"w": torch.zeros(2)}, foreign, metadata={"format": "other"})
+    with pytest.raises(ModelError, match="not a CrossOver checkpoint"):
+        CrossOverModel.load(foreign)
+    small = CrossOverModel(CrossOverCfg())
+    state = {k: v for k, v in small.state_dict().items() if not k.startswith("text.")}
+    save_file(
+        state,
+        foreign,
+        metadata={"format": "crossover_ros.crossover/1", "config": small.cfg.to_json()},
+    )
+    with pytest.raises(ModelError, match="does not fit"):
+        CrossOverModel.load(foreign)
+
+
+def _synthetic_scene(index: int, rng: np.random.Generator, codes: np.ndarray) -> ScanFeatures:
+    """A scene whose frames and point cloud both derive from its own latent code."""
+    code = codes[index]
+    k, frames = 4, 6
+    projection = np.random.default_rng(99).normal(size=(codes.shape[1], 2560)).astype(np.float32)
+    shape = np.random.default_rng(index).uniform(-2, 2, size=(8, 3))
+    points = shape[rng.integers(0, 8, 512)] + rng.normal(0, 0.05, (512, 3))
+    colours = np.tile((code[:3] > 0).astype(np.float32), (512, 1))
+    zeros = np.zeros
+    return ScanFeatures(
+        scan_id=f"syn_room{index:03d}_00",
+        room_id=index,
+        scan_index=0,
+        object_ids=np.arange(1, k + 1),
+        object_labels=["chair"] * k,
+        object_label_ids=zeros(k, np.int64),
+        object_centroids=rng.normal(size=(k, 3)).astype(np.float32),
+        object_sizes=np.ones((k, 3), np.float32),
+        object_image=rng.normal(size=(k, 2560)).astype(np.float32),
+        object_image_mask=np.ones(k, bool),
+        object_crop_frames=zeros((k, 1), np.int64),
+        object_crop_windows=zeros((k, 1, 3), np.int64),
+        object_points=rng.normal(size=(k, 64, 6)).astype(np.float32),
+        object_points_mask=np.ones(k, bool),
+        object_mesh_points=rng.normal(size=(k, 64, 3)).astype(np.float32),
+        object_mesh_mask=np.ones(k, bool),
+        object_text=rng.normal(size=(k, 384)).astype(np.float32),
+        object_text_mask=np.ones(k, bool),
+        scene_points=np.hstack([points, colours]).astype(np.float32),
+        frame_indices=np.arange(frames),
+        frame_features=(code @ projection + rng.normal(0, 0.3, (frames, 2560))).astype(np.float32),
+        frame_poses=np.tile(np.eye(4, dtype=np.float32), (frames, 1, 1)),
+        floorplan_features=(code @ projection).astype(np.float32),
+        referral_indices=np.array([-1]),
+        referral_features=zeros((1, 384), np.float32),
+        referral_texts=[],
+        object_referrals=[[] for _ in range(k)],
+        has_referrals=False,
+        label_vocabulary=["chair"],
+    )
+
+
+def test_tiny_training_decreases_loss_and_retrieves_far_above_chance(tmp_path: Path):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(16, 8)).astype(np.float32)
+    scenes = [_synthetic_scene(i, rng, codes) for i in range(16)]
+    fast = StageCfg(epochs=25, batch_size=8, lr=2e-3, num_scene_points=256, num_object_points=64)
+    cfg = TrainCfg(stage1=fast, stage2=fast, stage3=fast, image_anchored_unified_pairs=True)
+    small_points = PointEncoderCfg(
+        num_groups=16, group_size=8, local_widths=(32, 64), global_widths=(128, 128)
+    )
+    model = CrossOverModel(CrossOverCfg(scene_points=ScenePointEncoderCfg(point=small_points)))
+    history = train_stage("stage3", model, scenes, cfg, tmp_path, progress=False)
+    assert history[-1] < 0.7 * history[0]
+    with torch.no_grad():
+        unified = unified_embeddings(model, make_batch(scenes, num_scene_points=256))
+    similarity = unified[mod.RGB] @ unified[mod.POINT_CLOUD].T
+    top1 = float((similarity.argmax(1) == torch.arange(16)).float().mean())
+    assert top1 >= 0.5, f"I->P top-1 {top1:.2f}, chance is 1/16"
+    # resuming a finished stage trains nothing more and keeps the history
+    again = train_stage("stage3", model, scenes, cfg, tmp_path, progress=False)
+    assert again == history
