@@ -36,7 +36,16 @@ setup(
         "safetensors>=0.4",
     ],
     extras_require={
-        "test": ["pytest>=7", "mcap>=1.1", "mcap-ros2-support>=0.5", "ruff>=0.5"],
+        "test": [
+            "pytest>=7",
+            "mcap>=1.1",
+            "mcap-ros2-support>=0.5",
+            "ruff>=0.5",
+            "pgserver>=0.1.4",
+            "psycopg[binary]>=3.1",
+        ],
+        # A fleet's shared map server: PostgreSQL with pgvector.
+        "fleet": ["psycopg[binary]>=3.1"],
         # ROS 2 Jazzy from PyPI wheels, for machines without a ROS install (CI, laptops).
         "ros": [
             "ros-jazzy-rclpy",

@@ -22,6 +22,12 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--rooms", type=int, default=8)
     parser.add_argument("--lookalike", type=int, default=4)
     parser.add_argument("--rate", type=float, default=1.0, help="bag playback speed factor")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["crossover", "global_descriptor"],
+        help="models to compare on the same bag (crossover, global_descriptor or a checkpoint)",
+    )
     parser.set_defaults(command=demo_command)
 
 
@@ -32,30 +38,50 @@ def _step(message: str) -> None:
 def demo_command(args: argparse.Namespace) -> int:
     from crossover_ros.data.bag import QueryBagCfg, read_ground_truth, record_query_bag
     from crossover_ros.data.building import BuildingConfig, generate_building
-    from crossover_ros.errors import CrossoverError
     from crossover_ros.eval.visits import format_visits, summarize_visits
-    from crossover_ros.mapdb.build import build_map
-    from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
 
     building_dir = args.workdir / "building"
-    map_path = args.workdir / "map.sqlite"
     bag_path = args.workdir / "query_bag"
     started = time.monotonic()
 
     if not (building_dir / "building.json").is_file():
-        _step(f"generating a building of {args.rooms} rooms ({args.lookalike} look-alike)")
+        _step(f"generating a held-out building of {args.rooms} rooms ({args.lookalike} look-alike)")
         cfg = BuildingConfig(
-            seed=args.seed, num_rooms=args.rooms, num_lookalike_rooms=args.lookalike
+            seed=args.seed,
+            num_rooms=args.rooms,
+            num_lookalike_rooms=args.lookalike,
+            split="heldout",  # layouts the shipped model never saw in training
         )
         generate_building(building_dir, cfg)
-    if not map_path.is_file():
-        _step("building the map database from the reference scans")
-        build_map(building_dir, map_path, ImageDescriptorEncoder()).close()
     if not bag_path.is_dir():
         _step("recording a query bag through the rescanned rooms")
         record_query_bag(building_dir, bag_path, QueryBagCfg(seed=args.seed + 1))
+    visits = read_ground_truth(bag_path)["visits"]
 
-    _step("starting scene_recognizer (its own process) and replaying the bag over ROS 2")
+    summary = []
+    for model in args.models:
+        results = summarize_visits(visits, _replay_with(model, building_dir, bag_path, args))
+        _step(f"result per visited room, model {model}")
+        print(format_visits(results))
+        summary.append((model, sum(r.correct for r in results), len(results)))
+    _step("summary")
+    for model, correct, total in summary:
+        print(f"{model:<18} rooms recognised {correct}/{total}")
+    print(f"demo finished in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def _replay_with(model: str, building_dir: Path, bag_path: Path, args: argparse.Namespace):
+    """Map the building with ``model``, run the node on it, replay the bag, return the matches."""
+    from crossover_ros.errors import CrossoverError
+    from crossover_ros.mapdb.build import build_map
+    from crossover_ros.pipeline.encoders import load_encoder
+
+    map_path = args.workdir / f"map_{model}.sqlite"
+    if not map_path.is_file():
+        _step(f"building the map database of the reference scans with {model}")
+        build_map(building_dir, map_path, load_encoder(model)).close()
+    _step(f"scene_recognizer ({model}, its own process) <- bag replay over ROS 2")
     node = subprocess.Popen(
         [
             sys.executable,
@@ -65,6 +91,8 @@ def demo_command(args: argparse.Namespace) -> int:
             "scene_recognizer",
             "-p",
             f"map_path:={map_path.resolve()}",
+            "-p",
+            f"model:={model}",
         ],
         cwd=args.workdir,  # not the repo root, whose crossover_ros/ folder would shadow the package
         env=os.environ.copy(),
@@ -80,10 +108,5 @@ def demo_command(args: argparse.Namespace) -> int:
         except subprocess.TimeoutExpired:
             node.kill()
     if not matches:
-        raise CrossoverError("the recogniser published no match; see its log above")
-
-    _step("result per visited room")
-    results = summarize_visits(read_ground_truth(bag_path)["visits"], matches)
-    print(format_visits(results))
-    print(f"demo finished in {time.monotonic() - started:.0f} s")
-    return 0
+        raise CrossoverError(f"the recogniser ({model}) published no match; see its log above")
+    return matches

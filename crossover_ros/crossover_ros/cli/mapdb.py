@@ -19,6 +19,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build", help="embed a building's scans into a new map database")
     build.add_argument("--scans", type=Path, required=True, help="building / ScanNet / 3RScan")
     build.add_argument("--out", required=True, help="new map: SQLite file or postgresql:// URL")
+    _add_model_argument(build)
     build.add_argument(
         "--layout", default="auto", choices=("auto", "generated", "scannet", "3rscan")
     )
@@ -36,6 +37,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     add.add_argument("--map", required=True)
     add.add_argument("--scans", type=Path, required=True, help="building / ScanNet / 3RScan")
     add.add_argument("--scan-id", required=True, help="which scan of --scans to add")
+    _add_model_argument(add)
     add.add_argument("--layout", default="auto", choices=("auto", "generated", "scannet", "3rscan"))
     add.set_defaults(command=add_scan_command)
 
@@ -55,11 +57,19 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     imp.set_defaults(command=import_command)
 
 
+def _add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        default="crossover",
+        help="crossover (the shipped model), global_descriptor, or a CrossOver checkpoint path",
+    )
+
+
 def build_command(args: argparse.Namespace) -> int:
     from crossover_ros.mapdb.build import build_map
-    from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+    from crossover_ros.pipeline.encoders import load_encoder
 
-    encoder = ImageDescriptorEncoder()
+    encoder = load_encoder(args.model)
     with build_map(args.scans, args.out, encoder, args.include_rescans, layout=args.layout) as db:
         print(f"map {db.path}: {len(db.scenes())} scenes, modalities {db.modalities()}")
     return 0
@@ -87,14 +97,14 @@ def info_command(args: argparse.Namespace) -> int:
 def add_scan_command(args: argparse.Namespace) -> int:
     from crossover_ros.mapdb import open_map
     from crossover_ros.mapdb.build import embed_scan, list_scans
-    from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+    from crossover_ros.pipeline.encoders import load_encoder
 
     scans = [
         s for s in list_scans(args.scans, args.layout, True) if s.record.scene_id == args.scan_id
     ]
     if not scans:
         raise DataError(f"no scan {args.scan_id} under {args.scans}")
-    encoder = ImageDescriptorEncoder()
+    encoder = load_encoder(args.model)
     with open_map(args.map, encoder.fingerprint) as db:
         db.add_scenes([embed_scan(scans[0], encoder)])
         print(f"added {args.scan_id} to {db.path}: {len(db.scenes())} scenes")

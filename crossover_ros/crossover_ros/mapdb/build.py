@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from crossover_ros.errors import DataError
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.open import create_map
 from crossover_ros.mapdb.records import SceneData, SceneRecord, voxel_downsample
-from crossover_ros.pipeline.recognizer import FrameEncoder
+from crossover_ros.pipeline.encoders import SceneEncoder
 
 LAYOUTS = ("auto", "generated", "scannet", "3rscan")
 
@@ -25,13 +23,6 @@ class MapScan:
 
     record: SceneRecord
     source: Any  # a data.scan.Scan, data.scannet.ScanNetScene or data.rscan.RScanScan
-
-    def color_images(self) -> Iterator[np.ndarray]:
-        if hasattr(self.source, "color_images"):
-            yield from self.source.color_images()
-        else:
-            for frame in self.source.frames():
-                yield frame.color
 
     def instances(self) -> list[dict]:
         out = []
@@ -115,24 +106,21 @@ def list_scans(scans: Path, layout: str = "auto", include_rescans: bool = False)
     return [s for s in out if include_rescans or s.record.scan_index == 0]
 
 
-def embed_scan(scan: MapScan, encoder: FrameEncoder, voxel: float = 0.05) -> SceneData:
+def embed_scan(scan: MapScan, encoder: SceneEncoder, voxel: float = 0.05) -> SceneData:
     """The encoder's vectors, the instances and the downsampled point cloud of one scan."""
-    images = list(scan.color_images())
-    if not images:
-        raise DataError(f"scan {scan.record.scene_id} has no colour frames")
+    embeddings, instance_embeddings = encoder.embed_scan(scan.source)
+    instances = scan.instances()
+    for instance in instances:
+        if instance["id"] in instance_embeddings:
+            instance["embeddings"] = instance_embeddings[instance["id"]]
     xyz, rgb, _ = scan.source.point_cloud()
-    return SceneData(
-        scan.record,
-        {encoder.modality: encoder.encode(images)},
-        scan.instances(),
-        voxel_downsample(xyz, rgb, voxel),
-    )
+    return SceneData(scan.record, embeddings, instances, voxel_downsample(xyz, rgb, voxel))
 
 
 def build_map(
     building_dir: Path,
     out_path: Path | str,
-    encoder: FrameEncoder,
+    encoder: SceneEncoder,
     include_rescans: bool = False,
     progress: bool = True,
     layout: str = "auto",

@@ -34,6 +34,6 @@ def anchored_info_nce(
             continue
         both = masks[anchor] & masks[modality]
         loss = info_nce(embeddings[anchor][both], vectors[both], logit_scale)
-        parts[modality] = float(loss)
+        parts[modality] = float(loss.detach())
         total = total + loss
     return total, parts

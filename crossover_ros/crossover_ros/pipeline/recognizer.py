@@ -9,24 +9,14 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 
 from crossover_ros.errors import CrossoverError
 from crossover_ros.frames import RGBDFrame
-from crossover_ros.mapdb import MapDatabase
+from crossover_ros.mapdb.base import MapBase
+from crossover_ros.pipeline.encoders import SceneEncoder
 from crossover_ros.pipeline.keyframes import KeyframeCfg, KeyframeSelector
-
-
-class FrameEncoder(Protocol):
-    """What the recogniser needs of an encoder."""
-
-    modality: str
-    fingerprint: str
-    dim: int
-
-    def encode(self, images: list[np.ndarray]) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -69,15 +59,15 @@ def softmax_confidence(scores: list[float], temperature: float) -> float:
 class SceneRecognizer:
     """Feed synchronised frames; get a :class:`SceneMatchResult` whenever a keyframe is added."""
 
-    def __init__(self, encoder: FrameEncoder, mapdb: MapDatabase, cfg: RecognizerCfg | None = None):
+    def __init__(self, encoder: SceneEncoder, mapdb: MapBase, cfg: RecognizerCfg | None = None):
         self.cfg = cfg or RecognizerCfg()
         if mapdb.model_fingerprint != encoder.fingerprint:
             raise CrossoverError(
                 f"map {mapdb.path} was built with {mapdb.model_fingerprint}, the encoder is"
                 f" {encoder.fingerprint}: rebuild the map with this model"
             )
-        if encoder.modality not in mapdb.modalities():
-            raise CrossoverError(f"map {mapdb.path} holds no '{encoder.modality}' embeddings")
+        if encoder.map_modality not in mapdb.modalities():
+            raise CrossoverError(f"map {mapdb.path} holds no '{encoder.map_modality}' embeddings")
         self.encoder = encoder
         self.mapdb = mapdb
         self.keyframes = KeyframeSelector(self.cfg.keyframes)
@@ -104,11 +94,9 @@ class SceneRecognizer:
         if not self.keyframes.accept(frame.stamp, pose):
             return None
         started = time.perf_counter()
-        embedding = self.encoder.encode([frame.color])[0]
-        self._window.append(embedding)
-        candidates = self.mapdb.query(
-            np.stack(self._window), self.encoder.modality, top_k=self.cfg.top_k
-        )
+        self._window.append(self.encoder.frame_features([frame.color])[0])
+        queries = self.encoder.query(np.stack(self._window))
+        candidates = self.mapdb.query(queries, self.encoder.map_modality, top_k=self.cfg.top_k)
         if not candidates:
             return None
         scores = [c.score for c in candidates]
@@ -120,7 +108,7 @@ class SceneRecognizer:
             candidate_ids=[c.scene_id for c in candidates],
             candidate_scores=scores,
             modality=self.encoder.modality,
-            map_modality=self.encoder.modality,
+            map_modality=self.encoder.map_modality,
             num_frames=len(self._window),
             compute_time_s=time.perf_counter() - started,
         )

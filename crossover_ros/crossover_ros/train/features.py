@@ -528,9 +528,16 @@ def load_scan_features(path: Path | str) -> ScanFeatures:
         meta = _read_metadata(path)
     except Exception as err:  # safetensors raises its own error types (and OSError)
         raise DataError(f"corrupt feature file {path}: {err}") from err
+    return scan_features_from_arrays(arrays, meta, str(path))
+
+
+def scan_features_from_arrays(
+    arrays: dict[str, np.ndarray], meta: dict[str, str], where: str = "features"
+) -> ScanFeatures:
+    """Check and type the arrays and metadata of one scan, from a cache file or just extracted."""
     if meta.get("format") != FORMAT:
-        raise DataError(f"{path} is not a {FORMAT} file (format {meta.get('format')!r})")
-    _check_arrays(arrays, str(path))
+        raise DataError(f"{where} is not a {FORMAT} file (format {meta.get('format')!r})")
+    _check_arrays(arrays, where)
     try:
         parsed = {
             key: json.loads(meta[key])
@@ -547,10 +554,10 @@ def load_scan_features(path: Path | str) -> ScanFeatures:
         room_id, scan_index = int(meta["room_id"]), int(meta["scan_index"])
         scan_id = meta["scan_id"]
     except (KeyError, ValueError, TypeError) as err:
-        raise DataError(f"corrupt metadata in {path}: {err}") from err
+        raise DataError(f"corrupt metadata in {where}: {err}") from err
     count = len(arrays["object_ids"])
     if len(parsed["object_labels"]) != count or len(parsed["object_referrals"]) != count:
-        raise DataError(f"{path}: metadata lists do not match {count} objects")
+        raise DataError(f"{where}: metadata lists do not match {count} objects")
     return ScanFeatures(
         scan_id=scan_id,
         room_id=room_id,

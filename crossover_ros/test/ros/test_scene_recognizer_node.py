@@ -12,7 +12,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from crossover_msgs.msg import SceneMatch
 from crossover_ros.data.scan import load_building
 from crossover_ros.mapdb.build import build_map
-from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+from crossover_ros.pipeline.encoders import GlobalDescriptorEncoder
 from crossover_ros.ros.convert import (
     depth_to_image,
     intrinsics_to_camera_info,
@@ -26,7 +26,7 @@ from crossover_ros.ros.nodes.scene_recognizer import SceneRecognizerNode
 @pytest.fixture(scope="module")
 def map_path(small_building, tmp_path_factory):
     path = tmp_path_factory.mktemp("map") / "map.sqlite"
-    build_map(small_building, path, ImageDescriptorEncoder(), progress=False).close()
+    build_map(small_building, path, GlobalDescriptorEncoder(), progress=False).close()
     return path
 
 
@@ -50,6 +50,7 @@ def test_publishes_the_scene_of_mapped_frames_and_survives_bad_input(
         context=ros_context,
         parameter_overrides=[
             Parameter("map_path", value=str(map_path)),
+            Parameter("model", value="global_descriptor"),
             Parameter("keyframe_max_interval_s", value=0.01),
         ],
     )

@@ -18,12 +18,16 @@ class ColourEncoder:
     """Embeds an image by its mean colour: rooms of distinct colours are told apart."""
 
     modality = "rgb"
+    map_modality = "rgb"
     fingerprint = "colour-v1"
     dim = 3
 
-    def encode(self, images):
+    def frame_features(self, images):
         means = np.stack([img.reshape(-1, 3).mean(axis=0) for img in images]) + 1.0
         return (means / np.linalg.norm(means, axis=1, keepdims=True)).astype(np.float32)
+
+    def query(self, window):
+        return window
 
 
 def _frame(colour, stamp):
@@ -49,7 +53,7 @@ def mapdb(tmp_path):
         "blue": (10, 10, 250),
     }.items():
         db.add_scene(
-            SceneRecord(name, "b", name), {"rgb": encoder.encode([_frame(colour, 0).color])}
+            SceneRecord(name, "b", name), {"rgb": encoder.frame_features([_frame(colour, 0).color])}
         )
     yield db
     db.close()

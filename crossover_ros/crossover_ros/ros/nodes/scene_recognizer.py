@@ -22,8 +22,9 @@ from std_msgs.msg import Header
 from crossover_msgs.msg import SceneMatch
 from crossover_ros.errors import CrossoverError
 from crossover_ros.frames import RGBDFrame
-from crossover_ros.mapdb import MapDatabase
-from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+from crossover_ros.mapdb import open_map
+from crossover_ros.mapdb.base import MapBase
+from crossover_ros.pipeline.encoders import load_encoder
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneMatchResult, SceneRecognizer
 from crossover_ros.pipeline.sync import ApproximateTimeSynchronizer
@@ -37,7 +38,19 @@ from crossover_ros.ros.convert import (
 from crossover_ros.ros.params import ParamSpec, declare
 
 PARAMETERS = [
-    ParamSpec("map_path", "", "Map database file built with 'crossover_ros map build'."),
+    ParamSpec("map_path", "", "Map database: SQLite file or postgresql:// URL ('map build')."),
+    ParamSpec(
+        "model",
+        "crossover",
+        "crossover (shipped model), global_descriptor, or a CrossOver checkpoint path;"
+        " must be the model the map was built with.",
+    ),
+    ParamSpec(
+        "map_modality",
+        "point_cloud",
+        "Stored modality the frames are ranked against (CrossOver): point_cloud, rgb,"
+        " floorplan, referral or scene.",
+    ),
     ParamSpec("color_topic", "/camera/color/image_raw", "sensor_msgs/Image, rgb8/bgr8/mono8."),
     ParamSpec(
         "depth_topic", "/camera/aligned_depth_to_color/image_raw", "Depth aligned to colour."
@@ -63,7 +76,7 @@ class SceneRecognizerNode(Node):
         super().__init__("scene_recognizer", **kwargs)
         self.params = declare(self, PARAMETERS)
         self._recognizer: SceneRecognizer | None = None
-        self._mapdb: MapDatabase | None = None
+        self._mapdb: MapBase | None = None
         self._match_pub: LifecyclePublisher | None = None
         self._sensor_subscriptions: list = []
         self._sync = ApproximateTimeSynchronizer(2, self.params["sync_slop_s"], queue_size=10)
@@ -78,8 +91,10 @@ class SceneRecognizerNode(Node):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         """Load the encoder and the map; FAILURE (stay unconfigured) if either is unusable."""
         try:
-            encoder = ImageDescriptorEncoder(num_threads=self.params["num_threads"])
-            self._mapdb = MapDatabase.open(self.params["map_path"], encoder.fingerprint)
+            encoder = load_encoder(
+                self.params["model"], self.params["map_modality"], self.params["num_threads"]
+            )
+            self._mapdb = open_map(self.params["map_path"], encoder.fingerprint)
             cfg = RecognizerCfg(
                 keyframes=KeyframeCfg(
                     min_translation_m=self.params["keyframe_min_translation_m"],

@@ -1,0 +1,174 @@
+"""What the recogniser and the map builder need of a model, for each model the package ships.
+
+An encoder turns each keyframe into a frame feature, turns the window of frame features into
+query vectors, and turns a stored scan into the scene embeddings (and instance embeddings) a map
+holds. ``map_modality`` is the stored modality the queries are ranked against.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from crossover_ros.errors import DataError, ModelError
+from crossover_ros.model import modalities as mod
+
+
+class SceneEncoder(Protocol):
+    modality: str
+    map_modality: str
+    fingerprint: str
+    dim: int
+
+    def frame_features(self, images: list[np.ndarray]) -> np.ndarray: ...
+
+    def query(self, window: np.ndarray) -> np.ndarray: ...
+
+    def embed_scan(self, scan: Any) -> tuple[dict[str, np.ndarray], dict[int, dict[str, list]]]: ...
+
+
+class GlobalDescriptorEncoder:
+    """The place-recognition baseline: one GeM vector per frame, matched frame to frame."""
+
+    modality = mod.RGB
+    map_modality = mod.RGB
+
+    def __init__(self, num_threads: int | None = None) -> None:
+        from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+
+        self.backbone = ImageDescriptorEncoder(num_threads=num_threads)
+        self.fingerprint = self.backbone.fingerprint
+        self.dim = self.backbone.dim
+
+    def frame_features(self, images: list[np.ndarray]) -> np.ndarray:
+        return self.backbone.encode(images)
+
+    def query(self, window: np.ndarray) -> np.ndarray:
+        """Every keyframe is a query vector; a scene scores the mean of their best matches."""
+        return window
+
+    def embed_scan(self, scan: Any) -> tuple[dict[str, np.ndarray], dict[int, dict[str, list]]]:
+        images = (
+            list(scan.color_images())
+            if hasattr(scan, "color_images")
+            else [frame.color for frame in scan.frames()]
+        )
+        if not images:
+            raise DataError(f"scan {getattr(scan, 'scan_id', '?')} has no colour frames")
+        return {mod.RGB: self.backbone.encode(images)}, {}
+
+
+class CrossOverEncoder:
+    """The CrossOver model: a window of RGB frames -> one scene vector, any stored modality.
+
+    ``map_modality`` "point_cloud" ranks the robot's frames against the stored scans' point
+    clouds (the cross-modal I->P setting of the paper); "rgb" against the mapped frames.
+    """
+
+    modality = mod.RGB
+
+    def __init__(
+        self, checkpoint: Path, map_modality: str = mod.POINT_CLOUD, num_threads: int | None = None
+    ) -> None:
+        import torch
+
+        from crossover_ros.model.crossover import CrossOverModel
+        from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+
+        if map_modality not in (*mod.UNIFIED_MODALITIES, mod.SCENE):
+            raise ModelError(
+                f"map_modality must be one of {mod.UNIFIED_MODALITIES}, not {map_modality}"
+            )
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        self.model, _ = CrossOverModel.load(checkpoint)
+        self.backbone = ImageDescriptorEncoder()
+        self.map_modality = map_modality
+        self.fingerprint = self.model.fingerprint()
+        self.dim = self.model.cfg.embed_dim
+        self._text = None
+
+    def frame_features(self, images: list[np.ndarray]) -> np.ndarray:
+        return self.backbone.pooled_features(images)
+
+    def query(self, window: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            return self.model.encode_frames(torch.from_numpy(window)[None]).numpy()
+
+    def embed_scan(self, scan: Any) -> tuple[dict[str, np.ndarray], dict[int, dict[str, list]]]:
+        """All unified embeddings + F_S of a generated scan, and its objects' embeddings."""
+        import torch
+
+        from crossover_ros.model.text_backbone import TextBackbone
+        from crossover_ros.train.batches import make_batch
+        from crossover_ros.train.features import (
+            FeatureCfg,
+            ScanFeatures,
+            extract_scan_features,
+            feature_metadata,
+            scan_features_from_arrays,
+            scan_rng,
+        )
+        from crossover_ros.train.stages import scene_vectors, unified_embeddings
+
+        if not hasattr(scan, "referrals"):
+            raise DataError("CrossOver maps are built from the generated layout for now")
+        self._text = self._text or TextBackbone()
+        cfg = FeatureCfg()
+        fingerprints = {"image": self.backbone.fingerprint, "text": self._text.fingerprint}
+        arrays = extract_scan_features(
+            scan, self.backbone, self._text, cfg, scan_rng(scan.scan_id, cfg)
+        )
+        features: ScanFeatures = scan_features_from_arrays(
+            arrays, feature_metadata(scan, arrays, cfg, fingerprints)
+        )
+        batch = make_batch([features], num_scene_points=1024)
+        with torch.no_grad():
+            scene = {m: v.numpy() for m, v in unified_embeddings(self.model, batch).items()}
+            scene[mod.SCENE] = scene_vectors(self.model, batch).numpy()
+            objects = self.model.instance(batch.object_inputs, batch.object_masks, batch.centroids)
+        if not features.has_referrals:
+            scene.pop(mod.REFERRAL)
+        instances: dict[int, dict[str, list]] = {}
+        for row, object_id in enumerate(features.object_ids):
+            instances[int(object_id)] = {
+                m: objects[m][0, row].tolist()
+                for m in objects
+                if bool(batch.object_masks[m][0, row])
+            }
+        return scene, instances
+
+
+MODELS = ("global_descriptor", "crossover")
+
+
+def default_model_path() -> Path:
+    """The shipped CrossOver checkpoint: in the installed share folder, else the source tree."""
+    name = "crossover.safetensors"
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        installed = Path(get_package_share_directory("crossover_ros")) / "models" / name
+        if installed.is_file():
+            return installed
+    except Exception:  # no ament index (plain pip install): fall back to the source tree
+        pass
+    return Path(__file__).resolve().parents[2] / "models" / name
+
+
+def load_encoder(
+    model: str = "crossover", map_modality: str | None = None, num_threads: int | None = None
+) -> SceneEncoder:
+    """``model``: "global_descriptor", "crossover" (the shipped checkpoint) or a checkpoint path."""
+    if model == "global_descriptor":
+        return GlobalDescriptorEncoder(num_threads)
+    path = default_model_path() if model == "crossover" else Path(model)
+    if not path.is_file():
+        raise ModelError(
+            f"CrossOver checkpoint {path} not found (train one with 'crossover_ros train')"
+        )
+    return CrossOverEncoder(path, map_modality or mod.POINT_CLOUD, num_threads)

@@ -1,0 +1,81 @@
+"""The encoders the recogniser and the map builder use: CrossOver end to end on a small building."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from crossover_ros.data.scan import load_building
+from crossover_ros.errors import CrossoverError, ModelError
+from crossover_ros.mapdb.build import build_map
+from crossover_ros.model import modalities as mod
+from crossover_ros.model.crossover import CrossOverModel
+from crossover_ros.pipeline.encoders import CrossOverEncoder, load_encoder
+from crossover_ros.pipeline.keyframes import KeyframeCfg
+from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "crossover.safetensors"
+    CrossOverModel().save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def crossover_map(small_building, checkpoint, tmp_path_factory):
+    encoder = CrossOverEncoder(checkpoint, mod.POINT_CLOUD)
+    path = tmp_path_factory.mktemp("map") / "map.sqlite"
+    build_map(small_building, path, encoder, progress=False).close()
+    return encoder, path
+
+
+def test_map_holds_every_scene_modality_and_instance_embeddings(crossover_map, small_building):
+    from crossover_ros.mapdb import open_map
+
+    encoder, path = crossover_map
+    with open_map(path, encoder.fingerprint) as db:
+        assert {mod.RGB, mod.POINT_CLOUD, mod.FLOORPLAN, mod.SCENE} <= set(db.modalities())
+        references = [s for s in load_building(small_building).scans if s.scan_index == 0]
+        assert sorted(s.scene_id for s in db.scenes()) == sorted(s.scan_id for s in references)
+        ids, vectors = db.instance_embeddings(references[0].scan_id, mod.POINT_CLOUD)
+        assert len(ids) > 0 and vectors.shape == (len(ids), encoder.dim)
+
+
+def test_recogniser_ranks_frames_against_point_clouds(crossover_map, small_building):
+    from crossover_ros.mapdb import open_map
+
+    encoder, path = crossover_map
+    scan = load_building(small_building).scan(
+        next(s.scan_id for s in load_building(small_building).scans if s.scan_index == 0)
+    )
+    cfg = RecognizerCfg(window_size=3, keyframes=KeyframeCfg(max_interval_s=0.0))
+    with open_map(path, encoder.fingerprint) as db:
+        recognizer = SceneRecognizer(encoder, db, cfg)
+        results = [recognizer.add_frame(frame) for frame in scan.frames()]
+    assert all(r is not None for r in results)
+    assert [r.num_frames for r in results][:4] == [1, 2, 3, 3]
+    last = results[-1]
+    assert last.map_modality == mod.POINT_CLOUD and last.modality == mod.RGB
+    assert set(last.candidate_ids) <= {s.scene_id for s in open_map(path).scenes()}
+
+
+def test_a_map_of_another_model_is_refused(crossover_map, tmp_path):
+    from crossover_ros.mapdb import open_map
+
+    _, path = crossover_map
+    torch.manual_seed(1)
+    other = tmp_path / "other.safetensors"
+    CrossOverModel().save(other)
+    encoder = CrossOverEncoder(other)
+    with pytest.raises(CrossoverError, match="rebuild"):
+        open_map(path, encoder.fingerprint)
+
+
+def test_load_encoder_errors(tmp_path, checkpoint):
+    with pytest.raises(ModelError, match="not found"):
+        load_encoder(str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ModelError, match="map_modality"):
+        load_encoder(str(checkpoint), map_modality="smell")
+    assert load_encoder("global_descriptor").map_modality == mod.RGB
