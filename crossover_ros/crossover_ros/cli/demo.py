@@ -25,7 +25,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--models",
         nargs="+",
-        default=["crossover", "global_descriptor"],
+        default=["global_descriptor", "crossover"],
         help="models to compare on the same bag (crossover, global_descriptor or a checkpoint)",
     )
     parser.set_defaults(command=demo_command)

@@ -60,8 +60,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 def _add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
-        default="crossover",
-        help="crossover (the shipped model), global_descriptor, or a CrossOver checkpoint path",
+        default="global_descriptor",
+        help="global_descriptor, crossover (the shipped model) or a CrossOver checkpoint path",
     )
 
 

@@ -42,7 +42,10 @@ def train_command(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.point_pairs <= 1.0:
         raise CrossoverError("--point-pairs must be in (0, 1]")
-    scenes = load_features(args.buildings, args.cache)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun
+    if distributed:
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    scenes = load_features(args.buildings, args.cache, progress=not distributed)
     torch.set_num_threads(os.cpu_count() or 1)  # feature caching ran single-threaded
     cfg = TrainCfg(seed=args.seed)
     cfg = replace(
@@ -60,7 +63,13 @@ def train_command(args: argparse.Namespace) -> int:
     stages = tuple(args.stages)
     if args.instance_baseline:
         model_cfg, stages = instance_baseline_cfg(model_cfg), ("stage1",)
-    _, histories = train_crossover(scenes, args.out, cfg, model_cfg, stages)
+    try:
+        _, histories = train_crossover(scenes, args.out, cfg, model_cfg, stages)
+    finally:
+        if distributed:
+            torch.distributed.destroy_process_group()
+    if distributed and int(os.environ.get("RANK", "0")) != 0:
+        return 0
     for stage, history in histories.items():
         print(f"{stage}: loss {history[0]:.3f} -> {history[-1]:.3f} over {len(history)} epochs")
     print(f"model written to {args.out / 'model.safetensors'}")

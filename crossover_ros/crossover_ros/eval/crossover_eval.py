@@ -37,9 +37,7 @@ SCENE_PAIRS = [
     (mod.RGB, mod.FLOORPLAN),
     (mod.POINT_CLOUD, mod.FLOORPLAN),
     (mod.REFERRAL, mod.FLOORPLAN),
-    (mod.RGB, mod.RGB),
-    (mod.POINT_CLOUD, mod.POINT_CLOUD),
-]
+]  # same-modal pairs only make sense over time (temporal table): a scan would find itself
 INSTANCE_PAIRS = [
     (mod.RGB, mod.POINT_CLOUD),
     (mod.RGB, mod.REFERRAL),

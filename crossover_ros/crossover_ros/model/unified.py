@@ -21,6 +21,7 @@ class FrameSetEncoderCfg:
     in_dim: int = 2560  # per-frame [GeM | mean] of the frozen image backbone
     hidden_dim: int = 512
     embed_dim: int = 256
+    dropout: float = 0.2  # on the frozen features while training: a few hundred scenes overfit
 
 
 class FrameSetEncoder(nn.Module):
@@ -32,11 +33,12 @@ class FrameSetEncoder(nn.Module):
     def __init__(self, cfg: FrameSetEncoderCfg | None = None) -> None:
         super().__init__()
         self.cfg = cfg = cfg or FrameSetEncoderCfg()
+        self.dropout = nn.Dropout(cfg.dropout)
         self.frame_mlp = mlp([cfg.in_dim, 2 * cfg.hidden_dim, cfg.hidden_dim])
         self.head = ProjectionHead(cfg.hidden_dim, cfg.embed_dim, cfg.hidden_dim)
 
     def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.head(masked_mean(self.frame_mlp(frames), mask, dim=1))
+        return self.head(masked_mean(self.frame_mlp(self.dropout(frames)), mask, dim=1))
 
 
 @dataclass(frozen=True)

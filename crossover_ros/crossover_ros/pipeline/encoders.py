@@ -161,7 +161,9 @@ def default_model_path() -> Path:
 
 
 def load_encoder(
-    model: str = "crossover", map_modality: str | None = None, num_threads: int | None = None
+    model: str = "global_descriptor",
+    map_modality: str | None = None,
+    num_threads: int | None = None,
 ) -> SceneEncoder:
     """``model``: "global_descriptor", "crossover" (the shipped checkpoint) or a checkpoint path."""
     if model == "global_descriptor":

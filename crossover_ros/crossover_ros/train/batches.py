@@ -68,6 +68,15 @@ def _subsample(
     return np.take(points, keep, axis=axis)
 
 
+def _jitter_scene(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Room size and colour augmentation: buildings differ in both from the training set."""
+    out = points.copy()
+    out[:, :3] *= rng.uniform(0.85, 1.2)
+    gain, offset = rng.uniform(0.8, 1.2, 3), rng.uniform(-0.08, 0.08, 3)
+    out[:, 3:6] = np.clip(out[:, 3:6] * gain + offset, 0.0, 1.0)
+    return out
+
+
 def make_batch(
     scenes: list[ScanFeatures],
     rng: np.random.Generator | None = None,
@@ -127,8 +136,12 @@ def make_batch(
         referral_mask[i, : len(scene.referral_features)] = (
             np.abs(scene.referral_features).sum(1) > 0
         )
-        points = _subsample(scene.scene_points, num_scene_points, rng, axis=0)
-        scene_points.append(_rotate_xyz(points, rotation))
+        points = _rotate_xyz(
+            _subsample(scene.scene_points, num_scene_points, rng, axis=0), rotation
+        )
+        if rng is not None:
+            points = _jitter_scene(points, rng)
+        scene_points.append(points)
     return SceneBatch(
         scan_ids=[s.scan_id for s in scenes],
         centroids=torch.from_numpy(centroids),

@@ -63,9 +63,17 @@ def train_crossover(
     """Train the stages in order; the final weights go to ``out_dir/model.safetensors``."""
     torch.manual_seed(train_cfg.seed)
     model = CrossOverModel(model_cfg or CrossOverCfg())
+    earlier = [s for s in ALL_STAGES[: ALL_STAGES.index(stages[0])]]
+    done = [
+        out_dir / f"{s}.safetensors" for s in earlier if (out_dir / f"{s}.safetensors").is_file()
+    ]
+    if done:  # e.g. --stages stage3 after stages 1 and 2 were trained into the same folder
+        model.load_state_dict(CrossOverModel.load(done[-1])[0].state_dict())
     histories = {}
     for stage in stages:
         histories[stage] = train_stage(stage, model, scenes, train_cfg, out_dir, progress)
+    if torch.distributed.is_initialized() and torch.distributed.get_rank() != 0:
+        return model, histories
     model.save(
         out_dir / "model.safetensors",
         {

@@ -146,6 +146,29 @@ STAGES: dict[str, tuple[Callable, Callable[[CrossOverModel], list[nn.Module]]]] 
 }
 
 
+def _distributed_rank_and_size() -> tuple[int, int]:
+    """(rank, world size) under torchrun, (0, 1) otherwise."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _average_gradients(params: list[torch.Tensor], world: int) -> None:
+    """Data parallelism: every process applies the mean gradient of all processes' batches."""
+    for parameter in params:
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+        torch.distributed.all_reduce(parameter.grad)
+        parameter.grad /= world
+
+
+def _mean_over_processes(losses: list[float], world: int) -> float:
+    total = torch.tensor([sum(losses), len(losses)], dtype=torch.float64)
+    if world > 1:
+        torch.distributed.all_reduce(total)
+    return float(total[0] / total[1]) if total[1] > 0 else float("nan")
+
+
 def _schedule(step: int, total: int, warmup: int) -> float:
     """Linear warm-up, then cosine decay to zero."""
     if step < warmup:
@@ -164,7 +187,9 @@ def train_stage(
 ) -> list[float]:
     """Train one stage (others frozen); resumes from ``out_dir/<name>.*`` if present.
 
-    Returns the mean loss of every epoch (including epochs done before a resume).
+    Returns the mean loss of every epoch (including epochs done before a resume). Under
+    ``torchrun`` (a process group initialised), each process trains on its share of the batches,
+    gradients are averaged across processes, and rank 0 writes the checkpoints.
     """
     stage_cfg: StageCfg = getattr(cfg, name)
     loss_fn, trainable = STAGES[name]
@@ -197,14 +222,25 @@ def train_stage(
         start_epoch = len(history)
         if json.loads(metadata["train_cfg"]) != json.loads(json.dumps(asdict(cfg))):
             raise ModelError(f"{checkpoint} was trained with another config; use a new --out")
+    rank, world = _distributed_rank_and_size()
+    if world > 1:  # identical start on every process
+        for tensor in model.state_dict().values():
+            torch.distributed.broadcast(tensor, src=0)
     model.train()
-    bar = tqdm(range(start_epoch, stage_cfg.epochs), desc=name, unit="epoch", disable=not progress)
+    bar = tqdm(
+        range(start_epoch, stage_cfg.epochs),
+        desc=name,
+        unit="epoch",
+        disable=not progress or rank != 0,
+    )
     for epoch in bar:
         rng = np.random.default_rng([cfg.seed, epoch, list(STAGES).index(name)])
         torch.manual_seed(int(rng.integers(2**31)))
         order = rng.permutation(len(scenes))
+        starts = list(range(0, len(order), stage_cfg.batch_size))
+        starts = starts[: len(starts) // world * world][rank::world]  # equal steps per process
         losses = []
-        for start in range(0, len(order), stage_cfg.batch_size):
+        for start in starts:
             chosen = [scenes[i] for i in order[start : start + stage_cfg.batch_size]]
             if len(chosen) < 2:
                 continue
@@ -219,12 +255,16 @@ def train_stage(
             loss = loss_fn(model, batch, cfg)
             optimizer.zero_grad()
             loss.backward()
+            if world > 1:
+                _average_gradients(params, world)
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
             losses.append(float(loss))
-        history.append(float(np.mean(losses)) if losses else float("nan"))
+        history.append(_mean_over_processes(losses, world))
         bar.set_postfix(loss=f"{history[-1]:.3f}")
+        if rank != 0:
+            continue
         model.save(
             checkpoint,
             {"history": json.dumps(history), "train_cfg": json.dumps(asdict(cfg))},

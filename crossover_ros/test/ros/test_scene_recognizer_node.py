@@ -30,7 +30,7 @@ def map_path(small_building, tmp_path_factory):
     return path
 
 
-def _spin_until(executor, condition, timeout_s=20.0):
+def _spin_until(executor, condition, timeout_s=60.0):
     deadline = time.monotonic() + timeout_s
     while not condition() and time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)

@@ -15,8 +15,8 @@ from crossover_ros.model.point_encoder import PointEncoderCfg, farthest_point_sa
 from crossover_ros.model.scene_encoder import SceneFusion
 from crossover_ros.model.unified import ScenePointEncoderCfg
 from crossover_ros.train.batches import make_batch
-from crossover_ros.train.features import ScanFeatures
 from crossover_ros.train.stages import StageCfg, TrainCfg, train_stage, unified_embeddings
+from crossover_ros.train.synthetic import synthetic_scenes
 
 B, K = 3, 5
 
@@ -119,53 +119,10 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path: Path):
         CrossOverModel.load(foreign)
 
 
-def _synthetic_scene(index: int, rng: np.random.Generator, codes: np.ndarray) -> ScanFeatures:
-    """A scene whose frames and point cloud both derive from its own latent code."""
-    code = codes[index]
-    k, frames = 4, 6
-    projection = np.random.default_rng(99).normal(size=(codes.shape[1], 2560)).astype(np.float32)
-    shape = np.random.default_rng(index).uniform(-2, 2, size=(8, 3))
-    points = shape[rng.integers(0, 8, 512)] + rng.normal(0, 0.05, (512, 3))
-    colours = np.tile((code[:3] > 0).astype(np.float32), (512, 1))
-    zeros = np.zeros
-    return ScanFeatures(
-        scan_id=f"syn_room{index:03d}_00",
-        room_id=index,
-        scan_index=0,
-        object_ids=np.arange(1, k + 1),
-        object_labels=["chair"] * k,
-        object_label_ids=zeros(k, np.int64),
-        object_centroids=rng.normal(size=(k, 3)).astype(np.float32),
-        object_sizes=np.ones((k, 3), np.float32),
-        object_image=rng.normal(size=(k, 2560)).astype(np.float32),
-        object_image_mask=np.ones(k, bool),
-        object_crop_frames=zeros((k, 1), np.int64),
-        object_crop_windows=zeros((k, 1, 3), np.int64),
-        object_points=rng.normal(size=(k, 64, 6)).astype(np.float32),
-        object_points_mask=np.ones(k, bool),
-        object_mesh_points=rng.normal(size=(k, 64, 3)).astype(np.float32),
-        object_mesh_mask=np.ones(k, bool),
-        object_text=rng.normal(size=(k, 384)).astype(np.float32),
-        object_text_mask=np.ones(k, bool),
-        scene_points=np.hstack([points, colours]).astype(np.float32),
-        frame_indices=np.arange(frames),
-        frame_features=(code @ projection + rng.normal(0, 0.3, (frames, 2560))).astype(np.float32),
-        frame_poses=np.tile(np.eye(4, dtype=np.float32), (frames, 1, 1)),
-        floorplan_features=(code @ projection).astype(np.float32),
-        referral_indices=np.array([-1]),
-        referral_features=zeros((1, 384), np.float32),
-        referral_texts=[],
-        object_referrals=[[] for _ in range(k)],
-        has_referrals=False,
-        label_vocabulary=["chair"],
-    )
-
-
 def test_tiny_training_decreases_loss_and_retrieves_far_above_chance(tmp_path: Path):
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    codes = rng.normal(size=(16, 8)).astype(np.float32)
-    scenes = [_synthetic_scene(i, rng, codes) for i in range(16)]
+    scenes = synthetic_scenes(16, rng)
     fast = StageCfg(epochs=25, batch_size=8, lr=2e-3, num_scene_points=256, num_object_points=64)
     cfg = TrainCfg(stage1=fast, stage2=fast, stage3=fast, image_anchored_unified_pairs=True)
     small_points = PointEncoderCfg(

@@ -41,9 +41,9 @@ PARAMETERS = [
     ParamSpec("map_path", "", "Map database: SQLite file or postgresql:// URL ('map build')."),
     ParamSpec(
         "model",
-        "crossover",
-        "crossover (shipped model), global_descriptor, or a CrossOver checkpoint path;"
-        " must be the model the map was built with.",
+        "global_descriptor",
+        "global_descriptor, crossover (the shipped CrossOver model) or a CrossOver checkpoint"
+        " path; must be the model the map was built with.",
     ),
     ParamSpec(
         "map_modality",
