@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -57,11 +58,40 @@ class MapBase(ABC):
     def close(self) -> None: ...
 
     @abstractmethod
-    def scenes(self, building_id: str | None = None) -> list[SceneRecord]: ...
+    def _fetch(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Rows of a query written once for both backends: ``?`` placeholders, ``{s}.`` before
+        each table name (the PostgreSQL schema of the map; nothing in SQLite)."""
 
-    @abstractmethod
     def scene(self, scene_id: str) -> SceneRecord:
         """One scene's record, or MapDatabaseError if the map lacks it."""
+        rows = self._fetch(_SCENE_SELECT + " WHERE scene_id = ?", (scene_id,))
+        if not rows:
+            raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
+        return _record(rows[0])
+
+    def scenes(self, building_id: str | None = None) -> list[SceneRecord]:
+        if building_id is None:
+            rows = self._fetch(_SCENE_SELECT + " ORDER BY scene_id")
+        else:
+            rows = self._fetch(
+                _SCENE_SELECT + " WHERE building_id = ? ORDER BY scene_id", (building_id,)
+            )
+        return [_record(row) for row in rows]
+
+    def buildings(self) -> list[str]:
+        return [r[0] for r in self._fetch("SELECT building_id FROM {s}.buildings ORDER BY 1")]
+
+    def modalities(self) -> list[str]:
+        rows = self._fetch("SELECT DISTINCT modality FROM {s}.scene_embeddings ORDER BY 1")
+        return [r[0] for r in rows]
+
+    def scene_modalities(self, scene_id: str) -> list[str]:
+        """The scene's modality mask as names."""
+        rows = self._fetch("SELECT modality_mask FROM {s}.scenes WHERE scene_id = ?", (scene_id,))
+        if not rows:
+            raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
+        bits = self._fetch("SELECT bit, name FROM {s}.modalities")
+        return sorted(name for bit, name in bits if rows[0][0] >> bit & 1)
 
     @abstractmethod
     def remove_scene(self, scene_id: str) -> None: ...
@@ -158,9 +188,6 @@ class MapBase(ABC):
             record, self.scene_embeddings(scene_id), instances, self.point_cloud(scene_id)
         )
 
-    @abstractmethod
-    def modalities(self) -> list[str]: ...
-
     def describe(self) -> dict:
         """Counts for ``map info``."""
         scenes = self.scenes()
@@ -173,3 +200,14 @@ class MapBase(ABC):
             "buildings": sorted({s.building_id for s in scenes}),
             "scenes": len(scenes),
         }
+
+
+_SCENE_SELECT = (
+    "SELECT scene_id, building_id, room_id, scan_index, scan_time, frame, frame_to_building"
+    " FROM {s}.scenes"
+)
+
+
+def _record(row: tuple) -> SceneRecord:
+    pose = None if row[6] is None else tuple(json.loads(row[6]))
+    return SceneRecord(row[0], row[1], row[2], row[3], row[4], row[5], pose)

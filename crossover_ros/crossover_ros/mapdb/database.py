@@ -24,7 +24,6 @@ from crossover_ros.mapdb.records import (
     SCHEMA_VERSION,
     SceneCandidate,
     SceneData,
-    SceneRecord,
     check_embeddings,
     check_instances,
     decode_cloud,
@@ -208,38 +207,11 @@ class MapDatabase(MapBase):
             except sqlite3.DatabaseError as err:
                 raise MapDatabaseError(f"{self.path} cannot be read ({err})") from err
 
+    def _fetch(self, sql: str, args: tuple = ()) -> list[tuple]:
+        return self._rows(sql.replace("{s}.", ""), args)
+
     def _modality_bits(self) -> dict[str, int]:
         return {name: bit for bit, name in self._rows("SELECT bit, name FROM modalities")}
-
-    def scene(self, scene_id: str) -> SceneRecord:
-        rows = self._rows(_SCENE_SELECT + " WHERE scene_id = ?", (scene_id,))
-        if not rows:
-            raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
-        return _record(rows[0])
-
-    def scenes(self, building_id: str | None = None) -> list[SceneRecord]:
-        if building_id is None:
-            rows = self._rows(_SCENE_SELECT + " ORDER BY scene_id")
-        else:
-            rows = self._rows(
-                _SCENE_SELECT + " WHERE building_id = ? ORDER BY scene_id", (building_id,)
-            )
-        return [_record(row) for row in rows]
-
-    def buildings(self) -> list[str]:
-        return [r[0] for r in self._rows("SELECT building_id FROM buildings ORDER BY 1")]
-
-    def modalities(self) -> list[str]:
-        rows = self._rows("SELECT DISTINCT modality FROM scene_embeddings ORDER BY modality")
-        return [row[0] for row in rows]
-
-    def scene_modalities(self, scene_id: str) -> list[str]:
-        """The scene's modality mask as names."""
-        rows = self._rows("SELECT modality_mask FROM scenes WHERE scene_id = ?", (scene_id,))
-        if not rows:
-            raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
-        mask = rows[0][0]
-        return sorted(name for name, bit in self._modality_bits().items() if mask >> bit & 1)
 
     def scene_embeddings(self, scene_id: str) -> dict[str, np.ndarray]:
         rows = self._rows(
@@ -434,14 +406,3 @@ class MapDatabase(MapBase):
             )
             for i, s in zip(scenes, scores, strict=True)
         ]
-
-
-_SCENE_SELECT = (
-    "SELECT scene_id, building_id, room_id, scan_index, scan_time, frame, frame_to_building"
-    " FROM scenes"
-)
-
-
-def _record(row: tuple) -> SceneRecord:
-    pose = None if row[6] is None else tuple(json.loads(row[6]))
-    return SceneRecord(row[0], row[1], row[2], row[3], row[4], row[5], pose)

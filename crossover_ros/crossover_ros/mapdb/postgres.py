@@ -28,7 +28,6 @@ from crossover_ros.mapdb.records import (
     SCHEMA_VERSION,
     SceneCandidate,
     SceneData,
-    SceneRecord,
     check_embeddings,
     check_instances,
     decode_cloud,
@@ -221,38 +220,9 @@ class PostgresMapDatabase(MapBase):
 
     def _fetch(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._transaction() as db:
-            return db.execute(sql.format(s=self._schema), args).fetchall()
+            return db.execute(sql.replace("?", "%s").format(s=self._schema), args).fetchall()
 
     # -- reading ---------------------------------------------------------------------------
-    def scene(self, scene_id: str) -> SceneRecord:
-        rows = self._fetch(_SCENE_SELECT + " WHERE scene_id = %s", (scene_id,))
-        if not rows:
-            raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
-        return _record(rows[0])
-
-    def scenes(self, building_id: str | None = None) -> list[SceneRecord]:
-        if building_id is None:
-            rows = self._fetch(_SCENE_SELECT + " ORDER BY scene_id")
-        else:
-            rows = self._fetch(
-                _SCENE_SELECT + " WHERE building_id = %s ORDER BY scene_id", (building_id,)
-            )
-        return [_record(row) for row in rows]
-
-    def buildings(self) -> list[str]:
-        return [r[0] for r in self._fetch("SELECT building_id FROM {s}.buildings ORDER BY 1")]
-
-    def modalities(self) -> list[str]:
-        rows = self._fetch("SELECT DISTINCT modality FROM {s}.scene_embeddings ORDER BY 1")
-        return [r[0] for r in rows]
-
-    def scene_modalities(self, scene_id: str) -> list[str]:
-        rows = self._fetch("SELECT modality_mask FROM {s}.scenes WHERE scene_id = %s", (scene_id,))
-        if not rows:
-            raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
-        bits = self._fetch("SELECT bit, name FROM {s}.modalities")
-        return sorted(name for bit, name in bits if rows[0][0] >> bit & 1)
-
     def scene_embeddings(self, scene_id: str) -> dict[str, np.ndarray]:
         rows = self._fetch(
             "SELECT modality, embedding::text FROM {s}.scene_embeddings WHERE scene_id = %s"
@@ -534,13 +504,3 @@ CREATE TABLE {s}.scene_clouds (
     data BYTEA NOT NULL
 );
 """
-
-_SCENE_SELECT = (
-    "SELECT scene_id, building_id, room_id, scan_index, scan_time, frame, frame_to_building"
-    " FROM {s}.scenes"
-)
-
-
-def _record(row: tuple) -> SceneRecord:
-    pose = None if row[6] is None else tuple(json.loads(row[6]))
-    return SceneRecord(row[0], row[1], row[2], row[3], row[4], row[5], pose)
