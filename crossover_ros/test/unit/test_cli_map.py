@@ -1,0 +1,77 @@
+"""``crossover_ros map`` verbs end to end on a small building (global-descriptor maps)."""
+
+import pytest
+
+from crossover_ros.cli.main import main
+from crossover_ros.data.scan import load_building
+from crossover_ros.mapdb import open_map
+
+
+@pytest.fixture(scope="module")
+def built(small_building, tmp_path_factory):
+    out = tmp_path_factory.mktemp("maps") / "map.sqlite"
+    assert main(["map", "build", "--scans", str(small_building), "--out", str(out)]) == 0
+    return out
+
+
+def test_build_info_add_remove(built, small_building, capsys, tmp_path):
+    scans = load_building(small_building).scans
+    references = sorted(s.scan_id for s in scans if s.scan_index == 0)
+    rescan = next(s.scan_id for s in scans if s.scan_index == 1)
+    with open_map(built) as db:
+        assert [s.scene_id for s in db.scenes()] == references
+    assert main(["map", "info", str(built), "--verify"]) == 0
+    assert f"scenes: {len(references)}" in capsys.readouterr().out
+
+    copy = tmp_path / "copy.sqlite"
+    assert main(["map", "export", str(built), "--to", str(copy)]) == 0
+    assert (
+        main(
+            [
+                "map",
+                "add-scan",
+                "--map",
+                str(copy),
+                "--scans",
+                str(small_building),
+                "--scan-id",
+                rescan,
+            ]
+        )
+        == 0
+    )
+    assert main(["map", "remove-scene", "--map", str(copy), references[0]]) == 0
+    with open_map(copy) as db:
+        assert sorted(s.scene_id for s in db.scenes()) == sorted([*references[1:], rescan])
+
+    # import adds only what is missing; exporting onto an existing map is refused
+    assert main(["map", "import", str(copy), "--from", str(built)]) == 0
+    with open_map(copy) as db:
+        assert sorted(s.scene_id for s in db.scenes()) == sorted([*references, rescan])
+    capsys.readouterr()
+    assert main(["map", "export", str(built), "--to", str(copy)]) == 1
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_unknown_scan_and_scene_are_one_line_errors(built, small_building, capsys, tmp_path):
+    copy = tmp_path / "c.sqlite"
+    assert main(["map", "export", str(built), "--to", str(copy)]) == 0
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "map",
+                "add-scan",
+                "--map",
+                str(copy),
+                "--scans",
+                str(small_building),
+                "--scan-id",
+                "nowhere_00",
+            ]
+        )
+        == 1
+    )
+    assert main(["map", "remove-scene", "--map", str(copy), "nowhere_00"]) == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(line.startswith("ERROR: ") for line in errors)
