@@ -260,7 +260,7 @@ def train_stage(
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         history.append(_mean_over_processes(losses, world))
         bar.set_postfix(loss=f"{history[-1]:.3f}")
         if rank != 0:

@@ -22,9 +22,16 @@ class MeanColourEncoder:
     fingerprint = "mean-colour"
     dim = 3
     modality = "rgb"
+    map_modality = "rgb"
 
-    def encode(self, images):
+    def frame_features(self, images):
         return np.stack([np.asarray(i, np.float32).reshape(-1, 3).mean(axis=0) + 1 for i in images])
+
+    def query(self, window):
+        return window
+
+    def embed_scan(self, scan):
+        return {"rgb": self.frame_features(list(scan.color_images()))}, {}
 
 
 def _ply(path, columns, binary=True):
