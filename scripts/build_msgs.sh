@@ -42,17 +42,26 @@ export CMAKE_PREFIX_PATH="${venv_dir}${CMAKE_PREFIX_PATH:+:${CMAKE_PREFIX_PATH}}
 # The generators are Python modules from the wheels; run them with the venv's interpreter.
 export PATH="${venv_dir}/bin:${PATH}"
 
-cmake -S "${src_dir}" -B "${build_dir}" \
-  -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_PREFIX_PATH="${venv_dir}" \
-  -DCMAKE_INSTALL_PREFIX="${venv_dir}" \
-  -DPython3_EXECUTABLE="${python}" \
-  -DPYTHON_EXECUTABLE="${python}" \
-  -DPYTHON_INSTALL_DIR="${python_install_dir}" \
-  -DBUILD_TESTING=OFF \
-  -DCMAKE_PROJECT_INCLUDE="${workaround}"
-cmake --build "${build_dir}" --parallel "$(nproc)"
-cmake --install "${build_dir}"
+log="$(mktemp -t crossover_msgs_build.XXXXXX.log)"
+# Quiet unless something fails: then the whole CMake log is shown.
+if ! {
+  cmake -S "${src_dir}" -B "${build_dir}" \
+    -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_PREFIX_PATH="${venv_dir}" \
+    -DCMAKE_INSTALL_PREFIX="${venv_dir}" \
+    -DPython3_EXECUTABLE="${python}" \
+    -DPYTHON_EXECUTABLE="${python}" \
+    -DPYTHON_INSTALL_DIR="${python_install_dir}" \
+    -DBUILD_TESTING=OFF \
+    -DCMAKE_PROJECT_INCLUDE="${workaround}" &&
+    cmake --build "${build_dir}" --parallel "$(nproc)" &&
+    cmake --install "${build_dir}"
+} >"${log}" 2>&1; then
+  cat "${log}" >&2
+  echo "ERROR: building crossover_msgs failed (log above, also in ${log})" >&2
+  exit 1
+fi
+rm -f "${log}"
 
 AMENT_PREFIX_PATH="${venv_dir}" "${python}" -c \
   'from crossover_msgs.msg import SceneMatch; print("crossover_msgs OK:", SceneMatch())' >/dev/null
