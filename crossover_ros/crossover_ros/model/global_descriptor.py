@@ -94,8 +94,6 @@ def create_global_descriptor(cfg: GlobalDescriptorCfg | None = None) -> GlobalIm
 class ImageDescriptorEncoder:
     """Inference wrapper: uint8 RGB images in, float32 unit descriptors out (numpy, no grad)."""
 
-    modality = "rgb"
-
     def __init__(self, cfg: GlobalDescriptorCfg | None = None, num_threads: int | None = None):
         self.cfg = cfg or GlobalDescriptorCfg()
         if num_threads:
