@@ -75,9 +75,10 @@ def _replay_with(model: str, building_dir: Path, bag_path: Path, args: argparse.
     """Map the building with ``model``, run the node on it, replay the bag, return the matches."""
     from crossover_ros.errors import CrossoverError
     from crossover_ros.mapdb.build import build_map
-    from crossover_ros.pipeline.encoders import load_encoder
+    from crossover_ros.pipeline.encoders import MODELS, load_encoder
 
-    map_path = args.workdir / f"map_{model}.sqlite"
+    label = model if model in MODELS else Path(model).stem  # a checkpoint path: its file name
+    map_path = args.workdir / f"map_{label}.sqlite"
     if not map_path.is_file():
         _step(f"building the map database of the reference scans with {model}")
         build_map(building_dir, map_path, load_encoder(model)).close()
