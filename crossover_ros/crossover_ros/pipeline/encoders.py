@@ -77,10 +77,9 @@ class CrossOverEncoder:
         from crossover_ros.model.crossover import CrossOverModel
         from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
 
-        if map_modality not in (*mod.UNIFIED_MODALITIES, mod.SCENE):
-            raise ModelError(
-                f"map_modality must be one of {mod.UNIFIED_MODALITIES}, not {map_modality}"
-            )
+        choices = (*mod.UNIFIED_MODALITIES, mod.SCENE)
+        if map_modality not in choices:
+            raise ModelError(f"map_modality must be one of {choices}, not {map_modality}")
         if num_threads:
             torch.set_num_threads(num_threads)
         self.model, _ = CrossOverModel.load(checkpoint)
