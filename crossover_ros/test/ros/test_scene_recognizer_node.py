@@ -106,3 +106,18 @@ def test_publishes_the_scene_of_mapped_frames_and_survives_bad_input(
     assert match.num_frames == 3 and match.modality == "rgb"
     assert match.header.stamp.sec == 103
     assert np.isfinite(match.confidence)
+
+
+def test_a_missing_map_leaves_the_node_unconfigured_and_alive(ros_context, tmp_path):
+    node = SceneRecognizerNode(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("map_path", value=str(tmp_path / "no_map.sqlite")),
+            Parameter("model", value="global_descriptor"),
+        ],
+    )
+    try:
+        assert node._state_machine.current_state[1] == "unconfigured"
+        assert node._recognizer is None and node._mapdb is None
+    finally:
+        node.destroy_node()

@@ -83,8 +83,9 @@ class SceneRecognizerNode(Node):
         self._odometry: deque[tuple[float, np.ndarray]] = deque(maxlen=200)
         self._camera_info: CameraInfo | None = None
         self.counters = {"frames": 0, "keyframes": 0, "rejected": 0, "no_camera_info": 0}
-        if self.params["autostart"]:
-            self.trigger_configure()
+        # Activate only if configuring worked; otherwise stay alive, unconfigured, and say why.
+        autostart = self.params["autostart"]
+        if autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -107,10 +108,11 @@ class SceneRecognizerNode(Node):
             self._recognizer = SceneRecognizer(encoder, self._mapdb, cfg)
         except CrossoverError as err:
             self.get_logger().error(f"cannot configure: {err}")
+            self._release()
             return TransitionCallbackReturn.FAILURE
         self._match_pub = self.create_lifecycle_publisher(SceneMatch, "~/scene_match", 10)
         scenes = len(self._mapdb.scenes())
-        self.get_logger().info(f"map {self.params['map_path']}: {scenes} scenes")
+        self.get_logger().info(f"map {self._mapdb.path}: {scenes} scenes")  # password masked
         return super().on_configure(state)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
