@@ -99,8 +99,22 @@ class MapBase(ABC):
     @abstractmethod
     def scene_embeddings(self, scene_id: str) -> dict[str, np.ndarray]: ...
 
-    @abstractmethod
-    def instances(self, scene_id: str) -> list[dict]: ...
+    def instances(self, scene_id: str) -> list[dict]:
+        """A scene's instances: id, label, centroid, and box_min/box_max where stored."""
+        rows = self._fetch(
+            "SELECT instance_id, label, centroid, box_min, box_max FROM {s}.instances"
+            " WHERE scene_id = ? ORDER BY instance_id",
+            (scene_id,),
+        )
+        out = []
+        for inst_id, label, centroid, box_min, box_max in rows:
+            item = {"id": inst_id, "label": label, "centroid": json.loads(centroid)}
+            if box_min is not None:
+                item["box_min"] = json.loads(box_min)
+            if box_max is not None:
+                item["box_max"] = json.loads(box_max)
+            out.append(item)
+        return out
 
     @abstractmethod
     def instance_embeddings(self, scene_id: str, modality: str) -> tuple[list[int], np.ndarray]: ...

@@ -225,22 +225,6 @@ class MapDatabase(MapBase):
             raise MapDatabaseError(f"{self.path}: corrupt vectors of scene {scene_id}")
         return np.frombuffer(blob, dtype=np.float32).reshape(count, self.embedding_dim)
 
-    def instances(self, scene_id: str) -> list[dict]:
-        rows = self._rows(
-            "SELECT instance_id, label, centroid, box_min, box_max FROM instances"
-            " WHERE scene_id = ? ORDER BY instance_id",
-            (scene_id,),
-        )
-        out = []
-        for inst_id, label, centroid, box_min, box_max in rows:
-            item = {"id": inst_id, "label": label, "centroid": json.loads(centroid)}
-            if box_min is not None:
-                item["box_min"] = json.loads(box_min)
-            if box_max is not None:
-                item["box_max"] = json.loads(box_max)
-            out.append(item)
-        return out
-
     def instance_embeddings(self, scene_id: str, modality: str) -> tuple[list[int], np.ndarray]:
         rows = self._rows(
             "SELECT instance_id, vector FROM instance_embeddings"

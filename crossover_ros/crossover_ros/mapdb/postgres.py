@@ -134,11 +134,7 @@ class PostgresMapDatabase(MapBase):
         psycopg = _psycopg()
         try:
             with db.transaction():
-                exists = db.execute(
-                    "SELECT 1 FROM information_schema.tables"
-                    " WHERE table_schema = %s AND table_name = 'meta'",
-                    (schema,),
-                ).fetchone()
+                exists = _map_exists(db, schema)
                 if exists:
                     raise MapDatabaseError(
                         f"{redact_url(url)} already holds map '{schema}'; remove it"
@@ -173,11 +169,7 @@ class PostgresMapDatabase(MapBase):
         psycopg = _psycopg()
         try:
             with db.transaction():
-                exists = db.execute(
-                    "SELECT 1 FROM information_schema.tables"
-                    " WHERE table_schema = %s AND table_name = 'meta'",
-                    (schema,),
-                ).fetchone()
+                exists = _map_exists(db, schema)
                 meta = (
                     dict(db.execute(f"SELECT key, value FROM {schema}.meta").fetchall())
                     if exists
@@ -233,22 +225,6 @@ class PostgresMapDatabase(MapBase):
         for modality, text in rows:
             out.setdefault(modality, []).append(_parse_vector(text))
         return {m: np.stack(v) for m, v in out.items()}
-
-    def instances(self, scene_id: str) -> list[dict]:
-        rows = self._fetch(
-            "SELECT instance_id, label, centroid, box_min, box_max FROM {s}.instances"
-            " WHERE scene_id = %s ORDER BY instance_id",
-            (scene_id,),
-        )
-        out = []
-        for inst_id, label, centroid, box_min, box_max in rows:
-            item = {"id": inst_id, "label": label, "centroid": json.loads(centroid)}
-            if box_min is not None:
-                item["box_min"] = json.loads(box_min)
-            if box_max is not None:
-                item["box_max"] = json.loads(box_max)
-            out.append(item)
-        return out
 
     def instance_embeddings(self, scene_id: str, modality: str) -> tuple[list[int], np.ndarray]:
         rows = self._fetch(
@@ -504,3 +480,12 @@ CREATE TABLE {s}.scene_clouds (
     data BYTEA NOT NULL
 );
 """
+
+
+def _map_exists(db, schema: str) -> bool:
+    """Whether the server holds a map in ``schema`` (its meta table)."""
+    row = db.execute(
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'meta'",
+        (schema,),
+    ).fetchone()
+    return row is not None
