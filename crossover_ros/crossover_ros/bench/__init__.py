@@ -1,0 +1,1 @@
+"""Benchmarks (``crossover_ros bench <what>``): numbers for the README, never timed tests."""
