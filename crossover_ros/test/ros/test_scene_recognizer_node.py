@@ -84,12 +84,10 @@ def test_publishes_the_scene_of_mapped_frames_and_survives_bad_input(
         info_pub.publish(
             intrinsics_to_camera_info(frames[0].intrinsics, seconds_to_stamp(99.0), "camera")
         )
-        assert _spin_until(
-            executor, lambda: node.counters["no_camera_info"] == 0 and node._camera_info
-        )
+        assert _spin_until(executor, lambda: node.stream.has_camera_info)
         # A malformed frame first: wrong encoding is rejected, counted, and the node lives on.
         publish(frames[0], 100.0, color_encoding="yuv422")
-        assert _spin_until(executor, lambda: node.counters["rejected"] >= 1)
+        assert _spin_until(executor, lambda: node.stream.counters["rejected"] >= 1)
         for index, frame in enumerate(frames[:3]):
             publish(frame, 101.0 + index)
         assert _spin_until(executor, lambda: len(received) >= 3)
@@ -118,6 +116,6 @@ def test_a_missing_map_leaves_the_node_unconfigured_and_alive(ros_context, tmp_p
     )
     try:
         assert node._state_machine.current_state[1] == "unconfigured"
-        assert node._recognizer is None and node._mapdb is None
+        assert node.stream is None and node._mapdb is None
     finally:
         node.destroy_node()

@@ -7,9 +7,6 @@ runs without a lifecycle manager.
 
 from __future__ import annotations
 
-from collections import deque
-
-import numpy as np
 import rclpy
 from nav_msgs.msg import Odometry
 from rclpy.executors import ExternalShutdownException
@@ -21,19 +18,16 @@ from std_msgs.msg import Header
 
 from crossover_msgs.msg import SceneMatch
 from crossover_ros.errors import CrossoverError
-from crossover_ros.frames import RGBDFrame
 from crossover_ros.mapdb import open_map
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.pipeline.encoders import load_encoder
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneMatchResult, SceneRecognizer
-from crossover_ros.pipeline.sync import ApproximateTimeSynchronizer
-from crossover_ros.ros.convert import (
-    camera_info_to_intrinsics,
-    image_to_depth_m,
-    image_to_rgb,
-    odometry_to_pose,
-    stamp_to_seconds,
+from crossover_ros.pipeline.stream import (
+    MissingCameraInfoError,
+    SensorStream,
+    StreamCfg,
+    StreamMatch,
 )
 from crossover_ros.ros.params import ParamSpec, declare
 
@@ -75,14 +69,10 @@ class SceneRecognizerNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("scene_recognizer", **kwargs)
         self.params = declare(self, PARAMETERS)
-        self._recognizer: SceneRecognizer | None = None
+        self.stream: SensorStream | None = None
         self._mapdb: MapBase | None = None
         self._match_pub: LifecyclePublisher | None = None
         self._sensor_subscriptions: list = []
-        self._sync = ApproximateTimeSynchronizer(2, self.params["sync_slop_s"], queue_size=10)
-        self._odometry: deque[tuple[float, np.ndarray]] = deque(maxlen=200)
-        self._camera_info: CameraInfo | None = None
-        self.counters = {"frames": 0, "keyframes": 0, "rejected": 0, "no_camera_info": 0}
         # Activate only if configuring worked; otherwise stay alive, unconfigured, and say why.
         autostart = self.params["autostart"]
         if autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
@@ -105,7 +95,13 @@ class SceneRecognizerNode(Node):
                 window_size=self.params["window_size"],
                 top_k=self.params["top_k"],
             )
-            self._recognizer = SceneRecognizer(encoder, self._mapdb, cfg)
+            self.stream = SensorStream(
+                SceneRecognizer(encoder, self._mapdb, cfg),
+                StreamCfg(
+                    sync_slop_s=self.params["sync_slop_s"],
+                    odom_max_age_s=self.params["odom_max_age_s"],
+                ),
+            )
         except CrossoverError as err:
             self.get_logger().error(f"cannot configure: {err}")
             self._release()
@@ -156,63 +152,34 @@ class SceneRecognizerNode(Node):
         if self._mapdb is not None:
             self._mapdb.close()
             self._mapdb = None
-        self._recognizer = None
+        self.stream = None
 
-    # -- callbacks -------------------------------------------------------------------------
+    # -- callbacks: the stream does the work, the node logs and publishes ------------------
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+        self.stream.on_camera_info(msg)
 
     def _on_odom(self, msg: Odometry) -> None:
-        self._odometry.append((stamp_to_seconds(msg.header.stamp), odometry_to_pose(msg)))
+        self._guarded(self.stream.on_odometry, msg)
 
     def _on_color(self, msg: Image) -> None:
-        self._offer(0, msg)
+        self._publish(self._guarded(self.stream.on_color, msg))
 
     def _on_depth(self, msg: Image) -> None:
-        self._offer(1, msg)
+        self._publish(self._guarded(self.stream.on_depth, msg))
 
-    def _offer(self, stream: int, msg: Image) -> None:
-        matched = self._sync.add(stream, stamp_to_seconds(msg.header.stamp), msg)
-        if matched is not None:
-            self._process(*matched)
-
-    def _pose_at(self, stamp: float) -> np.ndarray | None:
-        if not self._odometry:
-            return None
-        odom_stamp, pose = min(self._odometry, key=lambda item: abs(item[0] - stamp))
-        return pose if abs(odom_stamp - stamp) <= self.params["odom_max_age_s"] else None
-
-    def _process(self, color_msg: Image, depth_msg: Image) -> None:
-        """Convert, check and recognise one synchronised pair; a bad pair is logged and skipped."""
-        self.counters["frames"] += 1
-        if self._camera_info is None:
-            self.counters["no_camera_info"] += 1
-            self.get_logger().warning(
-                "no camera_info received yet: frames are dropped", throttle_duration_sec=5.0
-            )
-            return
+    def _guarded(self, handler, msg):
+        """Run a stream handler; a bad message is a throttled warning, never a dead node."""
         try:
-            intrinsics = camera_info_to_intrinsics(self._camera_info)
-            color = image_to_rgb(color_msg)
-            depth = image_to_depth_m(depth_msg)
-            if color.shape[:2] != depth.shape or color.shape[:2] != (
-                intrinsics.height,
-                intrinsics.width,
-            ):
-                raise CrossoverError(
-                    f"sizes differ: colour {color.shape[:2]}, depth {depth.shape},"
-                    f" camera_info {(intrinsics.height, intrinsics.width)}"
-                )
-            stamp = stamp_to_seconds(color_msg.header.stamp)
-            frame = RGBDFrame(color, depth, intrinsics, stamp)
-            result = self._recognizer.add_frame(frame, self._pose_at(stamp))
+            return handler(msg)
+        except MissingCameraInfoError as err:
+            self.get_logger().warning(str(err), throttle_duration_sec=5.0)
         except CrossoverError as err:
-            self.counters["rejected"] += 1
-            self.get_logger().warning(f"frame rejected: {err}", throttle_duration_sec=5.0)
-            return
-        if result is not None:
-            self.counters["keyframes"] += 1
-            self._match_pub.publish(to_scene_match(result, color_msg.header))
+            self.get_logger().warning(f"message rejected: {err}", throttle_duration_sec=5.0)
+        return None
+
+    def _publish(self, match: StreamMatch | None) -> None:
+        if match is not None:
+            self._match_pub.publish(to_scene_match(match.result, match.header))
 
 
 def to_scene_match(result: SceneMatchResult, header: Header) -> SceneMatch:
