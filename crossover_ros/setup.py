@@ -47,9 +47,10 @@ setup(
             "ruff>=0.5",
             "pgserver>=0.1.4",
             "psycopg[binary]>=3.1",
+            "pgvector>=0.2",
         ],
         # A fleet's shared map server: PostgreSQL with pgvector.
-        "fleet": ["psycopg[binary]>=3.1"],
+        "fleet": ["psycopg[binary]>=3.1", "pgvector>=0.2"],
         # ROS 2 Jazzy from PyPI wheels, for machines without a ROS install (CI, laptops).
         "ros": [
             "ros-jazzy-rclpy",

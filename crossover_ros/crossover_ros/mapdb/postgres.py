@@ -75,20 +75,19 @@ def _split_schema(url: str) -> tuple[str, str]:
 
 def _psycopg():
     try:
+        import pgvector.psycopg  # noqa: F401  (the binary vector adapter, registered per connection)
         import psycopg
     except ImportError as err:
         raise MapDatabaseError(
-            "the PostgreSQL backend needs psycopg: pip install 'psycopg[binary]'"
+            "the PostgreSQL backend needs psycopg and pgvector:"
+            " pip install 'psycopg[binary]' pgvector"
         ) from err
     return psycopg
 
 
-def _vector_text(vector: np.ndarray) -> str:
-    return "[" + ",".join(f"{v:.8g}" for v in vector.tolist()) + "]"
-
-
-def _parse_vector(text: str) -> np.ndarray:
-    return np.array(text.strip("[]").split(","), dtype=np.float32)
+def _stack(vectors: list) -> np.ndarray:
+    """(N, D) float32 from pgvector ``Vector`` objects."""
+    return np.stack([v.to_numpy() for v in vectors]).astype(np.float32, copy=False)
 
 
 class PostgresMapDatabase(MapBase):
@@ -100,6 +99,11 @@ class PostgresMapDatabase(MapBase):
         self._schema = schema
         self._cfg = cfg or PgSearchCfg()
         self._lock = threading.RLock()
+        # pgvector's adapter: vectors travel as binary float32 <-> numpy, not as text.
+        from pgvector.psycopg import register_vector
+
+        with self._lock:
+            register_vector(connection)
         meta = dict(self._fetch("SELECT key, value FROM {s}.meta"))
         self.model_fingerprint = meta["model_fingerprint"]
         self.embedding_dim = int(meta["embedding_dim"])
@@ -210,31 +214,35 @@ class PostgresMapDatabase(MapBase):
             except psycopg.Error as err:
                 raise MapDatabaseError(f"{self.path}: {err}") from err
 
-    def _fetch(self, sql: str, args: tuple = ()) -> list[tuple]:
+    def _fetch(self, sql: str, args: tuple = (), binary: bool = False) -> list[tuple]:
+        """Rows of a query; ``binary`` fetches vectors as float32 bytes rather than text."""
         with self._transaction() as db:
-            return db.execute(sql.replace("?", "%s").format(s=self._schema), args).fetchall()
+            sql = sql.replace("?", "%s").format(s=self._schema)
+            return db.execute(sql, args, binary=binary).fetchall()
 
     # -- reading ---------------------------------------------------------------------------
     def scene_embeddings(self, scene_id: str) -> dict[str, np.ndarray]:
         rows = self._fetch(
-            "SELECT modality, embedding::text FROM {s}.scene_embeddings WHERE scene_id = %s"
+            "SELECT modality, embedding FROM {s}.scene_embeddings WHERE scene_id = %s"
             " ORDER BY modality, row_index",
             (scene_id,),
+            binary=True,
         )
         out: dict[str, list[np.ndarray]] = {}
-        for modality, text in rows:
-            out.setdefault(modality, []).append(_parse_vector(text))
+        for modality, vector in rows:
+            out.setdefault(modality, []).append(vector.to_numpy())
         return {m: np.stack(v) for m, v in out.items()}
 
     def instance_embeddings(self, scene_id: str, modality: str) -> tuple[list[int], np.ndarray]:
         rows = self._fetch(
-            "SELECT instance_id, embedding::text FROM {s}.instance_embeddings"
+            "SELECT instance_id, embedding FROM {s}.instance_embeddings"
             " WHERE scene_id = %s AND modality = %s ORDER BY instance_id",
             (scene_id, modality),
+            binary=True,
         )
         if not rows:
             return [], np.zeros((0, self.embedding_dim), np.float32)
-        return [r[0] for r in rows], np.stack([_parse_vector(r[1]) for r in rows])
+        return [r[0] for r in rows], _stack([r[1] for r in rows])
 
     def point_cloud(self, scene_id: str) -> tuple[np.ndarray, np.ndarray] | None:
         rows = self._fetch("SELECT data FROM {s}.scene_clouds WHERE scene_id = %s", (scene_id,))
@@ -392,29 +400,29 @@ class PostgresMapDatabase(MapBase):
                 # A building is small: scan it exactly rather than filter an index's answers.
                 db.execute("SET LOCAL enable_indexscan = off")
             for vector in vectors:
-                text = _vector_text(vector)
                 if building_id is None:
                     rows = db.execute(
                         f"SELECT scene_id FROM {s}.scene_embeddings WHERE modality = '{literal}'"
-                        " ORDER BY embedding <=> %s::vector LIMIT %s",
-                        (text, limit),
+                        " ORDER BY embedding <=> %s LIMIT %s",
+                        (vector, limit),
                     ).fetchall()
                 else:
                     rows = db.execute(
                         f"SELECT e.scene_id FROM {s}.scene_embeddings e JOIN {s}.scenes c"
                         f" USING (scene_id) WHERE e.modality = '{literal}' AND c.building_id = %s"
-                        " ORDER BY e.embedding <=> %s::vector LIMIT %s",
-                        (building_id, text, limit),
+                        " ORDER BY e.embedding <=> %s LIMIT %s",
+                        (building_id, vector, limit),
                     ).fetchall()
                 candidates.update(r[0] for r in rows)
             if not candidates:
                 return []
             rows = db.execute(
-                f"SELECT e.scene_id, c.building_id, c.room_id, e.embedding::text"
+                f"SELECT e.scene_id, c.building_id, c.room_id, e.embedding"
                 f" FROM {s}.scene_embeddings e JOIN {s}.scenes c USING (scene_id)"
                 f" WHERE e.modality = '{literal}' AND e.scene_id = ANY(%s)"
                 " ORDER BY e.scene_id, e.row_index",
                 (sorted(candidates),),
+                binary=True,
             ).fetchall()
         ids: list[str] = []
         info: list[tuple[str, str]] = []
@@ -425,7 +433,7 @@ class PostgresMapDatabase(MapBase):
                 info.append((building, room))
                 counts.append(0)
             counts[-1] += 1
-        matrix = np.stack([_parse_vector(r[3]) for r in rows])
+        matrix = _stack([r[3] for r in rows])
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
         scores = np.maximum.reduceat(vectors @ matrix.T, starts, axis=1).mean(axis=0)
         order = sorted(range(len(ids)), key=lambda i: (-scores[i], ids[i]))[:top_k]

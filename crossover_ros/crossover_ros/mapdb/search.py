@@ -4,8 +4,9 @@ Scenes may hold several rows (the image baseline: one per mapped frame); a scene
 query rows (Q, D) is the mean over the query rows of the best cosine among the scene's rows.
 Exact search reads the whole matrix per query (about 23 ms for 100k x 512 float32 on the 2-core
 development machine: memory bound), so from ``SearchCfg.ivf_min_rows`` rows on, an inverted
-file (k-means cells, scanning the ``nprobe`` nearest cells) picks candidate scenes and only
-those are scored exactly.
+file (k-means cells, scanning the ``nprobe`` nearest cells) picks candidate rows. Building the
+cells reorders the matrix by cell, so a probe reads contiguous slices (no gathered copy) and the
+index costs no memory beyond the centroids.
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ class SearchCfg:
 
     ivf_min_rows: int = 20_000  # below this, exact search is already fast enough
     rows_per_cell: int = 256  # k-means cells = rows / rows_per_cell
-    nprobe: int = 24  # cells scanned per query row
+    nprobe: int = 32  # cells scanned per query row
     kmeans_iters: int = 8
     seed: int = 0
 
 
 class ModalityIndex:
-    """Rows of one modality ordered by scene, with each scene's first row and building."""
+    """Rows of one modality with the scene, building and room each belongs to.
+
+    ``matrix`` arrives ordered by scene (``counts`` rows each); ``position[r]`` is where the
+    scene-ordered row ``r`` lives in ``self.matrix`` (identity until the IVF cells reorder it).
+    """
 
     def __init__(
         self,
@@ -48,38 +53,39 @@ class ModalityIndex:
         self.counts = np.asarray(counts, np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
         self.row_scene = np.repeat(np.arange(len(scene_ids)), self.counts)
+        self.position = np.arange(len(matrix))
         self.single_row = bool(len(self.counts) and (self.counts == 1).all())
         self.cfg = cfg
-        self._cells: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._cells: tuple[np.ndarray, np.ndarray] | None = None
 
     # -- exact -------------------------------------------------------------------------------
     def _scores(self, query: np.ndarray, scenes: np.ndarray) -> np.ndarray:
         """Exact scores of the given scene indices."""
         if self.single_row:
-            return (query @ self.matrix[scenes].T).mean(axis=0)
-        rows = np.concatenate(
-            [np.arange(self.starts[s], self.starts[s] + self.counts[s]) for s in scenes]
-        )
-        starts = np.concatenate([[0], np.cumsum(self.counts[scenes])[:-1]])
-        similarity = query @ self.matrix[rows].T
-        return np.maximum.reduceat(similarity, starts, axis=1).mean(axis=0)
+            return (query @ self.matrix[self.position[scenes]].T).mean(axis=0)
+        counts = self.counts[scenes]
+        rows = np.repeat(self.starts[scenes] - np.cumsum(counts) + counts, counts)
+        rows += np.arange(counts.sum())
+        similarity = query @ self.matrix[self.position[rows]].T
+        group_starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return np.maximum.reduceat(similarity, group_starts, axis=1).mean(axis=0)
 
     def exact(self, query: np.ndarray, top_k: int, scenes: np.ndarray | None = None):
         """(scene indices, scores) best first; ``scenes`` restricts the search (a filter)."""
         if scenes is None:
-            if self.single_row:
-                scores = (query @ self.matrix.T).mean(axis=0)
-            else:
-                similarity = query @ self.matrix.T
-                scores = np.maximum.reduceat(similarity, self.starts, axis=1).mean(axis=0)
             scenes = np.arange(len(self.scene_ids))
-        else:
-            scores = self._scores(query, scenes) if len(scenes) else np.zeros(0, np.float32)
+            if self._cells is None:  # scene order: one pass over the matrix, no gather
+                similarity = query @ self.matrix.T
+                if self.single_row:
+                    return _top(scenes, similarity.mean(axis=0), top_k)
+                scores = np.maximum.reduceat(similarity, self.starts, axis=1).mean(axis=0)
+                return _top(scenes, scores, top_k)
+        scores = self._scores(query, scenes) if len(scenes) else np.zeros(0, np.float32)
         return _top(scenes, scores, top_k)
 
     # -- approximate -------------------------------------------------------------------------
-    def _build_cells(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """k-means cells: centroids, row order by cell, each cell's first position."""
+    def _build_cells(self) -> tuple[np.ndarray, np.ndarray]:
+        """k-means cells; reorders ``matrix`` by cell. Returns centroids and cell bounds."""
         rng = np.random.default_rng(self.cfg.seed)
         n = len(self.matrix)
         k = max(1, n // self.cfg.rows_per_cell)
@@ -98,24 +104,34 @@ class ModalityIndex:
                 self.matrix[begin : begin + 65536] @ centroids.T, axis=1
             )
         order = np.argsort(assign, kind="stable")
+        self.matrix = np.ascontiguousarray(self.matrix[order])
+        self.position = np.empty(n, np.int64)
+        self.position[order] = np.arange(n)
+        self.row_scene = self.row_scene[order]
         bounds = np.searchsorted(assign[order], np.arange(k + 1))
-        return centroids.astype(np.float32), order, bounds
+        return centroids.astype(np.float32), bounds
 
     def approximate(self, query: np.ndarray, top_k: int):
-        """IVF candidates for every query row, then exact scores of the candidate scenes."""
+        """Score the rows of the ``nprobe`` nearest cells of every query row.
+
+        Single-row scenes are scored exactly from those rows directly; multi-row scenes found
+        there are rescored over all their rows.
+        """
         if self._cells is None:
             self._cells = self._build_cells()
-        centroids, order, bounds = self._cells
+        centroids, bounds = self._cells
         nprobe = min(self.cfg.nprobe, len(centroids))
         near = np.argpartition(-(query @ centroids.T), nprobe - 1, axis=1)[:, :nprobe]
         cells = np.unique(near)
-        rows = np.concatenate([order[bounds[c] : bounds[c + 1]] for c in cells])
-        if self.single_row:
-            similarity = query @ self.matrix[rows].T
-            if len(query) == 1:
-                return _top(rows, similarity[0], top_k)
-        candidates = np.unique(self.row_scene[rows])
-        return _top(candidates, self._scores(query, candidates), top_k)
+        if not self.single_row:
+            rows = np.concatenate([np.arange(bounds[c], bounds[c + 1]) for c in cells])
+            candidates = np.unique(self.row_scene[rows])
+            return _top(candidates, self._scores(query, candidates), top_k)
+        similarity = np.concatenate(
+            [query @ self.matrix[bounds[c] : bounds[c + 1]].T for c in cells], axis=1
+        )
+        rows = np.concatenate([np.arange(bounds[c], bounds[c + 1]) for c in cells])
+        return _top(self.row_scene[rows], similarity.mean(axis=0), top_k)
 
     def search(self, query: np.ndarray, top_k: int, building_id: str | None = None):
         if building_id is not None:

@@ -248,3 +248,24 @@ def test_ivf_search_finds_what_exact_search_finds():
         approx, _ = index.search(q[None], 10)
         recalls.append(len(set(exact) & set(approx)) / 10)
     assert np.mean(recalls) >= 0.9
+
+
+def test_ivf_search_with_several_rows_per_scene_agrees_with_exact_search():
+    """Multi-row scenes (one row per mapped frame) score by their best row, also after the
+    IVF cells reorder the matrix; a building filter then still searches exactly."""
+    rng = np.random.default_rng(5)
+    counts = rng.integers(1, 5, 600)
+    matrix = _unit(rng, int(counts.sum()), dim=32).astype(np.float32)
+    ids = [f"s{i}" for i in range(600)]
+    buildings = ["a" if i % 2 else "b" for i in range(600)]
+    cfg = SearchCfg(ivf_min_rows=1, rows_per_cell=32, nprobe=64)  # every cell: exact
+    index = ModalityIndex(ids, buildings, ["r"] * 600, matrix, counts, cfg)
+    reference = ModalityIndex(ids, buildings, ["r"] * 600, matrix.copy(), counts, cfg)
+    query = matrix[[3, 10]]
+    exact_scenes, exact_scores = reference.exact(query, 10)
+    ivf_scenes, ivf_scores = index.search(query, 10)
+    np.testing.assert_array_equal(ivf_scenes, exact_scenes)
+    np.testing.assert_allclose(ivf_scores, exact_scores, rtol=1e-5)
+    filtered, _ = index.search(query, 5, building_id="a")
+    assert all(buildings[s] == "a" for s in filtered)
+    np.testing.assert_array_equal(filtered, reference.search(query, 5, building_id="a")[0])
