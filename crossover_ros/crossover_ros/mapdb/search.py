@@ -21,7 +21,11 @@ from crossover_ros.mapdb.records import InstanceMatch, InstanceMatching
 
 @dataclass(frozen=True)
 class SearchCfg:
-    """How the embedded backend searches; defaults give recall@10 >= 0.99 in ``bench map``."""
+    """How the embedded backend searches.
+
+    Defaults, measured with ``bench map`` at 100k scenes on the 2-core machine: top-10 in
+    about 2 ms p50 at recall@10 0.95 (nprobe 48: 0.97, 64: 0.98, each costing proportionally).
+    """
 
     ivf_min_rows: int = 20_000  # below this, exact search is already fast enough
     rows_per_cell: int = 256  # k-means cells = rows / rows_per_cell
