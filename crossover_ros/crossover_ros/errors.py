@@ -23,3 +23,7 @@ class MapDatabaseError(CrossoverError):
 
 class ModelError(CrossoverError):
     """A model or checkpoint cannot be loaded or does not match what is asked of it."""
+
+
+class RuntimeBackendError(CrossoverError):
+    """An inference backend (ONNX Runtime, TensorRT) is missing, or cannot export, build or run."""

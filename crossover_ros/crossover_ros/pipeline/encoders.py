@@ -8,12 +8,19 @@ holds. ``map_modality`` is the stored modality the queries are ranked against.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from crossover_ros.errors import DataError, ModelError
 from crossover_ros.model import modalities as mod
+
+if TYPE_CHECKING:  # torch is imported only once an encoder is built
+    from crossover_ros.model.crossover import CrossOverModel
+    from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+    from crossover_ros.pipeline.objects import QueryObject
+    from crossover_ros.runtime.adapters import BackendImageEncoder, WithFallback
+    from crossover_ros.runtime.backends import RuntimeCfg
 
 
 class SceneEncoder(Protocol):
@@ -35,10 +42,15 @@ class GlobalDescriptorEncoder:
     modality = mod.RGB
     map_modality = mod.RGB
 
-    def __init__(self, num_threads: int | None = None) -> None:
+    def __init__(self, num_threads: int | None = None, runtime: RuntimeCfg | None = None) -> None:
         from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+        from crossover_ros.runtime.backends import RuntimeCfg
 
-        self.backbone = ImageDescriptorEncoder(num_threads=num_threads)
+        runtime = runtime or RuntimeCfg(num_threads=num_threads)
+        self.backbone, _ = _runtime_encoders(
+            ImageDescriptorEncoder(num_threads=num_threads), None, runtime
+        )
+        self.backend = self.backbone.backend.name
         self.fingerprint = self.backbone.fingerprint
         self.dim = self.backbone.dim
 
@@ -70,12 +82,17 @@ class CrossOverEncoder:
     modality = mod.RGB
 
     def __init__(
-        self, checkpoint: Path, map_modality: str = mod.POINT_CLOUD, num_threads: int | None = None
+        self,
+        checkpoint: Path,
+        map_modality: str = mod.POINT_CLOUD,
+        num_threads: int | None = None,
+        runtime: RuntimeCfg | None = None,
     ) -> None:
         import torch
 
         from crossover_ros.model.crossover import CrossOverModel
         from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+        from crossover_ros.runtime.backends import RuntimeCfg
 
         choices = (*mod.UNIFIED_MODALITIES, mod.SCENE)
         if map_modality not in choices:
@@ -83,7 +100,11 @@ class CrossOverEncoder:
         if num_threads:
             torch.set_num_threads(num_threads)
         self.model, _ = CrossOverModel.load(checkpoint)
-        self.backbone = ImageDescriptorEncoder()
+        runtime = runtime or RuntimeCfg(num_threads=num_threads)
+        self.backbone, self._frames = _runtime_encoders(
+            ImageDescriptorEncoder(), self.model, runtime
+        )
+        self.backend = self.backbone.backend.name
         self.map_modality = map_modality
         self.fingerprint = self.model.fingerprint()
         self.dim = self.model.cfg.embed_dim
@@ -93,10 +114,34 @@ class CrossOverEncoder:
         return self.backbone.pooled_features(images)
 
     def query(self, window: np.ndarray) -> np.ndarray:
+        """(F, 2560) frame features -> (1, D): the frame-set encoder, in the chosen backend."""
+        frames = np.asarray(window, dtype=np.float32)[None]
+        mask = np.ones(frames.shape[:2], dtype=np.float32)
+        return self._frames.run({"frames": frames, "mask": mask})["embedding"]
+
+    def embed_objects(self, objects: list[QueryObject]) -> np.ndarray:
+        """(K, D) point-cloud embeddings of objects segmented from the robot's fused cloud.
+
+        The same stage-1 path the map's instances took (object point encoder, then the spatial
+        transformer over all objects of the view), so they match the map's 'point_cloud'
+        instance embeddings. Sampled with a fixed seed: the same view, the same embeddings.
+        """
         import torch
 
+        from crossover_ros.pipeline.objects import object_point_sets
+        from crossover_ros.train.features import FeatureCfg
+
+        if not objects:
+            return np.zeros((0, self.dim), np.float32)
+        points = object_point_sets(objects, FeatureCfg().object_points, np.random.default_rng(0))
+        centroids = np.stack([obj.centroid for obj in objects]).astype(np.float32)
         with torch.no_grad():
-            return self.model.encode_frames(torch.from_numpy(window)[None]).numpy()
+            embeddings = self.model.instance(
+                {mod.POINT_CLOUD: torch.from_numpy(points)[None]},
+                {mod.POINT_CLOUD: torch.ones(1, len(objects), dtype=torch.bool)},
+                torch.from_numpy(centroids)[None],
+            )
+        return embeddings[mod.POINT_CLOUD][0].numpy()
 
     def embed_scan(self, scan: Any) -> tuple[dict[str, np.ndarray], dict[int, dict[str, list]]]:
         """All unified embeddings + F_S of a generated scan, and its objects' embeddings."""
@@ -159,17 +204,44 @@ def default_model_path() -> Path:
     return Path(__file__).resolve().parents[2] / "models" / name
 
 
+def _runtime_encoders(
+    image: ImageDescriptorEncoder, model: CrossOverModel | None, runtime: RuntimeCfg
+) -> tuple[BackendImageEncoder, WithFallback | None]:
+    """The image backbone and (with a CrossOver model) the frame-set encoder, in one backend
+    choice: the image encoder as ``ImageDescriptorEncoder``'s drop-in, the frame-set as a graph."""
+    from crossover_ros.runtime.adapters import BackendImageEncoder, WithFallback
+    from crossover_ros.runtime.backends import create_backends
+    from crossover_ros.runtime.graphs import FRAMES, IMAGE, crossover_graphs, image_graph
+
+    graphs = {IMAGE: image_graph(image)}
+    if model is not None:
+        graphs[FRAMES] = crossover_graphs(model)[FRAMES]
+    backends = create_backends(graphs, runtime)
+    frames = WithFallback(graphs[FRAMES], backends[FRAMES]) if model is not None else None
+    return BackendImageEncoder(image, graphs[IMAGE], backends[IMAGE]), frames
+
+
 def load_encoder(
     model: str = "global_descriptor",
     map_modality: str | None = None,
     num_threads: int | None = None,
+    backend: str = "torch",
+    cache_dir: Path | None = None,
 ) -> SceneEncoder:
-    """``model``: "global_descriptor", "crossover" (the shipped checkpoint) or a checkpoint path."""
+    """``model``: "global_descriptor", "crossover" (the shipped checkpoint) or a checkpoint path.
+
+    ``backend``: "torch", "onnxruntime", "tensorrt" or "auto" (the fastest this machine has) for
+    the image backbone and the frame-set encoder; ONNX files and TensorRT engines are made on
+    first use in ``cache_dir`` (default ~/.cache/crossover_ros). Embeddings agree across backends.
+    """
+    from crossover_ros.runtime.backends import RuntimeCfg
+
+    runtime = RuntimeCfg(backend=backend, num_threads=num_threads, cache_dir=cache_dir)
     if model == "global_descriptor":
-        return GlobalDescriptorEncoder(num_threads)
+        return GlobalDescriptorEncoder(num_threads, runtime)
     path = default_model_path() if model == "crossover" else Path(model)
     if not path.is_file():
         raise ModelError(
             f"CrossOver checkpoint {path} not found (train one with 'crossover_ros train')"
         )
-    return CrossOverEncoder(path, map_modality or mod.POINT_CLOUD, num_threads)
+    return CrossOverEncoder(path, map_modality or mod.POINT_CLOUD, num_threads, runtime)
