@@ -67,18 +67,32 @@ def demo_command(args: argparse.Namespace) -> int:
     _step("summary")
     for model, correct, total in summary:
         print(f"{model:<18} rooms recognised {correct}/{total}")
+    print("full report (recall@K, time to relocalise, latency per stage):")
+    print(f"  crossover_ros eval --bag {bag_path} {_eval_maps(args)} --out {args.workdir / 'eval'}")
     print(f"demo finished in {time.monotonic() - started:.0f} s")
     return 0
+
+
+def _map_path(model: str, workdir: Path) -> Path:
+    from crossover_ros.pipeline.encoders import MODELS
+
+    label = model if model in MODELS else Path(model).stem  # a checkpoint path: its file name
+    return workdir / f"map_{label}.sqlite"
+
+
+def _eval_maps(args: argparse.Namespace) -> str:
+    """``--map M --model X`` for every model of the demo, for ``crossover_ros eval``."""
+    return " ".join(f"--map {_map_path(m, args.workdir)} --model {m}" for m in args.models)
 
 
 def _replay_with(model: str, building_dir: Path, bag_path: Path, args: argparse.Namespace):
     """Map the building with ``model``, run the node on it, replay the bag, return the matches."""
     from crossover_ros.errors import CrossoverError
+    from crossover_ros.eval.visits import first_per_window
     from crossover_ros.mapdb.build import build_map
-    from crossover_ros.pipeline.encoders import MODELS, load_encoder
+    from crossover_ros.pipeline.encoders import load_encoder
 
-    label = model if model in MODELS else Path(model).stem  # a checkpoint path: its file name
-    map_path = args.workdir / f"map_{label}.sqlite"
+    map_path = _map_path(model, args.workdir)
     if not map_path.is_file():
         _step(f"building the map database of the reference scans with {model}")
         build_map(building_dir, map_path, load_encoder(model)).close()
@@ -110,4 +124,4 @@ def _replay_with(model: str, building_dir: Path, bag_path: Path, args: argparse.
             node.kill()
     if not matches:
         raise CrossoverError(f"the recogniser ({model}) published no match; see its log above")
-    return matches
+    return first_per_window(matches)  # a node repeating its answer: each window once

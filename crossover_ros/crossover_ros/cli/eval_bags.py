@@ -1,0 +1,420 @@
+"""``crossover_ros eval``: replay query bags through the recogniser and report what a robot gets.
+
+Not to be confused with ``crossover_ros evaluate`` (the paper's model metrics on cached scans):
+``eval`` scores the whole robot pipeline on rosbags: scene recall per query window, time and
+distance to the first correct answer, confident wrong answers, latency, memory, dropped frames.
+``--benchmark DIR`` generates held-out buildings, their bags and one map per model, and
+evaluates them all: the README's table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DESCRIPTION = """\
+Replay rosbags (MCAP or sqlite3) through the scene recogniser and score what a robot gets:
+scene recall@K per query window, time and distance to the first correct answer per room visit,
+confident wrong answers, instance correspondences and pose error (when published), latency per
+stage, peak memory, dropped frames. Markdown report, JSON and PNG plots in --out.
+
+  offline: messages straight into the node's per-message logic, fast and deterministic;
+  live:    the bag published on ROS 2 topics to a scene_recognizer (in this process, or
+           --external-node), its SceneMatch messages scored: the real node and DDS path.
+
+Not 'crossover_ros evaluate', which computes the paper's model metrics on cached scans.
+--benchmark DIR generates held-out buildings, their bags and one map per model, and evaluates
+every model on them (the README's table).
+"""
+BENCHMARK_SEED = 300  # held-out building seeds 300, 301, ...: a stream the model card never used
+INSTANCE_BASELINE = Path("work_dirs/runs/instance_baseline/model.safetensors")
+
+
+def add_parser(verbs: argparse._SubParsersAction) -> None:
+    parser = verbs.add_parser(
+        "eval",
+        help="replay rosbags through the scene recogniser: recall, time to relocalise, latency"
+        " (not 'evaluate', which scores models on cached scans)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    io = parser.add_argument_group("bags and maps")
+    io.add_argument("--bag", type=Path, action="append", default=[], help="rosbag2 folder")
+    io.add_argument(
+        "--map", type=str, action="append", default=[], help="map database (repeat: one per model)"
+    )
+    io.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="model of each --map in order (global_descriptor, crossover, a checkpoint;"
+        " an Instance-Baseline checkpoint is ranked as object means); default: from the map",
+    )
+    io.add_argument(
+        "--map-modality",
+        nargs="+",
+        help="stored modalities CrossOver ranks the frames against, one row each (point_cloud"
+        " rgb floorplan referral scene; default: point_cloud, as the node; benchmark: first 4)",
+    )
+    io.add_argument("--out", type=Path, default=Path("eval_out"), help="report folder")
+    run = parser.add_argument_group("replay")
+    run.add_argument("--mode", choices=["offline", "live"], default="offline")
+    run.add_argument("--rate", type=float, default=1.0, help="live: playback speed factor")
+    run.add_argument(
+        "--external-node",
+        action="store_true",
+        help="live: score a scene_recognizer already running (default: start one in-process)",
+    )
+    run.add_argument("--match-topic", default="/scene_recognizer/scene_match")
+    run.add_argument("--confident", type=float, default=0.5, help="confidence of a 'sure' answer")
+    run.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], help="recall@K to report")
+    run.add_argument(
+        "--same-process",
+        action="store_true",
+        help="evaluate every model in this process (default: a fresh process per row, so the"
+        " peak memory is that model's alone)",
+    )
+    run.add_argument("--no-plots", action="store_true")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    topics = parser.add_argument_group("topics and ground truth (defaults: the project's bags)")
+    topics.add_argument("--color-topic", default="/camera/color/image_raw")
+    topics.add_argument("--depth-topic", default="/camera/aligned_depth_to_color/image_raw")
+    topics.add_argument("--camera-info-topic", default="/camera/color/camera_info")
+    topics.add_argument("--odom-topic", default="/odom")
+    topics.add_argument("--gt-topic", default="/crossover/ground_truth")
+    topics.add_argument(
+        "--ground-truth", type=Path, help="ground-truth JSON (default: the bag's ground_truth.json)"
+    )
+    bench = parser.add_argument_group("benchmark set")
+    bench.add_argument(
+        "--benchmark",
+        type=Path,
+        metavar="DIR",
+        help="generate held-out buildings, bags and maps under DIR (kept), evaluate every model",
+    )
+    bench.add_argument("--buildings", type=int, default=3)
+    bench.add_argument("--rooms", type=int, default=6)
+    bench.add_argument("--lookalike", type=int, default=2)
+    bench.add_argument("--seconds-per-room", type=float, default=5.0)
+    bench.add_argument(
+        "--instance-baseline",
+        type=Path,
+        default=INSTANCE_BASELINE,
+        help="Instance-Baseline checkpoint (a row says 'not available' without it)",
+    )
+    bench.add_argument("--workers", type=int, default=0, help="processes generating (0: cores)")
+    parser.set_defaults(command=eval_command)
+
+
+def _cfg(args: argparse.Namespace):
+    from crossover_ros.data.bag import BagTopics
+    from crossover_ros.eval.bag_eval import BagEvalCfg
+
+    topics = BagTopics(
+        color=args.color_topic,
+        depth=args.depth_topic,
+        camera_info=args.camera_info_topic,
+        odometry=args.odom_topic,
+        ground_truth=args.gt_topic,
+    )
+    if any(k < 1 for k in args.ks):
+        from crossover_ros.errors import CrossoverError
+
+        raise CrossoverError(f"--ks must be positive, got {args.ks}")
+    return BagEvalCfg(
+        topics=topics,
+        ground_truth=args.ground_truth,
+        ks=tuple(sorted(set(args.ks))),
+        confident=args.confident,
+    )
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    from crossover_ros.errors import CrossoverError
+
+    if args.benchmark:
+        return benchmark_command(args)
+    if not args.bag or not args.map:
+        raise CrossoverError("eval needs --bag and --map (or --benchmark DIR)")
+    if args.model and len(args.model) != len(args.map):
+        raise CrossoverError(f"{len(args.model)} --model for {len(args.map)} --map: give one each")
+    for bag in args.bag:
+        if not bag.exists():
+            raise CrossoverError(f"bag {bag} does not exist")
+    models = args.model or [None] * len(args.map)
+    command = "crossover_ros " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
+    run_evaluation(args, list(zip(args.map, models, strict=True)), [], command)
+    return 0
+
+
+def _rows_for(model: str, encoder_modalities: list[str]) -> list[str | None]:
+    from crossover_ros.eval.bag_eval import checkpoint_is_instance_baseline
+
+    if model == "global_descriptor":
+        return ["rgb"]
+    if model != "crossover" and Path(model).is_file() and checkpoint_is_instance_baseline(model):
+        return ["point_cloud"]
+    return list(encoder_modalities or ["point_cloud"])
+
+
+@dataclass(frozen=True)
+class RowJob:
+    """One row of the report: a model (and the modality its map is ranked in) on every bag."""
+
+    map_path: str
+    model: str
+    modality: str | None
+    bags: tuple[Path, ...]
+    cfg: object  # BagEvalCfg
+    mode: str = "offline"
+    in_process: bool = True
+    rate: float = 1.0
+    match_topic: str = "/scene_recognizer/scene_match"
+    progress: bool = True
+
+
+def evaluate_row(job: RowJob) -> tuple[str, str, list, dict]:
+    """(label, reason it is unavailable or "", run records, scene frames) of one row.
+
+    Runs in a fresh process by default, so the peak memory measured is this model's alone.
+    """
+    from crossover_ros.eval.bag_eval import (
+        evaluate_offline,
+        load_eval_encoder,
+        model_label,
+        scene_frames_of,
+    )
+    from crossover_ros.mapdb import open_map
+
+    live = job.mode == "live"
+    encoder = load_eval_encoder(job.model, job.modality)
+    label, fingerprint = model_label(job.model, encoder), encoder.fingerprint
+    if live:
+        encoder = None  # the node loads its own
+        if label == "Instance Baseline":
+            return label, "offline only: the node ranks scene embeddings, not object means", [], {}
+    records = []
+    with open_map(job.map_path, fingerprint) as mapdb:
+        for bag in job.bags:
+            print(f"== {label} ({job.modality}) <- {bag} [{job.mode}]", flush=True)
+            if live:
+                from crossover_ros.ros.live_eval import evaluate_live
+
+                record = evaluate_live(
+                    bag,
+                    job.cfg,
+                    map_path=job.map_path,
+                    model=job.model,
+                    map_modality=job.modality,
+                    in_process=job.in_process,
+                    rate=job.rate,
+                    label=label,
+                    match_topic=job.match_topic,
+                    progress=job.progress,
+                )
+            else:
+                record = evaluate_offline(bag, encoder, mapdb, job.cfg, label, job.progress)
+            records.append(record)
+        frames = scene_frames_of(mapdb)
+    return label, "", records, frames
+
+
+def _run_row(job: RowJob, isolate: bool):
+    if not isolate:
+        return evaluate_row(job)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")  # a clean process: no memory of other rows
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(evaluate_row, job).result()
+
+
+def run_evaluation(
+    args: argparse.Namespace,
+    maps: list[tuple[str, str | None]],
+    extra_rows: list,
+    command: str,
+) -> list:
+    """Evaluate every (map, model) x modality on every bag; write and print the report."""
+    from crossover_ros.eval.bag_eval import compute_metrics, infer_model, unavailable
+    from crossover_ros.mapdb import open_map
+
+    cfg = _cfg(args)
+    live = args.mode == "live"
+    rows, bags = [], {}
+    for map_path, model in maps:
+        with open_map(map_path) as probe:
+            model = model or infer_model(probe.model_fingerprint)
+        for modality in _rows_for(model, args.map_modality):
+            job = RowJob(
+                map_path=str(map_path),
+                model=model,
+                modality=modality,
+                bags=tuple(args.bag),
+                cfg=cfg,
+                mode=args.mode,
+                in_process=not args.external_node,
+                rate=args.rate,
+                match_topic=args.match_topic,
+                progress=not args.quiet,
+            )
+            label, reason, records, frames = _run_row(job, not args.same_process)
+            if reason:
+                rows.append(unavailable(label, reason, "I->P"))
+                continue
+            for record in records:
+                bags[record.bag] = record.contents
+            rows.append(compute_metrics(records, cfg, frames))
+            if live and args.external_node:
+                break  # a running node answers the same whatever this side asks
+    rows += extra_rows
+    _write(args, rows, list(bags.values()), cfg, maps, command)
+    return rows
+
+
+def _write(args, rows, bags, cfg, maps, command: str) -> None:
+    from crossover_ros.eval.bag_report import format_report, report_json
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "mode": args.mode if args.mode == "offline" else f"live x{args.rate:g}",
+        "command": command,
+        "maps": [str(m) for m, _ in maps],
+        "machine": f"{os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d %H:%M')}",
+        "out_dir": str(out),
+    }
+    plots = {}
+    if not args.no_plots:
+        from crossover_ros.eval.plots import plot_all
+
+        plots = plot_all(rows, out)
+    report = format_report(rows, bags, cfg, meta, plots)
+    (out / "report.md").write_text(report)
+    (out / "results.json").write_text(report_json(rows, bags, cfg, meta))
+    print()
+    print(report)
+    print(f"report: {out / 'report.md'}, numbers: {out / 'results.json'}, plots in {out}")
+
+
+# -- the benchmark set -------------------------------------------------------------------------
+
+
+def benchmark_command(args: argparse.Namespace) -> int:
+    """Held-out buildings + bags (both formats) + a map per model, then the evaluation."""
+    import json
+
+    from crossover_ros.data.bag import QueryBagCfg, record_query_bag
+    from crossover_ros.data.building import BuildingConfig, generate_building
+    from crossover_ros.errors import CrossoverError
+    from crossover_ros.eval.bag_eval import TRAIN_INSTANCE_BASELINE, unavailable
+
+    root: Path = args.benchmark
+    root.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "buildings": args.buildings,
+        "rooms": args.rooms,
+        "lookalike": args.lookalike,
+        "seconds_per_room": args.seconds_per_room,
+        "seed": BENCHMARK_SEED,
+    }
+    stamp = root / "benchmark.json"
+    if stamp.is_file() and json.loads(stamp.read_text()) != settings:
+        raise CrossoverError(
+            f"{root} holds a benchmark made with {stamp.read_text().strip()}; use a new folder"
+        )
+    stamp.write_text(json.dumps(settings))
+    started = time.monotonic()
+    buildings, bags = [], []
+    for index in range(args.buildings):
+        building = root / f"building{index}"
+        if not (building / "building.json").is_file():
+            print(f"== generating held-out building {index} ({args.rooms} rooms)", flush=True)
+            cfg = BuildingConfig(
+                seed=BENCHMARK_SEED + index,
+                num_rooms=args.rooms,
+                num_lookalike_rooms=args.lookalike,
+                rescans_per_room=1,  # objects moved, removed, added; other lighting
+                frames_per_scan=20,
+                split="heldout",
+                building_id=f"bench{index}",
+                workers=args.workers,
+            )
+            generate_building(building, cfg, progress=not args.quiet)
+        buildings.append(building)
+        storage = "mcap" if index % 2 == 0 else "sqlite3"  # both formats in the set
+        bag = root / f"bag{index}_{storage}"
+        if not bag.is_dir():
+            print(f"== recording the query bag of building {index} ({storage})", flush=True)
+            bag_cfg = QueryBagCfg(
+                seed=1000 + index, storage=storage, seconds_per_room=args.seconds_per_room
+            )
+            record_query_bag(building, bag, bag_cfg, progress=not args.quiet)
+        bags.append(bag)
+    print(f"== data ready after {time.monotonic() - started:.0f} s", flush=True)
+
+    models = ["global_descriptor", "crossover"]
+    extra = []
+    baseline = _find_instance_baseline(args.instance_baseline)
+    if baseline is not None:
+        models.append(str(baseline))
+    maps = []
+    for model in models:
+        name = "instance_baseline" if model == str(baseline) else model
+        map_path = root / f"map_{name}.sqlite"
+        if not map_path.is_file():
+            print(f"== map of {len(buildings)} buildings with {name}", flush=True)
+            _build_multi_map(buildings, map_path, model, progress=not args.quiet)
+        maps.append((str(map_path), model))
+    if baseline is None:
+        extra.append(unavailable("Instance Baseline", TRAIN_INSTANCE_BASELINE, "I->P"))
+    args.bag = bags
+    args.map_modality = args.map_modality or ["point_cloud", "floorplan", "rgb", "referral"]
+    if not args.out or args.out == Path("eval_out"):
+        args.out = root / "report"
+    command = (
+        f"crossover_ros eval --benchmark {root} --buildings {args.buildings} --rooms {args.rooms}"
+        f" --lookalike {args.lookalike} --seconds-per-room {args.seconds_per_room:g}"
+        + (f" --map-modality {' '.join(args.map_modality)}" if args.map_modality else "")
+    )
+    run_evaluation(args, maps, extra, command)
+    print(f"benchmark finished in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def _find_instance_baseline(path: Path | None) -> Path | None:
+    if path is None:
+        return None
+    candidates = [path]
+    if not path.is_absolute():  # also relative to the repository, for the default
+        candidates.append(Path(__file__).resolve().parents[3] / path)
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def _build_multi_map(buildings: list[Path], out: Path, model: str, progress: bool) -> None:
+    """One map of every building's reference scans, made by ``model``."""
+    from tqdm import tqdm
+
+    from crossover_ros.eval.bag_eval import load_eval_encoder
+    from crossover_ros.mapdb.build import embed_scan, list_scans
+    from crossover_ros.mapdb.open import create_map
+
+    encoder = load_eval_encoder(model)
+    scans = [scan for building in buildings for scan in list_scans(building)]
+    tmp = out.with_suffix(".partial")
+    tmp.unlink(missing_ok=True)
+    mapdb = create_map(tmp, encoder.fingerprint, encoder.dim)
+    try:
+        for scan in tqdm(scans, desc="embedding scans", unit="scan", disable=not progress):
+            mapdb.add_scenes([embed_scan(scan, encoder)])
+    finally:
+        mapdb.close()
+    for suffix in ("-wal", "-shm"):
+        Path(str(tmp) + suffix).unlink(missing_ok=True)
+    tmp.replace(out)

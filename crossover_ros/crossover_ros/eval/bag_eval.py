@@ -1,0 +1,978 @@
+"""Rosbag replay evaluation: the numbers to check before a robot relies on the recogniser.
+
+A query bag (rosbag2, MCAP or sqlite3, read with ``rosbags``) is replayed through the recogniser
+and what it answers is scored against the bag's ground truth:
+
+- offline (:func:`evaluate_offline`): the messages go straight into :class:`SensorStream`, the
+  node's own per-message logic, as fast as possible and deterministically;
+- live (``crossover_ros/ros/live_eval.py``): the bag is published on ROS 2 topics to a running
+  ``scene_recognizer`` (in this process or another) and its SceneMatch messages are scored,
+  so the real node and the DDS path are measured.
+
+Both give a :class:`RunRecord` (the matches, stage timings, frame counters, what the bag
+reader found); :func:`compute_metrics` turns the records of one model into a :class:`Metrics`
+row: scene recall@K per query window, time and distance to the first correct answer per
+visit, the rate of confident wrong answers, instance correspondence precision/recall and pose
+error where the pipeline publishes them, latency percentiles per stage, peak memory, dropped
+frames. Nothing here imports ROS.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import resource
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from crossover_ros.data.bag import (
+    GROUND_TRUTH_FILE,
+    BagReadStatus,
+    BagTopics,
+    RawMessage,
+    deserialize,
+    iter_raw_messages,
+)
+from crossover_ros.errors import BagError, CrossoverError, ModelError
+from crossover_ros.eval.visits import ObservedMatch, VisitResult, summarize_visits
+from crossover_ros.mapdb.base import MapBase
+from crossover_ros.model import modalities as mod
+from crossover_ros.pipeline.decode import odometry_to_pose, quaternion_to_matrix
+from crossover_ros.pipeline.keyframes import rotation_angle_deg
+from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
+from crossover_ros.pipeline.stream import SensorStream, StreamCfg, StreamMatch
+
+COLOR, DEPTH, CAMERA_INFO, ODOMETRY, GROUND_TRUTH = (
+    "color",
+    "depth",
+    "camera_info",
+    "odometry",
+    "ground_truth",
+)
+EXPECTED_TYPES = {
+    COLOR: "sensor_msgs/msg/Image",
+    DEPTH: "sensor_msgs/msg/Image",
+    CAMERA_INFO: "sensor_msgs/msg/CameraInfo",
+    ODOMETRY: "nav_msgs/msg/Odometry",
+    GROUND_TRUTH: "std_msgs/msg/String",
+}
+SHORT = {
+    mod.RGB: "I",
+    mod.POINT_CLOUD: "P",
+    mod.REFERRAL: "R",
+    mod.FLOORPLAN: "F",
+    mod.MESH: "M",
+    mod.SCENE: "S",
+}
+STAGES = (
+    "deserialize",  # bag CDR bytes -> message object (offline only: DDS does this live)
+    "stream",  # decode, colour/depth pairing, checks, keyframe decision
+    "frame_features",  # the image backbone on the keyframe
+    "query_encoder",  # window of frame features -> query vectors
+    "map_search",  # top-k against the map database
+    "end_to_end",  # offline: message read -> match; live: frame published -> match received
+    "per_frame",  # a frame that did not become a keyframe, end to end
+)
+TRAIN_INSTANCE_BASELINE = (
+    "not available: train with `crossover_ros train --instance-baseline --buildings ..."
+    " --cache ... --out work_dirs/runs/instance_baseline`"
+)
+
+
+def pair_name(modality: str, map_modality: str) -> str:
+    """ "I->P" for rgb frames ranked against stored point clouds, as the paper writes pairs."""
+    return f"{SHORT.get(modality, modality)}->{SHORT.get(map_modality, map_modality)}"
+
+
+@dataclass(frozen=True)
+class BagEvalCfg:
+    """Topics, ground truth and thresholds of an evaluation (defaults: the project's bags)."""
+
+    topics: BagTopics = field(default_factory=BagTopics)
+    ground_truth: Path | None = None  # sidecar JSON; default: ground_truth.json inside the bag
+    ks: tuple[int, ...] = (1, 5, 10)
+    confident: float = 0.5  # a wrong answer at or above this confidence is a confident one
+    recognizer: RecognizerCfg = field(default_factory=RecognizerCfg)
+    stream: StreamCfg = field(default_factory=StreamCfg)
+
+    @property
+    def top_k(self) -> int:
+        """Candidates the recogniser must rank: enough for the largest K reported."""
+        return max(max(self.ks), self.recognizer.top_k)
+
+    def roles(self) -> dict[str, str]:
+        t = self.topics
+        return {
+            t.color: COLOR,
+            t.depth: DEPTH,
+            t.camera_info: CAMERA_INFO,
+            t.odometry: ODOMETRY,
+            t.ground_truth: GROUND_TRUTH,
+        }
+
+
+# -- reading a bag ------------------------------------------------------------------------------
+
+
+@dataclass
+class BagContents:
+    """What the reader found in one bag: topics, counts, and every problem, in words."""
+
+    path: str
+    storage: str = "?"
+    topics: dict[str, str] = field(default_factory=dict)  # topic -> message type, as read
+    counts: dict[str, int] = field(default_factory=dict)  # messages read per topic
+    indexed: int | None = None  # messages the bag's index announces (None: index unreadable)
+    duration_s: float = 0.0
+    missing: dict[str, str] = field(default_factory=dict)  # role -> expected topic not in bag
+    undecodable: dict[str, int] = field(default_factory=dict)  # topic -> messages not readable
+    undecodable_reason: dict[str, str] = field(default_factory=dict)  # topic -> first error
+    wrong_type: dict[str, str] = field(default_factory=dict)  # topic -> type found (skipped)
+    rejected: dict[str, int] = field(default_factory=dict)  # pipeline rejection reason -> count
+    rejected_example: dict[str, str] = field(default_factory=dict)  # reason -> first message
+    read_error: str | None = None
+    salvaged: bool = False
+    expected_topics: dict[str, str] = field(default_factory=dict)  # role -> topic
+    last_stamp_ns: int | None = None  # newest message read
+    last_frame_ns: int | None = None  # newest colour image read
+
+    @property
+    def read(self) -> int:
+        return sum(self.counts.values())
+
+    def problems(self) -> list[str]:
+        """One line per problem, for the report; empty for a clean bag."""
+        out = []
+        if self.read_error:
+            kept = f"{self.read} messages read"
+            if self.indexed:
+                kept += f" of {self.indexed} indexed"
+            out.append(f"bag is damaged, evaluated as far as readable ({kept}): {self.read_error}")
+        elif self.salvaged:
+            out.append("bag index unreadable: messages salvaged from the storage file")
+        for role, topic in self.missing.items():
+            consequence = {
+                COLOR: "no frames: nothing to recognise",
+                DEPTH: "no depth: colour frames are never paired, nothing is recognised",
+                CAMERA_INFO: "no camera_info: every frame is dropped by the pipeline",
+                ODOMETRY: "no odometry: keyframes by time only, distances n/a",
+                GROUND_TRUTH: "no per-frame ground truth: instance metrics n/a",
+            }[role]
+            out.append(f"missing topic {topic} ({role}): {consequence}")
+        for topic, msgtype in self.wrong_type.items():
+            role = next((r for r, t in self.expected_topics.items() if t == topic), "?")
+            out.append(
+                f"{topic} carries {msgtype}, not {EXPECTED_TYPES.get(role, '?')}: skipped"
+                " (compressed images: republish them raw, e.g. image_transport republish)"
+            )
+        for topic, count in self.undecodable.items():
+            reason = self.undecodable_reason[topic]
+            out.append(f"{count} messages on {topic} could not be decoded: {reason}")
+        for reason, count in sorted(self.rejected.items(), key=lambda kv: -kv[1]):
+            example = self.rejected_example.get(reason, "")
+            detail = f" ({example})" if example and example != reason else ""
+            out.append(f"{count} messages rejected by the pipeline: {reason}{detail}")
+        return out
+
+
+@dataclass
+class GroundTruth:
+    """Where the robot was: visits (room stays), per-frame truth, the odometry path."""
+
+    visits: list[dict] = field(default_factory=list)
+    frames: dict[int, dict] = field(default_factory=dict)  # stamp_ns -> per-frame truth
+    path: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (stamp_ns, 4x4 pose)
+    building_id: str | None = None
+    source: str = ""
+
+    def visit_at(self, stamp_ns: int) -> dict | None:
+        return next((v for v in self.visits if v["start_ns"] <= stamp_ns <= v["end_ns"]), None)
+
+    def scene_at(self, stamp_ns: int) -> str | None:
+        frame = self.frames.get(stamp_ns)
+        if frame is not None:
+            return frame.get("scene_id")
+        visit = self.visit_at(stamp_ns)
+        return None if visit is None else visit["scene_id"]
+
+    def pose_at(self, stamp_ns: int, max_gap_ns: int = 100_000_000) -> np.ndarray | None:
+        if not self.path:
+            return None
+        stamps = np.fromiter((s for s, _ in self.path), np.int64, len(self.path))
+        index = int(np.argmin(np.abs(stamps - stamp_ns)))
+        return self.path[index][1] if abs(int(stamps[index]) - stamp_ns) <= max_gap_ns else None
+
+
+def _bag_index(bag: Path) -> tuple[str, int | None, dict[str, int]]:
+    """(storage, message count, per-topic counts) from the bag's index, if it opens."""
+    from rosbags.highlevel import AnyReader
+
+    storage = "mcap" if list(bag.glob("*.mcap")) else "sqlite3" if list(bag.glob("*.db3")) else "?"
+    try:
+        with AnyReader([bag]) as reader:
+            counts = Counter()
+            for connection in reader.connections:
+                counts[connection.topic] += connection.msgcount
+            return storage, reader.message_count, dict(counts)
+    except Exception:
+        return storage, None, {}
+
+
+def _visits_from_frames(frames: dict[int, dict], gap_ns: int = 1_500_000_000) -> list[dict]:
+    """Visits as runs of frames with one scene, for bags without the sidecar."""
+    visits: list[dict] = []
+    for stamp in sorted(frames):
+        scene = frames[stamp].get("scene_id")
+        last = visits[-1] if visits else None
+        if last and last["scene_id"] == scene and stamp - last["end_ns"] <= gap_ns:
+            last["end_ns"] = stamp
+        else:
+            room = frames[stamp].get("room_id", frames[stamp].get("query_scan_id", ""))
+            visits.append({"scene_id": scene, "room_id": room, "start_ns": stamp, "end_ns": stamp})
+    return visits
+
+
+def read_bag(
+    bag: Path,
+    cfg: BagEvalCfg,
+    on_message: Callable[[str, Any, RawMessage, float], None] | None = None,
+    progress: bool = True,
+    desc: str = "reading bag",
+) -> tuple[BagContents, GroundTruth]:
+    """One pass over ``bag``: collect ground truth and odometry, hand sensor messages on.
+
+    ``on_message(role, message, raw, deserialize_s)`` gets every message of the configured
+    topics in bag order; without it colour and depth are not even deserialised. A damaged bag
+    is read up to the damage; every problem ends up in the returned :class:`BagContents`.
+    """
+    bag = Path(bag)
+    if not bag.exists():
+        raise BagError(f"bag {bag} does not exist")
+    contents = BagContents(str(bag))
+    contents.expected_topics = {role: topic for topic, role in cfg.roles().items()}
+    contents.storage, contents.indexed, indexed_counts = _bag_index(bag)
+    truth = GroundTruth()
+    roles = cfg.roles()
+    status = BagReadStatus()
+    counts: Counter[str] = Counter()
+    first_ns = None
+    messages = iter_raw_messages(bag, None, status)
+    for raw in tqdm(messages, total=contents.indexed, desc=desc, unit="msg", disable=not progress):
+        counts[raw.topic] += 1
+        contents.topics.setdefault(raw.topic, raw.msgtype)
+        first_ns = raw.timestamp_ns if first_ns is None else min(first_ns, raw.timestamp_ns)
+        contents.last_stamp_ns = max(contents.last_stamp_ns or 0, raw.timestamp_ns)
+        role = roles.get(raw.topic)
+        if role == COLOR:
+            contents.last_frame_ns = max(contents.last_frame_ns or 0, raw.timestamp_ns)
+        if role is None:
+            continue
+        if raw.msgtype != EXPECTED_TYPES[role]:
+            contents.wrong_type[raw.topic] = raw.msgtype
+            continue
+        if role in (COLOR, DEPTH, CAMERA_INFO) and on_message is None:
+            continue
+        started = time.perf_counter()
+        try:
+            msg = deserialize(raw)
+            if role == ODOMETRY:
+                stamp = msg.header.stamp
+                truth.path.append((stamp.sec * 10**9 + stamp.nanosec, odometry_to_pose(msg)))
+            elif role == GROUND_TRUTH:
+                frame = json.loads(msg.data)
+                truth.frames[int(frame["stamp_ns"])] = frame
+        except Exception as err:  # unknown type, other serialisation, garbage, bad JSON
+            contents.undecodable[raw.topic] = contents.undecodable.get(raw.topic, 0) + 1
+            contents.undecodable_reason.setdefault(raw.topic, f"{type(err).__name__}: {err}")
+            continue
+        if on_message is not None:
+            on_message(role, msg, raw, time.perf_counter() - started)
+    contents.counts = dict(counts)
+    contents.read_error = status.error
+    contents.salvaged = status.salvaged
+    if first_ns is not None:
+        contents.duration_s = (contents.last_stamp_ns - first_ns) / 1e9
+    present = set(contents.topics) | set(indexed_counts)
+    contents.missing = {role: topic for topic, role in roles.items() if topic not in present}
+    if status.error and not contents.read:
+        raise BagError(f"cannot read bag {bag}: {status.error}")
+    _attach_visits(bag, cfg, contents, truth)
+    return contents, truth
+
+
+def _attach_visits(bag: Path, cfg: BagEvalCfg, contents: BagContents, truth: GroundTruth) -> None:
+    sidecar_path = Path(cfg.ground_truth) if cfg.ground_truth else bag / GROUND_TRUTH_FILE
+    sidecar = None
+    if sidecar_path.is_file():
+        try:
+            sidecar = json.loads(sidecar_path.read_text())
+        except json.JSONDecodeError as err:
+            raise BagError(f"ground truth {sidecar_path} is not valid JSON: {err}") from err
+    if sidecar is not None and sidecar.get("visits"):
+        truth.visits = [dict(v) for v in sidecar["visits"]]
+        truth.building_id = sidecar.get("building_id")
+        truth.source = str(sidecar_path)
+    elif truth.frames:
+        truth.visits = _visits_from_frames(truth.frames)
+        truth.source = f"topic {cfg.topics.ground_truth}"
+    else:
+        raise BagError(
+            f"{bag}: no ground truth: neither {sidecar_path} nor messages on"
+            f" {cfg.topics.ground_truth} (pass --ground-truth or --gt-topic)"
+        )
+    if contents.read_error:  # score only the visits whose frames were read
+        last = contents.last_frame_ns or 0
+        kept = [v for v in truth.visits if v["start_ns"] <= last]
+        for visit in kept:
+            visit["end_ns"] = min(visit["end_ns"], last)
+        truth.visits = kept
+
+
+# -- instrumented encoder and map: per-stage timings without touching the recogniser ------------
+
+
+class StageTimers:
+    """Durations per stage; the proxies below add to the keyframe being processed.
+
+    ``per_call``: every duration is a sample of its own (live, where the node's thread calls
+    the proxies and nobody marks where a keyframe ends).
+    """
+
+    def __init__(self, per_call: bool = False) -> None:
+        self.samples: dict[str, list[float]] = {name: [] for name in STAGES}
+        self.current: dict[str, float] = {}
+        self.per_call = per_call
+
+    def add(self, stage: str, seconds: float) -> None:
+        if self.per_call:
+            self.samples.setdefault(stage, []).append(seconds)
+        else:
+            self.current[stage] = self.current.get(stage, 0.0) + seconds
+
+    def flush(self) -> dict[str, float]:
+        """Move the current keyframe's durations to the samples; returns them."""
+        done, self.current = self.current, {}
+        for stage, seconds in done.items():
+            self.samples.setdefault(stage, []).append(seconds)
+        return done
+
+
+class TimedEncoder:
+    """Wraps a scene encoder; times ``frame_features`` and ``query``."""
+
+    def __init__(self, encoder: Any, timers: StageTimers) -> None:
+        self._encoder = encoder
+        self._timers = timers
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._encoder, name)
+
+    def frame_features(self, images: list[np.ndarray]) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            return self._encoder.frame_features(images)
+        finally:
+            self._timers.add("frame_features", time.perf_counter() - started)
+
+    def query(self, window: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
+        try:
+            return self._encoder.query(window)
+        finally:
+            self._timers.add("query_encoder", time.perf_counter() - started)
+
+
+class TimedMap:
+    """Wraps a map database; times ``query``."""
+
+    def __init__(self, mapdb: MapBase, timers: StageTimers) -> None:
+        self._mapdb = mapdb
+        self._timers = timers
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._mapdb, name)
+
+    def query(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._mapdb.query(*args, **kwargs)
+        finally:
+            self._timers.add("map_search", time.perf_counter() - started)
+
+
+# -- peak memory ----------------------------------------------------------------------------------
+
+
+def reset_peak_memory() -> bool:
+    """Restart the kernel's peak-RSS counter of this process (Linux); False where impossible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process since the last reset (or since it started)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+
+def optional_correspondences(result: Any) -> tuple[tuple[int, int], ...] | None:
+    """Instance pairs a result carries, if any: (query id, map id) from any usual shape.
+
+    Accepts ``correspondences``/``instance_correspondences`` as a dict {query: map}, pairs, or
+    objects with ``query_instance_id``/``map_instance_id`` (crossover_msgs/InstanceCorrespondence).
+    """
+    found = getattr(result, "instance_correspondences", None)
+    found = getattr(result, "correspondences", None) if found is None else found
+    if found is None:
+        return None
+    found = getattr(found, "correspondences", found)  # an InstanceCorrespondences message
+    items = found.items() if isinstance(found, dict) else found
+    pairs = []
+    for item in items:
+        if hasattr(item, "query_instance_id"):
+            pairs.append((int(item.query_instance_id), int(item.map_instance_id)))
+        else:
+            query, target = item
+            pairs.append((int(query), int(target)))
+    return tuple(pairs)
+
+
+def optional_pose(result: Any, camera_to_odom: np.ndarray | None = None) -> np.ndarray | None:
+    """The camera pose in the matched scene's frame, if the result carries one.
+
+    Read from ``pose_estimate`` or ``pose``: a 4x4 matrix or a geometry_msgs Pose (the camera in
+    the scene), or a pose estimate with ``map_from_query`` (odometry -> scene, as
+    ``crossover_ros.pose`` gives), turned into the camera's pose with ``camera_to_odom``.
+    """
+    pose = getattr(result, "pose_estimate", None)
+    pose = getattr(result, "pose", None) if pose is None else pose
+    return camera_in_scene(pose, camera_to_odom)
+
+
+def camera_in_scene(pose: Any, camera_to_odom: np.ndarray | None = None) -> np.ndarray | None:
+    """A 4x4 camera-in-scene pose from any of the shapes :func:`optional_pose` reads."""
+    if pose is None:
+        return None
+    if hasattr(pose, "map_from_query"):
+        if camera_to_odom is None:
+            return None
+        return np.asarray(pose.map_from_query, np.float64) @ np.asarray(camera_to_odom)
+    pose = getattr(pose, "pose", pose)  # PoseStamped / PoseWithCovariance
+    if hasattr(pose, "position") and hasattr(pose, "orientation"):
+        o, p = pose.orientation, pose.position
+        matrix = np.eye(4)
+        matrix[:3, :3] = quaternion_to_matrix(o.x, o.y, o.z, o.w)
+        matrix[:3, 3] = (p.x, p.y, p.z)
+        return matrix
+    try:
+        matrix = np.asarray(pose, dtype=np.float64)
+    except (TypeError, ValueError):  # e.g. a NoPose: no pose this window
+        return None
+    return matrix.reshape(4, 4) if matrix.size == 16 else None
+
+
+def observed(match: StreamMatch, latency_s: float | None) -> ObservedMatch:
+    """An :class:`ObservedMatch` from the stream's result, optional fields included."""
+    r = match.result
+    stamp = match.header.stamp
+    camera = getattr(match, "pose", None)  # the keyframe's odometry pose (camera in odom)
+    pose = optional_pose(r, camera)
+    if pose is None:  # an estimate attached to the keyframe rather than to the result
+        pose = camera_in_scene(getattr(match, "pose_estimate", None), camera)
+    correspondences = optional_correspondences(r)
+    if correspondences is None:
+        correspondences = optional_correspondences(match)  # or on the keyframe
+    return ObservedMatch(
+        stamp_ns=int(stamp.sec) * 10**9 + int(stamp.nanosec),
+        scene_id=r.scene_id,
+        score=float(r.score),
+        confidence=float(r.confidence),
+        latency_s=latency_s,
+        candidate_ids=tuple(r.candidate_ids),
+        candidate_scores=tuple(float(s) for s in r.candidate_scores),
+        modality=r.modality,
+        map_modality=r.map_modality,
+        correspondences=correspondences,
+        pose=pose,
+    )
+
+
+@dataclass
+class RunRecord:
+    """One bag replayed through one model: everything metrics need."""
+
+    label: str
+    pair: str
+    mode: str
+    bag: str
+    matches: list[ObservedMatch]
+    contents: BagContents
+    truth: GroundTruth
+    stages: dict[str, list[float]] = field(default_factory=dict)
+    frames_in_bag: int = 0  # colour images read (offline) or published (live)
+    frames_processed: int | None = None  # colour/depth pairs that reached the pipeline
+    frames_rejected: int = 0  # of which rejected (bad encoding, sizes, no camera_info)
+    keyframes: int | None = None
+    sync_dropped: int | None = None
+    map_scenes: int | None = None  # scenes the recogniser ranks (recall@K above it is exact)
+    peak_memory_mb: float | None = None
+    wall_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def dropped_frames(self) -> int | None:
+        """Colour frames that never reached the recogniser (unpaired, lost, rejected)."""
+        if self.frames_processed is None:
+            return None
+        return max(0, self.frames_in_bag - self.frames_processed) + self.frames_rejected
+
+
+def _reason(err: Exception) -> tuple[str, str]:
+    """(reason key, example message) of a rejection: the stream's reason code if it has one."""
+    text = str(err)
+    text = text if len(text) <= 160 else text[:157] + "..."
+    return str(getattr(err, "reason", "") or text), text
+
+
+def evaluate_offline(
+    bag: Path,
+    encoder: Any,
+    mapdb: MapBase,
+    cfg: BagEvalCfg | None = None,
+    label: str = "",
+    progress: bool = True,
+) -> RunRecord:
+    """Feed ``bag`` through :class:`SensorStream` as fast as it reads; return the run."""
+    cfg = cfg or BagEvalCfg()
+    timers = StageTimers()
+    rcfg = RecognizerCfg(
+        keyframes=cfg.recognizer.keyframes,
+        window_size=cfg.recognizer.window_size,
+        top_k=cfg.top_k,
+        confidence_temperature=cfg.recognizer.confidence_temperature,
+    )
+    recognizer = SceneRecognizer(TimedEncoder(encoder, timers), TimedMap(mapdb, timers), rcfg)
+    stream = SensorStream(recognizer, cfg.stream)
+    matches: list[ObservedMatch] = []
+    rejected: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    frames = frames_rejected = 0
+
+    def handle(role: str, msg: Any, raw: RawMessage, deserialize_s: float) -> None:
+        nonlocal frames, frames_rejected
+        if role == CAMERA_INFO:
+            stream.on_camera_info(msg)
+            return
+        if role not in (COLOR, DEPTH, ODOMETRY):
+            return
+        frames += role == COLOR
+        timers.current = {}
+        started = time.perf_counter()
+        try:
+            if role == ODOMETRY:
+                stream.on_odometry(msg)
+                return
+            result = (stream.on_color if role == COLOR else stream.on_depth)(msg)
+        except CrossoverError as err:
+            reason, example = _reason(err)
+            rejected[reason] += 1
+            examples.setdefault(reason, example)
+            frames_rejected += role != ODOMETRY
+            return
+        elapsed = time.perf_counter() - started + deserialize_s
+        if result is None and not timers.current:
+            timers.samples["per_frame"].append(elapsed)
+            return
+        model_s = sum(timers.current.values())
+        timers.add("deserialize", deserialize_s)
+        timers.add("stream", max(0.0, elapsed - deserialize_s - model_s))
+        timers.add("end_to_end", elapsed)
+        timers.flush()
+        if result is not None:
+            matches.append(observed(result, elapsed))
+
+    memory_reset = reset_peak_memory()
+    started = time.perf_counter()
+    contents, truth = read_bag(Path(bag), cfg, handle, progress, desc=f"{label or 'offline'}")
+    wall = time.perf_counter() - started
+    contents.rejected = dict(rejected)
+    contents.rejected_example = examples
+    record = RunRecord(
+        label=label or encoder.fingerprint,
+        pair=pair_name(encoder.modality, encoder.map_modality),
+        mode="offline",
+        bag=str(bag),
+        matches=matches,
+        contents=contents,
+        truth=truth,
+        stages=timers.samples,
+        frames_in_bag=frames,
+        frames_processed=stream.counters.get("frames", 0),
+        frames_rejected=frames_rejected,
+        keyframes=stream.counters.get("keyframes"),
+        sync_dropped=getattr(stream.sync, "dropped", None),
+        map_scenes=len(mapdb.scenes()),
+        peak_memory_mb=peak_memory_mb(),
+        wall_s=wall,
+    )
+    if not memory_reset:
+        record.notes.append("peak memory is the process's since it started")
+    return record
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+
+
+def percentiles(values: Sequence[float], qs: Iterable[int] = (50, 95, 99)) -> dict[str, float]:
+    """{"p50": ..., "n": count} in milliseconds for durations in seconds; {} without values."""
+    if not len(values):
+        return {}
+    array = np.asarray(values, dtype=np.float64) * 1e3
+    out = {f"p{q}": float(np.percentile(array, q)) for q in qs}
+    out["n"] = len(array)
+    return out
+
+
+@dataclass
+class Metrics:
+    """One row of the report: one model (and modality pair) over every bag given."""
+
+    label: str
+    pair: str = ""
+    mode: str = ""
+    available: bool = True
+    unavailable_reason: str = ""
+    bags: int = 0
+    windows: int = 0  # published matches = query windows scored
+    recall: dict[int, float] = field(default_factory=dict)
+    recall_curve: list[float] = field(default_factory=list)  # K = 1 .. len
+    recall_capped_at: int | None = None  # fewest candidates published: R@K above it is a bound
+    rooms_recognised: int = 0
+    visits: list[VisitResult] = field(default_factory=list)
+    first_correct_s: list[float | None] = field(default_factory=list)  # per visit
+    first_correct_m: list[float | None] = field(default_factory=list)
+    confident_wrong: int = 0
+    instance_precision: float | None = None
+    instance_recall: float | None = None
+    instance_windows: int = 0
+    pose_error_m: dict[str, float] = field(default_factory=dict)
+    pose_error_deg: dict[str, float] = field(default_factory=dict)
+    pose_windows: int = 0
+    latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
+    end_to_end_ms: list[float] = field(default_factory=list)  # for the histogram
+    peak_memory_mb: float | None = None
+    frames_in_bag: int = 0
+    frames_processed: int | None = None
+    dropped_frames: int | None = None
+    keyframes: int | None = None
+    rejected: int = 0
+    wall_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def confident_wrong_rate(self) -> float | None:
+        return self.confident_wrong / self.windows if self.windows else None
+
+    @property
+    def never_correct(self) -> int:
+        return sum(v is None for v in self.first_correct_s)
+
+    def median_first_correct(self) -> tuple[float | None, float | None]:
+        seconds = [v for v in self.first_correct_s if v is not None]
+        metres = [v for v in self.first_correct_m if v is not None]
+        return (
+            float(np.median(seconds)) if seconds else None,
+            float(np.median(metres)) if metres else None,
+        )
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["recall"] = {str(k): v for k, v in self.recall.items()}
+        out["confident_wrong_rate"] = self.confident_wrong_rate
+        out["never_correct"] = self.never_correct
+        out["first_correct_median_s"], out["first_correct_median_m"] = self.median_first_correct()
+        return _finite(out)
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf -> None, numpy scalars -> Python, recursively: JSON without surprises."""
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def unavailable(label: str, reason: str, pair: str = "") -> Metrics:
+    """A row that says why a method has no numbers rather than inventing them."""
+    return Metrics(label=label, pair=pair, available=False, unavailable_reason=reason)
+
+
+def compute_metrics(
+    records: Sequence[RunRecord],
+    cfg: BagEvalCfg | None = None,
+    scene_frames: dict[str, np.ndarray] | None = None,
+) -> Metrics:
+    """Pool the runs of one model over its bags into one :class:`Metrics` row.
+
+    ``scene_frames``: scene id -> 4x4 scene-to-odometry pose (the map's ``frame_to_building``
+    for generated buildings, whose odometry frame is the building frame); needed for the pose
+    error, which compares a published camera-in-scene pose with the odometry's.
+    """
+    cfg = cfg or BagEvalCfg()
+    if not records:
+        raise CrossoverError("no runs to compute metrics from")
+    first = records[0]
+    out = Metrics(label=first.label, pair=first.pair, mode=first.mode, bags=len(records))
+    max_k = max(cfg.ks)
+    hits = np.zeros(max_k, dtype=np.int64)
+    fewest_candidates: int | None = None
+    rankable = max_k
+    correct_pairs = predicted_pairs = truth_pairs = 0
+    errors_m: list[float] = []
+    errors_deg: list[float] = []
+    stage_samples: dict[str, list[float]] = {}
+    for record in records:
+        truth = record.truth
+        for match in record.matches:
+            true_scene = truth.scene_at(match.stamp_ns)
+            if true_scene is None:
+                continue
+            out.windows += 1
+            ranked = match.ranked()
+            if record.map_scenes:
+                rankable = min(rankable, record.map_scenes)
+            if fewest_candidates is None or len(ranked) < fewest_candidates:
+                fewest_candidates = len(ranked)
+            if true_scene in ranked[:max_k]:
+                hits[ranked.index(true_scene) :] += 1
+            wrong = bool(match.scene_id) and match.scene_id != true_scene
+            if wrong and match.confidence >= cfg.confident:
+                out.confident_wrong += 1
+            if match.correspondences is not None:
+                frame = truth.frames.get(match.stamp_ns, {})
+                expected = {
+                    int(q): int(m) for q, m in frame.get("instances", {}).items() if m is not None
+                }
+                out.instance_windows += 1
+                predicted_pairs += len(match.correspondences)
+                truth_pairs += len(expected)
+                if match.scene_id == true_scene:
+                    correct_pairs += sum(expected.get(q) == m for q, m in match.correspondences)
+            if match.pose is not None and match.scene_id == true_scene:
+                error = _pose_error(match, truth, scene_frames)
+                if error is not None:
+                    errors_m.append(error[0])
+                    errors_deg.append(error[1])
+        visits = summarize_visits(truth.visits, record.matches, truth.path, cfg.confident)
+        out.visits.extend(visits)
+        out.first_correct_s.extend(v.first_correct_s for v in visits)
+        out.first_correct_m.extend(v.first_correct_m if truth.path else None for v in visits)
+        latencies = [m.latency_s for m in record.matches if m.latency_s is not None]
+        out.end_to_end_ms.extend(1e3 * v for v in latencies)
+        for stage, samples in record.stages.items():
+            stage_samples.setdefault(stage, []).extend(samples)
+        if "end_to_end" not in record.stages or not record.stages["end_to_end"]:
+            stage_samples.setdefault("end_to_end", []).extend(latencies)
+        if record.peak_memory_mb is not None:
+            out.peak_memory_mb = max(out.peak_memory_mb or 0.0, record.peak_memory_mb)
+        out.frames_in_bag += record.frames_in_bag
+        if record.frames_processed is not None:
+            out.frames_processed = (out.frames_processed or 0) + record.frames_processed
+            out.dropped_frames = (out.dropped_frames or 0) + (record.dropped_frames or 0)
+        if record.keyframes is not None:
+            out.keyframes = (out.keyframes or 0) + record.keyframes
+        out.rejected += sum(record.contents.rejected.values())
+        out.wall_s += record.wall_s
+        out.notes.extend(n for n in record.notes if n not in out.notes)
+    out.rooms_recognised = sum(v.correct for v in out.visits)
+    if out.windows:
+        curve = hits / out.windows
+        out.recall_curve = [float(v) for v in curve]
+        out.recall = {k: float(curve[k - 1]) for k in cfg.ks}
+    if fewest_candidates is not None and fewest_candidates < rankable:
+        out.recall_capped_at = fewest_candidates
+    if out.instance_windows:
+        out.instance_precision = correct_pairs / predicted_pairs if predicted_pairs else None
+        out.instance_recall = correct_pairs / truth_pairs if truth_pairs else None
+    if errors_m:
+        out.pose_windows = len(errors_m)
+        out.pose_error_m = _stats(errors_m)
+        out.pose_error_deg = _stats(errors_deg)
+    out.latency_ms = {s: percentiles(v) for s, v in stage_samples.items() if v}
+    return out
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    array = np.asarray(values)
+    return {
+        "p50": float(np.median(array)),
+        "p95": float(np.percentile(array, 95)),
+        "n": len(array),
+    }
+
+
+def _pose_error(
+    match: ObservedMatch, truth: GroundTruth, scene_frames: dict[str, np.ndarray] | None
+) -> tuple[float, float] | None:
+    odometry = truth.pose_at(match.stamp_ns)
+    if odometry is None:
+        return None
+    scene_to_odom = (scene_frames or {}).get(match.scene_id)
+    if scene_to_odom is None:
+        return None
+    expected = np.linalg.inv(scene_to_odom) @ odometry
+    moved = float(np.linalg.norm(match.pose[:3, 3] - expected[:3, 3]))
+    return moved, rotation_angle_deg(match.pose[:3, :3], expected[:3, :3])
+
+
+def scene_frames_of(mapdb: MapBase) -> dict[str, np.ndarray]:
+    """Scene id -> 4x4 scene-to-building pose, for every scene whose map record has one."""
+    out = {}
+    for record in mapdb.scenes():
+        if record.frame_to_building is not None:
+            out[record.scene_id] = np.asarray(record.frame_to_building, np.float64).reshape(4, 4)
+    return out
+
+
+# -- models ----------------------------------------------------------------------------------------
+
+
+def checkpoint_is_instance_baseline(path: Path) -> bool:
+    """True for a checkpoint trained at instance level only (``train --instance-baseline``).
+
+    Its scene-level (stage 3) encoders were never trained, so a node must not rank scenes with
+    them; the Instance Baseline ranks the mean of object embeddings instead.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except Exception as err:
+        raise ModelError(f"cannot read checkpoint {path}: {err}") from err
+    try:
+        history = json.loads(metadata.get("history", "{}"))
+    except json.JSONDecodeError:
+        history = {}
+    return bool(history) and "stage3" not in history
+
+
+class InstanceBaselineEncoder:
+    """The paper's Instance Baseline on the robot: scenes are means of object embeddings.
+
+    Map side: every object of a reference scan through the instance encoder (no object
+    transformer, as trained), the scene vector per modality is their normalised mean. Robot
+    side: the robot has no instance masks, so each keyframe is embedded whole, as one object
+    crop, by the instance encoder's image head; each keyframe is a query row, and a scene scores
+    the mean of their best cosines (as the global descriptor). That is a handicap of the method
+    on a robot, not of this implementation: it needs object crops that a camera does not give.
+    """
+
+    modality = mod.RGB
+    crop_size = 128  # object crops were cached at 128 x 128
+
+    def __init__(
+        self, checkpoint: Path, map_modality: str = mod.POINT_CLOUD, num_threads: int | None = None
+    ) -> None:
+        from crossover_ros.pipeline.encoders import CrossOverEncoder
+
+        if map_modality not in mod.INSTANCE_MODALITIES:
+            raise ModelError(
+                f"the Instance Baseline stores {', '.join(mod.INSTANCE_MODALITIES)},"
+                f" not {map_modality}"
+            )
+        self._crossover = CrossOverEncoder(Path(checkpoint), mod.POINT_CLOUD, num_threads)
+        self.model = self._crossover.model
+        self.map_modality = map_modality
+        self.fingerprint = "instance_baseline:" + self._crossover.fingerprint.split(":", 1)[-1]
+        self.dim = self._crossover.dim
+
+    def frame_features(self, images: list[np.ndarray]) -> np.ndarray:
+        size = (self.crop_size, self.crop_size)
+        return self._crossover.backbone.pooled_features(images, size=size)
+
+    def query(self, window: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            inputs = {mod.RGB: torch.from_numpy(np.asarray(window, np.float32))[None]}
+            masks = {mod.RGB: torch.ones(1, len(window), dtype=torch.bool)}
+            embedded = self.model.instance(inputs, masks, torch.zeros(1, len(window), 3))
+        return embedded[mod.RGB][0].numpy()
+
+    def embed_scan(self, scan: Any) -> tuple[dict[str, np.ndarray], dict[int, dict[str, list]]]:
+        _, instances = self._crossover.embed_scan(scan)
+        scene = {}
+        for modality in mod.INSTANCE_MODALITIES:
+            rows = [e[modality] for e in instances.values() if modality in e]
+            if rows:
+                mean = np.mean(np.asarray(rows, np.float32), axis=0)
+                scene[modality] = (mean / max(float(np.linalg.norm(mean)), 1e-12))[None]
+        if not scene:
+            raise ModelError(f"scan {getattr(scan, 'scan_id', '?')} has no embeddable objects")
+        return scene, instances
+
+
+def load_eval_encoder(
+    model: str, map_modality: str | None = None, num_threads: int | None = None
+) -> Any:
+    """:func:`load_encoder`, plus Instance-Baseline checkpoints (ranked as object means)."""
+    from crossover_ros.pipeline.encoders import MODELS, load_encoder
+
+    if model not in MODELS and Path(model).is_file() and checkpoint_is_instance_baseline(model):
+        return InstanceBaselineEncoder(Path(model), map_modality or mod.POINT_CLOUD, num_threads)
+    if model == "global_descriptor" and map_modality not in (None, mod.RGB):
+        raise ModelError("the global descriptor only ranks frames against mapped frames (rgb)")
+    return load_encoder(model, map_modality, num_threads)
+
+
+def infer_model(fingerprint: str) -> str:
+    """The model a map was built with, from its fingerprint: global_descriptor or crossover."""
+    from crossover_ros.model.global_descriptor import GlobalDescriptorCfg
+    from crossover_ros.pipeline.encoders import default_model_path
+
+    if fingerprint.startswith(GlobalDescriptorCfg().name + ":"):
+        return "global_descriptor"
+    if fingerprint.startswith("crossover:") and default_model_path().is_file():
+        from crossover_ros.model.crossover import CrossOverModel
+
+        if CrossOverModel.load(default_model_path())[0].fingerprint() == fingerprint:
+            return "crossover"
+    raise ModelError(
+        f"the map was built with {fingerprint}, which is neither the global descriptor nor the"
+        " shipped CrossOver model: pass the checkpoint with --model"
+    )
+
+
+def model_label(model: str, encoder: Any) -> str:
+    """A row name: "global descriptor", "CrossOver", "Instance Baseline" or the file stem."""
+    if isinstance(encoder, InstanceBaselineEncoder):
+        return "Instance Baseline"
+    if model == "global_descriptor":
+        return "global descriptor"
+    if model == "crossover":
+        return "CrossOver"
+    return f"CrossOver ({Path(model).stem})"
