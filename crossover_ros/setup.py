@@ -78,6 +78,7 @@ setup(
             "crossover_ros = crossover_ros.cli.main:main",
             "scene_recognizer = crossover_ros.ros.nodes.scene_recognizer:main",
             "bag_player = crossover_ros.ros.nodes.bag_player:main",
+            "map_recorder = crossover_ros.ros.nodes.map_recorder:main",
         ],
     },
 )

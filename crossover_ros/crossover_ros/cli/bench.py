@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from crossover_ros.bench import map_bench
+from crossover_ros.bench import encoders_bench, map_bench, node_bench, pose_bench
 
-BENCHMARKS = (map_bench,)
+BENCHMARKS = (map_bench, encoders_bench, pose_bench, node_bench)
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 NODES = {
     "scene_recognizer": "crossover_ros.ros.nodes.scene_recognizer",
     "bag_player": "crossover_ros.ros.nodes.bag_player",
+    "map_recorder": "crossover_ros.ros.nodes.map_recorder",
 }
 
 

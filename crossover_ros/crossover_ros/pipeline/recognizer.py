@@ -1,11 +1,17 @@
 """Scene recognition over a sliding window of keyframes, independent of ROS.
 
 A frame is encoded only if it is a keyframe; the last ``window_size`` keyframe embeddings form
-the query against the map database. A time jump backwards (a bag loop) empties the window.
+the query against the map database. Each window's ranking goes through a temporal filter
+(:mod:`crossover_ros.pipeline.hysteresis`), so one odd keyframe does not flip the room. A time
+jump backwards (a bag loop) empties the window and the filter, and is counted.
+
+Thread-safe: one worker may add frames while another thread resets or swaps the map.
 """
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -16,6 +22,7 @@ from crossover_ros.errors import CrossoverError
 from crossover_ros.frames import RGBDFrame
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.pipeline.encoders import SceneEncoder
+from crossover_ros.pipeline.hysteresis import HysteresisCfg, SceneHysteresis
 from crossover_ros.pipeline.keyframes import KeyframeCfg, KeyframeSelector
 
 
@@ -25,11 +32,19 @@ class RecognizerCfg:
     window_size: int = 6
     top_k: int = 5
     confidence_temperature: float = 0.01
+    hysteresis: HysteresisCfg = field(default_factory=HysteresisCfg)
 
 
 @dataclass(frozen=True)
 class SceneMatchResult:
-    """The ranked answer for one query window."""
+    """The answer after one query window.
+
+    ``scene_id`` is the filtered answer ("" until the filter accepted a scene); ``score`` and
+    ``confidence`` are that scene's in this window (NaN and 0 if it is not among the
+    candidates). The candidates are this window's raw ranking: ``candidate_ids[0]`` can differ
+    from ``scene_id`` while a challenger has not yet won. ``changed``: this window switched
+    ``scene_id``.
+    """
 
     stamp: float
     scene_id: str
@@ -41,6 +56,8 @@ class SceneMatchResult:
     map_modality: str
     num_frames: int
     compute_time_s: float
+    changed: bool = False
+    candidate_confidences: list[float] = field(default_factory=list)
 
 
 def softmax_confidence(scores: list[float], temperature: float) -> float:
@@ -51,34 +68,56 @@ def softmax_confidence(scores: list[float], temperature: float) -> float:
     """
     if not scores:
         return 0.0
+    return softmax_confidences(scores, temperature)[0]
+
+
+def softmax_confidences(scores: list[float], temperature: float) -> list[float]:
+    """Softmax of the ranked scores: every candidate's share, same order, summing to 1."""
+    if not scores:
+        return []
     logits = np.asarray(scores, dtype=np.float64) / temperature
     weights = np.exp(logits - logits.max())
-    return float(weights[0] / weights.sum())
+    return [float(w) for w in weights / weights.sum()]
 
 
 class SceneRecognizer:
-    """Feed synchronised frames; get a :class:`SceneMatchResult` whenever a keyframe is added."""
+    """Feed synchronised frames; get a :class:`SceneMatchResult` whenever a keyframe is added.
+
+    ``add_frame`` = ``accept`` (keyframe selection, time-jump reset) + ``recognise`` (encode,
+    query, filter); callers that need to act between the two (fusion) call them separately.
+    """
 
     def __init__(self, encoder: SceneEncoder, mapdb: MapBase, cfg: RecognizerCfg | None = None):
         self.cfg = cfg or RecognizerCfg()
-        if mapdb.model_fingerprint != encoder.fingerprint:
-            raise CrossoverError(
-                f"map {mapdb.path} was built with {mapdb.model_fingerprint}, the encoder is"
-                f" {encoder.fingerprint}: rebuild the map with this model"
-            )
-        if encoder.map_modality not in mapdb.modalities():
-            raise CrossoverError(f"map {mapdb.path} holds no '{encoder.map_modality}' embeddings")
+        _check_map(encoder, mapdb)
         self.encoder = encoder
         self.mapdb = mapdb
         self.keyframes = KeyframeSelector(self.cfg.keyframes)
+        self.filter = SceneHysteresis(self.cfg.hysteresis)
+        self.time_resets = 0  # windows emptied because time went backwards (bag loops)
         self._window: deque[np.ndarray] = deque(maxlen=self.cfg.window_size)
         self._last_stamp: float | None = None
+        self._lock = threading.RLock()
 
     def reset(self) -> None:
-        """Forget the window, e.g. after a relocalisation request or a bag loop."""
-        self._window.clear()
-        self.keyframes.reset()
-        self._last_stamp = None
+        """Forget the window and the filtered scene, e.g. on a relocalisation request."""
+        with self._lock:
+            self._window.clear()
+            self.keyframes.reset()
+            self.filter.reset()
+            self._last_stamp = None
+
+    def replace_map(self, mapdb: MapBase) -> MapBase:
+        """Query ``mapdb`` from now on; returns the old map (the caller closes it).
+
+        The map must come from the same model; the window is kept (same embedding space), the
+        filter restarts (the new map may name other scenes).
+        """
+        _check_map(self.encoder, mapdb)
+        with self._lock:
+            old, self.mapdb = self.mapdb, mapdb
+            self.filter.reset()
+        return old
 
     @property
     def window_length(self) -> int:
@@ -88,27 +127,64 @@ class SceneRecognizer:
         self, frame: RGBDFrame, pose: np.ndarray | None = None
     ) -> SceneMatchResult | None:
         """Process one frame; returns a match if it became a keyframe, else None."""
-        if self._last_stamp is not None and frame.stamp < self._last_stamp:
-            self.reset()
-        self._last_stamp = frame.stamp
-        if not self.keyframes.accept(frame.stamp, pose):
-            return None
-        started = time.perf_counter()
-        self._window.append(self.encoder.frame_features([frame.color])[0])
-        queries = self.encoder.query(np.stack(self._window))
-        candidates = self.mapdb.query(queries, self.encoder.map_modality, top_k=self.cfg.top_k)
-        if not candidates:
-            return None
-        scores = [c.score for c in candidates]
-        return SceneMatchResult(
-            stamp=frame.stamp,
-            scene_id=candidates[0].scene_id,
-            score=scores[0],
-            confidence=softmax_confidence(scores, self.cfg.confidence_temperature),
-            candidate_ids=[c.scene_id for c in candidates],
-            candidate_scores=scores,
-            modality=self.encoder.modality,
-            map_modality=self.encoder.map_modality,
-            num_frames=len(self._window),
-            compute_time_s=time.perf_counter() - started,
+        with self._lock:
+            if not self.accept(frame.stamp, pose):
+                return None
+            return self.recognise(frame)
+
+    def accept(self, stamp: float, pose: np.ndarray | None = None) -> bool:
+        """Is a frame at ``stamp`` (camera ``pose``) a keyframe? Time going back resets first."""
+        with self._lock:
+            if self._last_stamp is not None and stamp < self._last_stamp:
+                self.reset()
+                self.time_resets += 1
+            self._last_stamp = stamp
+            return self.keyframes.accept(stamp, pose)
+
+    def recognise(self, frame: RGBDFrame) -> SceneMatchResult | None:
+        """Add an accepted keyframe to the window and query; None if the map has no scenes."""
+        with self._lock:
+            started = time.perf_counter()
+            self._window.append(self.encoder.frame_features([frame.color])[0])
+            queries = self.encoder.query(np.stack(self._window))
+            candidates = self.mapdb.query(queries, self.encoder.map_modality, top_k=self.cfg.top_k)
+            if not candidates:
+                return None
+            ids = [c.scene_id for c in candidates]
+            scores = [c.score for c in candidates]
+            confidences = softmax_confidences(scores, self.cfg.confidence_temperature)
+            decision = self.filter.update(ids, confidences)
+            if decision.scene_id in ids:
+                rank = ids.index(decision.scene_id)
+                score, confidence = scores[rank], confidences[rank]
+            else:
+                score, confidence = math.nan, 0.0
+            return SceneMatchResult(
+                stamp=frame.stamp,
+                scene_id=decision.scene_id,
+                score=score,
+                confidence=confidence,
+                candidate_ids=ids,
+                candidate_scores=scores,
+                modality=self.encoder.modality,
+                map_modality=self.encoder.map_modality,
+                num_frames=len(self._window),
+                compute_time_s=time.perf_counter() - started,
+                changed=decision.changed,
+                candidate_confidences=confidences,
+            )
+
+
+def _check_map(encoder: SceneEncoder, mapdb: MapBase) -> None:
+    """The map must hold this model's vectors of the modality ranked against (if any scene)."""
+    if mapdb.model_fingerprint != encoder.fingerprint:
+        raise CrossoverError(
+            f"map {mapdb.path} was built with {mapdb.model_fingerprint}, the encoder is"
+            f" {encoder.fingerprint}: rebuild the map with this model"
+        )
+    modalities = mapdb.modalities()
+    if modalities and encoder.map_modality not in modalities:
+        raise CrossoverError(
+            f"map {mapdb.path} holds no '{encoder.map_modality}' embeddings"
+            f" (it holds {', '.join(modalities)})"
         )

@@ -13,3 +13,50 @@ def ros_context():
     rclpy.init(context=context)
     yield context
     rclpy.try_shutdown(context=context)
+
+
+@pytest.fixture
+def colour_map(tmp_path):
+    """A map of three one-colour rooms, made with the test's colour encoder."""
+    import numpy as np
+    from ros_harness import COLOURS, ColourEncoder
+
+    from crossover_ros.mapdb import MapDatabase, SceneRecord
+
+    encoder = ColourEncoder()
+    path = tmp_path / "colours.sqlite"
+    with MapDatabase.create(path, encoder.fingerprint, encoder.dim) as db:
+        for name, colour in COLOURS.items():
+            image = np.full((4, 4, 3), colour, np.uint8)
+            db.add_scene(SceneRecord(name, "b", name), {"rgb": encoder.frame_features([image])})
+    return path
+
+
+@pytest.fixture
+def stub_encoder(monkeypatch):
+    """The node loads the colour encoder (instant, deterministic) instead of a real model.
+
+    Returns the encoder; set its ``delay_s`` to make recognition slow.
+    """
+    from ros_harness import ColourEncoder
+
+    from crossover_ros.ros.nodes import scene_recognizer
+
+    encoder = ColourEncoder()
+
+    def load_encoder(model="global_descriptor", map_modality=None, num_threads=None, **kwargs):
+        return encoder
+
+    monkeypatch.setattr(scene_recognizer, "load_encoder", load_encoder)
+    return encoder
+
+
+@pytest.fixture(scope="session")
+def gd_map(small_building, tmp_path_factory):
+    """The small building's reference scans mapped with the global-descriptor model."""
+    from crossover_ros.mapdb.build import build_map
+    from crossover_ros.pipeline.encoders import GlobalDescriptorEncoder
+
+    path = tmp_path_factory.mktemp("gd_map") / "map.sqlite"
+    build_map(small_building, path, GlobalDescriptorEncoder(), progress=False).close()
+    return path

@@ -28,6 +28,9 @@ def _declared_parameters(module: str) -> set[str]:
     return names
 
 
+NODES = ("scene_recognizer", "map_recorder")  # nodes with a config and a launch file each
+
+
 def test_yaml_parameters_are_declared_by_the_node():
     for path in (PACKAGE / "config").glob("*.yaml"):
         for node_name, content in yaml.safe_load(path.read_text()).items():
@@ -35,6 +38,48 @@ def test_yaml_parameters_are_declared_by_the_node():
             params = set(content["ros__parameters"])
             unknown = params - _declared_parameters(node_name)
             assert not unknown, f"{path.name}: {node_name} declares no {sorted(unknown)}"
+
+
+def test_every_node_has_a_complete_yaml_a_launch_file_and_a_run_entry():
+    from crossover_ros.cli.run import NODES as RUNNABLE
+
+    launched = {}
+    for path in (PACKAGE / "launch").glob("*.launch.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.keyword) and node.arg == "executable":
+                launched[node.value.value] = path.name
+    for name in NODES:
+        assert name in _console_scripts(), f"setup.py: no console script {name}"
+        assert RUNNABLE.get(name) == f"crossover_ros.ros.nodes.{name}", f"cli/run.py: {name}"
+        assert name in launched, f"no launch file starts {name}"
+        config = yaml.safe_load((PACKAGE / "config" / f"{name}.yaml").read_text())
+        missing = _declared_parameters(name) - set(config[name]["ros__parameters"])
+        assert not missing, f"config/{name}.yaml lacks {sorted(missing)}"
+
+
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    return [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == name
+    ]
+
+
+def test_launch_files_set_only_declared_parameters_from_declared_arguments():
+    for path in (PACKAGE / "launch").glob("*.launch.py"):
+        tree = ast.parse(path.read_text())
+        arguments = {call.args[0].value for call in _calls(tree, "DeclareLaunchArgument")}
+        used = {call.args[0].value for call in _calls(tree, "LaunchConfiguration")}
+        assert used <= arguments, f"{path.name}: undeclared launch arguments {used - arguments}"
+        for call in _calls(tree, "LifecycleNode"):
+            keywords = {k.arg: k.value for k in call.keywords}
+            executable = keywords["executable"].value
+            assert keywords["name"].value == executable, f"{path.name}: node name != executable"
+            for item in keywords["parameters"].elts:
+                if isinstance(item, ast.Dict):
+                    keys = {k.value for k in item.keys}
+                    unknown = keys - _declared_parameters(executable)
+                    assert not unknown, f"{path.name}: {executable} declares no {sorted(unknown)}"
 
 
 def test_launch_files_name_existing_executables_and_configs():

@@ -4,6 +4,7 @@ import pytest
 from crossover_ros.errors import CrossoverError
 from crossover_ros.frames import CameraIntrinsics, RGBDFrame
 from crossover_ros.mapdb import MapDatabase, SceneRecord
+from crossover_ros.pipeline.hysteresis import HysteresisCfg
 from crossover_ros.pipeline.keyframes import KeyframeCfg, KeyframeSelector
 from crossover_ros.pipeline.recognizer import (
     RecognizerCfg,
@@ -116,3 +117,60 @@ def test_confidence_is_low_for_near_ties():
     assert softmax_confidence([0.9, 0.9], 0.01) == pytest.approx(0.5)
     assert softmax_confidence([0.9, 0.5], 0.01) > 0.99
     assert softmax_confidence([], 0.01) == 0.0
+
+
+def test_one_odd_keyframe_does_not_flip_the_room(mapdb):
+    cfg = RecognizerCfg(
+        window_size=1,  # no window smoothing: only the filter keeps the answer
+        keyframes=KeyframeCfg(max_interval_s=0.5),
+        hysteresis=HysteresisCfg(switch_after_windows=3, switch_margin=1.0),
+    )
+    recognizer = SceneRecognizer(ColourEncoder(), mapdb, cfg)
+    colours = [(250, 0, 0)] * 3 + [(0, 0, 250)] + [(250, 0, 0)] * 2 + [(0, 0, 250)] * 3
+    results = [recognizer.add_frame(_frame(c, t), None) for t, c in enumerate(colours)]
+    assert [r.scene_id for r in results] == [""] * 2 + ["red"] * 5 + ["red", "blue"]
+    assert [r.changed for r in results].count(True) == 2
+    odd = results[3]
+    assert odd.candidate_ids[0] == "blue", "the window itself saw blue"
+    assert odd.scene_id == "red" and odd.confidence < 0.01
+    assert odd.score == pytest.approx(odd.candidate_scores[odd.candidate_ids.index("red")])
+
+
+def test_score_is_nan_when_the_answer_left_the_candidates(mapdb):
+    cfg = RecognizerCfg(
+        top_k=1,
+        keyframes=KeyframeCfg(max_interval_s=0.5),
+        hysteresis=HysteresisCfg(switch_after_windows=2, switch_margin=1.0),
+        window_size=1,
+    )
+    recognizer = SceneRecognizer(ColourEncoder(), mapdb, cfg)
+    recognizer.add_frame(_frame((250, 0, 0), 0.0))
+    assert recognizer.add_frame(_frame((250, 0, 0), 1.0)).scene_id == "red"
+    odd = recognizer.add_frame(_frame((0, 250, 0), 2.0))
+    assert odd.scene_id == "red" and np.isnan(odd.score) and odd.confidence == 0.0
+
+
+def test_an_empty_map_is_accepted_and_answers_nothing(tmp_path):
+    encoder = ColourEncoder()
+    with MapDatabase.create(tmp_path / "e.sqlite", encoder.fingerprint, encoder.dim) as db:
+        recognizer = SceneRecognizer(encoder, db)
+        assert recognizer.add_frame(_frame((250, 0, 0), 0.0)) is None
+
+
+def test_replace_map_keeps_the_window_and_checks_the_model(mapdb, tmp_path):
+    encoder = ColourEncoder()
+    recognizer = SceneRecognizer(encoder, mapdb, RecognizerCfg(window_size=3))
+    recognizer.add_frame(_frame((250, 0, 0), 0.0))
+    other = MapDatabase.create(tmp_path / "o.sqlite", "another-model", encoder.dim)
+    with pytest.raises(CrossoverError, match="rebuild"):
+        recognizer.replace_map(other)
+    other.close()
+    fresh = MapDatabase.create(tmp_path / "f.sqlite", encoder.fingerprint, encoder.dim)
+    fresh.add_scene(
+        SceneRecord("pink", "b", "pink"),
+        {"rgb": encoder.frame_features([_frame((250, 10, 10), 0).color])},
+    )
+    assert recognizer.replace_map(fresh) is mapdb
+    result = recognizer.add_frame(_frame((250, 0, 0), 2.0))
+    assert result.candidate_ids == ["pink"] and result.num_frames == 2
+    fresh.close()

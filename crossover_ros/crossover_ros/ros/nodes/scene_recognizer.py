@@ -3,11 +3,27 @@
 A lifecycle node (configure loads the encoder and the map, activate subscribes, deactivate
 unsubscribes, cleanup frees). With ``autostart`` true it configures and activates itself, so it
 runs without a lifecycle manager.
+
+Threads: the subscription callbacks only pair colour and depth (cheap) and hand the pair to a
+:class:`FrameWorker`, whose one thread always processes the newest pair (encoder + map query);
+pairs superseded meanwhile are counted as dropped. Results come back to the executor through a
+guard condition, so every publisher is used from the executor thread only.
+
+Topics (``~`` = the node's name): ``~/scene_match`` (SceneMatch: at ``publish_rate_hz`` and at
+once when the answer changes), ``~/markers`` (MarkerArray), ``~/instance_correspondences``
+(InstanceCorrespondences; not filled yet, see :meth:`_instance_correspondences`),
+``/diagnostics`` (1 Hz). Services: ``~/reset`` and ``~/reload_map`` (std_srvs/Trigger).
 """
 
 from __future__ import annotations
 
+import inspect
+import threading
+import time
+from collections import deque
+
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
@@ -15,24 +31,39 @@ from rclpy.lifecycle import Publisher as LifecyclePublisher
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from visualization_msgs.msg import MarkerArray
 
-from crossover_msgs.msg import SceneMatch
+from crossover_msgs.msg import InstanceCorrespondences, SceneMatch
 from crossover_ros.errors import CrossoverError
 from crossover_ros.mapdb import open_map
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.pipeline.encoders import load_encoder
+from crossover_ros.pipeline.hysteresis import HysteresisCfg
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneMatchResult, SceneRecognizer
+from crossover_ros.pipeline.stats import HealthCfg, StreamStats, WarnThrottle, assess
 from crossover_ros.pipeline.stream import (
-    MissingCameraInfoError,
+    FrameRejectedError,
+    FrameWorker,
     SensorStream,
     StreamCfg,
-    StreamMatch,
+    StreamKeyframe,
 )
+from crossover_ros.ros.diagnostics import diagnostic_array, diagnostic_status, mask_map_location
+from crossover_ros.ros.markers import match_markers
 from crossover_ros.ros.params import ParamSpec, declare
 
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "auto")
+
 PARAMETERS = [
-    ParamSpec("map_path", "", "Map database: SQLite file or postgresql:// URL ('map build')."),
+    ParamSpec(
+        "map_path",
+        "",
+        "Map database: SQLite file or postgresql:// URL ('map build'). May be changed at run"
+        " time; ~/reload_map then opens the new one.",
+        read_only=False,
+    ),
     ParamSpec(
         "model",
         "global_descriptor",
@@ -45,6 +76,11 @@ PARAMETERS = [
         "Stored modality the frames are ranked against (CrossOver): point_cloud, rgb,"
         " floorplan, referral or scene.",
     ),
+    ParamSpec(
+        "backend",
+        "torch",
+        f"Inference runtime of the encoder: {', '.join(BACKENDS)} (auto: the fastest here).",
+    ),
     ParamSpec("color_topic", "/camera/color/image_raw", "sensor_msgs/Image, rgb8/bgr8/mono8."),
     ParamSpec(
         "depth_topic", "/camera/aligned_depth_to_color/image_raw", "Depth aligned to colour."
@@ -53,14 +89,82 @@ PARAMETERS = [
     ParamSpec("odom_topic", "/odom", "nav_msgs/Odometry of the camera; '' to run without."),
     ParamSpec("sync_slop_s", 0.02, "Colour/depth stamps further apart are not paired.", 0.0, 1.0),
     ParamSpec("odom_max_age_s", 0.1, "Odometry older than this is not used for a frame.", 0.0, 5.0),
+    ParamSpec(
+        "min_valid_depth_fraction",
+        0.01,
+        "Frames with a smaller share of valid depth pixels are rejected.",
+        0.0,
+        1.0,
+    ),
     ParamSpec("window_size", 6, "Keyframes in the query window.", 1, 100),
     ParamSpec("top_k", 5, "Ranked candidates published.", 1, 100),
     ParamSpec("keyframe_min_translation_m", 0.25, "Motion that makes a keyframe.", 0.0, 10.0),
     ParamSpec("keyframe_min_rotation_deg", 15.0, "Turn that makes a keyframe.", 0.0, 180.0),
     ParamSpec("keyframe_max_interval_s", 1.0, "A keyframe at least this often.", 0.01, 60.0),
+    ParamSpec(
+        "switch_after_windows",
+        3,
+        "The answer switches to a scene that was the best of this many windows in a row"
+        " (1: no temporal filter).",
+        1,
+        100,
+    ),
+    ParamSpec(
+        "switch_margin",
+        0.9,
+        "... or at once when its confidence exceeds the current scene's by more than this"
+        " (1.0: never at once).",
+        0.0,
+        1.0,
+    ),
+    ParamSpec(
+        "min_confidence",
+        0.0,
+        "Windows whose best candidate has less confidence do not count towards a switch.",
+        0.0,
+        1.0,
+    ),
+    ParamSpec(
+        "publish_rate_hz",
+        1.0,
+        "~/scene_match repeats the current answer at this rate (and is sent at once when the"
+        " answer changes); 0: publish every query window instead.",
+        0.0,
+        100.0,
+    ),
+    ParamSpec(
+        "fuse_cloud",
+        True,
+        "Fuse the keyframes' depth into a point cloud in the odometry frame (for pose"
+        " estimation; ~/reset clears it).",
+    ),
+    ParamSpec(
+        "fusion_pixel_stride",
+        4,
+        "Fuse every n-th pixel row and column: 4 loses nothing at 640x480 and 5 cm voxels and"
+        " keeps fusion at a few ms; 1-2 for 320x240 and smaller.",
+        1,
+        16,
+    ),
+    ParamSpec(
+        "diagnostics_stale_s",
+        5.0,
+        "/diagnostics warns when no synchronised frame came for this long.",
+        0.1,
+        3600.0,
+    ),
+    ParamSpec(
+        "diagnostics_reject_share",
+        0.5,
+        "/diagnostics warns when more than this share of recent frames was rejected.",
+        0.0,
+        1.0,
+    ),
     ParamSpec("num_threads", 2, "CPU threads for the encoder.", 1, 64),
     ParamSpec("autostart", True, "Configure and activate at start-up."),
 ]
+
+SCENE_COUNT_REFRESH_S = 10.0  # the map's scene count in /diagnostics (another process may add)
 
 
 class SceneRecognizerNode(Node):
@@ -70,9 +174,34 @@ class SceneRecognizerNode(Node):
         super().__init__("scene_recognizer", **kwargs)
         self.params = declare(self, PARAMETERS)
         self.stream: SensorStream | None = None
+        self.stats = StreamStats()
+        self.worker: FrameWorker | None = None
+        self._encoder = None
         self._mapdb: MapBase | None = None
         self._match_pub: LifecyclePublisher | None = None
+        self._markers_pub: LifecyclePublisher | None = None
+        self._instances_pub: LifecyclePublisher | None = None
         self._sensor_subscriptions: list = []
+        self._publish_timer = None
+        self._active = False
+        self._configure_error = "not configured yet"
+        self._scenes: int | None = None
+        self._scenes_checked = 0.0
+        self._warn_throttle = WarnThrottle(5.0)
+        # The worker hands results to the executor thread: newest answer + not yet sent ones
+        # (bounded: each holds its frame; the executor drains it within milliseconds).
+        self._answer_lock = threading.Lock()
+        self._answer: StreamKeyframe | None = None
+        self._outbox: deque[StreamKeyframe] = deque(maxlen=16)
+        self._wake = self.create_guard_condition(self._on_results)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._health = HealthCfg(
+            stale_after_s=self.params["diagnostics_stale_s"],
+            reject_share=self.params["diagnostics_reject_share"],
+        )
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/reload_map", self._on_reload_map)
         # Activate only if configuring worked; otherwise stay alive, unconfigured, and say why.
         autostart = self.params["autostart"]
         if autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
@@ -82,10 +211,8 @@ class SceneRecognizerNode(Node):
     def on_configure(self, state: State) -> TransitionCallbackReturn:
         """Load the encoder and the map; FAILURE (stay unconfigured) if either is unusable."""
         try:
-            encoder = load_encoder(
-                self.params["model"], self.params["map_modality"], self.params["num_threads"]
-            )
-            self._mapdb = open_map(self.params["map_path"], encoder.fingerprint)
+            self._encoder = self._load_encoder()
+            self._mapdb = open_map(self._map_path(), self._encoder.fingerprint)
             cfg = RecognizerCfg(
                 keyframes=KeyframeCfg(
                     min_translation_m=self.params["keyframe_min_translation_m"],
@@ -94,25 +221,39 @@ class SceneRecognizerNode(Node):
                 ),
                 window_size=self.params["window_size"],
                 top_k=self.params["top_k"],
+                hysteresis=HysteresisCfg(
+                    switch_after_windows=self.params["switch_after_windows"],
+                    switch_margin=self.params["switch_margin"],
+                    min_confidence=self.params["min_confidence"],
+                ),
             )
             self.stream = SensorStream(
-                SceneRecognizer(encoder, self._mapdb, cfg),
+                SceneRecognizer(self._encoder, self._mapdb, cfg),
                 StreamCfg(
                     sync_slop_s=self.params["sync_slop_s"],
                     odom_max_age_s=self.params["odom_max_age_s"],
+                    min_valid_depth_fraction=self.params["min_valid_depth_fraction"],
                 ),
+                fusion=self._make_fusion(),
+                stats=self.stats,
             )
-        except CrossoverError as err:
-            self.get_logger().error(f"cannot configure: {err}")
+            self._log_map("map")
+        except Exception as err:  # whatever it is, stay alive and unconfigured, and say why
+            self._configure_error = _describe(err)
+            self.get_logger().error(f"cannot configure: {self._configure_error}")
             self._release()
             return TransitionCallbackReturn.FAILURE
+        self._configure_error = ""
         self._match_pub = self.create_lifecycle_publisher(SceneMatch, "~/scene_match", 10)
-        scenes = len(self._mapdb.scenes())
-        self.get_logger().info(f"map {self._mapdb.path}: {scenes} scenes")  # password masked
+        self._markers_pub = self.create_lifecycle_publisher(MarkerArray, "~/markers", 10)
+        self._instances_pub = self.create_lifecycle_publisher(
+            InstanceCorrespondences, "~/instance_correspondences", 10
+        )
+        self.worker = FrameWorker(self._process, self._on_worker_error, "scene_recognizer_worker")
         return super().on_configure(state)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        """Subscribe to the sensors; frames are processed only while active."""
+        """Subscribe to the sensors and start the worker; frames are processed only while active."""
         qos = qos_profile_sensor_data
         self._sensor_subscriptions = [
             self.create_subscription(Image, self.params["color_topic"], self._on_color, qos),
@@ -125,69 +266,312 @@ class SceneRecognizerNode(Node):
             self._sensor_subscriptions.append(
                 self.create_subscription(Odometry, self.params["odom_topic"], self._on_odom, qos)
             )
+        self.worker.start()
+        rate = self.params["publish_rate_hz"]
+        if rate > 0.0:
+            self._publish_timer = self.create_timer(1.0 / rate, self._republish)
+        self.stats.reset_clock()
+        self._active = True
         self.get_logger().info("active: waiting for frames")
         return super().on_activate(state)
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
-        """Unsubscribe; the map and encoder stay loaded."""
-        for subscription in self._sensor_subscriptions:
-            self.destroy_subscription(subscription)
-        self._sensor_subscriptions = []
+        """Unsubscribe and stop the worker; the map and encoder stay loaded."""
+        self._stop_processing()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        """Free the encoder, the map and the publisher."""
+        """Free the encoder, the map and the publishers."""
         self._release()
+        self._configure_error = "cleaned up"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         """Free everything from any state on the way to Finalized."""
         self._release()
+        self._configure_error = "shut down"
         return TransitionCallbackReturn.SUCCESS
 
+    def destroy_node(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+        super().destroy_node()
+
+    def _stop_processing(self) -> None:
+        self._active = False
+        for subscription in self._sensor_subscriptions:
+            self.destroy_subscription(subscription)
+        self._sensor_subscriptions = []
+        if self._publish_timer is not None:
+            self.destroy_timer(self._publish_timer)
+            self._publish_timer = None
+        if self.worker is not None and not self.worker.stop():
+            self.get_logger().error("the recognition worker did not stop within 10 s")
+
     def _release(self) -> None:
-        if self._match_pub is not None:
-            self.destroy_lifecycle_publisher(self._match_pub)
-            self._match_pub = None
+        self._stop_processing()
+        self.worker = None
+        for name in ("_match_pub", "_markers_pub", "_instances_pub"):
+            publisher = getattr(self, name)
+            if publisher is not None:
+                self.destroy_lifecycle_publisher(publisher)
+                setattr(self, name, None)
         if self._mapdb is not None:
             self._mapdb.close()
             self._mapdb = None
         self.stream = None
+        self._encoder = None
+        self._scenes = None
+        with self._answer_lock:
+            self._answer = None
+            self._outbox.clear()
 
-    # -- callbacks: the stream does the work, the node logs and publishes ------------------
+    # -- configuration helpers -------------------------------------------------------------
+    def _map_path(self) -> str:
+        return str(self.get_parameter("map_path").value)
+
+    def _load_encoder(self):
+        backend = self.params["backend"]
+        if backend not in BACKENDS:
+            raise CrossoverError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        args = (self.params["model"], self.params["map_modality"], self.params["num_threads"])
+        if "backend" in inspect.signature(load_encoder).parameters:
+            return load_encoder(*args, backend=backend)
+        if backend != "torch":
+            raise CrossoverError(f"backend {backend!r} is not available in this crossover_ros")
+        return load_encoder(*args)
+
+    def _make_fusion(self):
+        if not self.params["fuse_cloud"]:
+            return None
+        try:
+            from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
+        except ImportError as err:  # open3d missing: recognition works without the cloud
+            self.get_logger().warning(f"no point cloud fusion ({err}); recognising without")
+            return None
+        return PointCloudFusion(FusionCfg(pixel_stride=self.params["fusion_pixel_stride"]))
+
+    def _log_map(self, what: str) -> None:
+        self._scenes = len(self._mapdb.scenes())
+        self._scenes_checked = time.monotonic()
+        self.get_logger().info(f"{what} {self._mapdb.path}: {self._scenes} scenes")  # masked
+        if self._scenes == 0:
+            self.get_logger().warning(
+                f"map {self._mapdb.path} has no scenes: nothing is published until scenes are"
+                " added (the map is re-read on every query)"
+            )
+
+    # -- callbacks: the stream pairs, the worker does the work, the node logs and publishes --
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self.stream.on_camera_info(msg)
 
     def _on_odom(self, msg: Odometry) -> None:
-        self._guarded(self.stream.on_odometry, msg)
+        try:
+            self.stream.on_odometry(msg)
+        except FrameRejectedError as err:
+            self._warn(err.reason, str(err))
 
     def _on_color(self, msg: Image) -> None:
-        self._publish(self._guarded(self.stream.on_color, msg))
+        self._submit(self.stream.sync_color(msg))
 
     def _on_depth(self, msg: Image) -> None:
-        self._publish(self._guarded(self.stream.on_depth, msg))
+        self._submit(self.stream.sync_depth(msg))
 
-    def _guarded(self, handler, msg):
-        """Run a stream handler; a bad message is a throttled warning, never a dead node."""
+    def _submit(self, pair) -> None:
+        if pair is not None:
+            self.worker.submit((*pair, time.monotonic()))
+
+    def _process(self, item) -> None:
+        """Worker thread: the newest pair through the stream; hand results to the executor."""
+        color, depth, synced_at = item
+        stream = self.stream
+        if stream is None:
+            return
         try:
-            return handler(msg)
-        except MissingCameraInfoError as err:
-            self.get_logger().warning(str(err), throttle_duration_sec=5.0)
-        except CrossoverError as err:
-            self.get_logger().warning(f"message rejected: {err}", throttle_duration_sec=5.0)
+            keyframe = stream.process(color, depth, synced_at)
+        except FrameRejectedError as err:
+            self._warn(err.reason, str(err))
+            return
+        if keyframe is None:
+            return
+        if keyframe.result is None:
+            self._warn("empty_map", "the map has no scenes: no answer to publish")
+            return
+        with self._answer_lock:
+            self._answer = keyframe
+            self._outbox.append(keyframe)
+        self._wake.trigger()
+
+    def _on_worker_error(self, err: BaseException) -> None:
+        self.get_logger().error(f"recognition failed unexpectedly: {err!r}")
+
+    def _warn(self, key: str, message: str) -> None:
+        text = self._warn_throttle(key, message)
+        if text is not None:
+            self.get_logger().warning(text)
+
+    # -- publishing (executor thread) ------------------------------------------------------
+    def _on_results(self) -> None:
+        """New results from the worker: publish changes at once (every window at rate 0)."""
+        with self._answer_lock:
+            results = list(self._outbox)
+            self._outbox.clear()
+        every_window = self.params["publish_rate_hz"] <= 0.0
+        for keyframe in results:
+            if every_window or keyframe.result.changed:
+                self._publish(keyframe, keyframe.result.changed)
+
+    def _republish(self) -> None:
+        """Timer: the current answer again (changed = false)."""
+        with self._answer_lock:
+            keyframe = self._answer
+        if keyframe is not None:
+            self._publish(keyframe, changed=False)
+
+    def _publish(self, keyframe: StreamKeyframe, changed: bool) -> None:
+        if self._match_pub is None or not self._active:
+            return
+        result = keyframe.result
+        self._match_pub.publish(to_scene_match(result, keyframe.header, changed))
+        instances = self._instance_correspondences(keyframe)
+        if instances is not None:
+            self._instances_pub.publish(instances)
+        if keyframe.pose is not None:
+            frame_id, camera = keyframe.odom_frame, keyframe.pose
+        else:  # no odometry: the label at the camera itself
+            frame_id, camera = keyframe.header.frame_id, None
+        self._markers_pub.publish(
+            match_markers(
+                keyframe.header.stamp,
+                frame_id,
+                camera,
+                result.scene_id,
+                result.confidence,
+                instances,
+            )
+        )
+
+    def _instance_correspondences(self, keyframe: StreamKeyframe) -> InstanceCorrespondences | None:
+        """HOOK (issue 6, for the lead): instance matching and pose estimation go here.
+
+        Return the InstanceCorrespondences of ``keyframe`` against ``keyframe.result.scene_id``
+        (objects segmented in the fused cloud ``self.stream.fusion.cloud()``, matched with
+        ``self._mapdb.match_instances``; map boxes from ``self._mapdb.instances``), or None.
+        When not None it is published on ``~/instance_correspondences`` and drawn as spheres
+        on ``~/markers``. Runs on the executor thread for every published match; move heavy
+        work into the worker (``_process``) and only pick the result up here.
+        """
         return None
 
-    def _publish(self, match: StreamMatch | None) -> None:
-        if match is not None:
-            self._match_pub.publish(to_scene_match(match.result, match.header))
+    # -- services --------------------------------------------------------------------------
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response):
+        """Forget the window, the filtered answer and the fused cloud."""
+        if self.stream is None:
+            response.success, response.message = False, "not configured: nothing to reset"
+            return response
+        self.stream.reset()
+        with self._answer_lock:
+            self._answer = None
+            self._outbox.clear()
+        response.success, response.message = True, "window, answer and fused cloud cleared"
+        self.get_logger().info("reset: " + response.message)
+        return response
+
+    def _on_reload_map(self, request: Trigger.Request, response: Trigger.Response):
+        """Open the map at map_path again; on failure keep the map in use and say why."""
+        if self.stream is None or self._encoder is None:
+            response.success = False
+            response.message = f"not configured ({self._configure_error}): configure first"
+            return response
+        location = self._map_path()
+        new = None
+        try:
+            new = open_map(location, self._encoder.fingerprint)
+            old = self.stream.recognizer.replace_map(new)
+        except Exception as err:  # a service callback must not raise: it would end the spin
+            if new is not None:
+                new.close()
+            response.success = False
+            response.message = f"kept {self._mapdb.path}: cannot use {mask_map_location(location)}"
+            response.message += f": {_describe(err)}"
+            self.get_logger().warning(response.message)
+            return response
+        self._mapdb = new
+        old.close()
+        self._log_map("reloaded map")
+        response.success = True
+        response.message = f"map {new.path}: {self._scenes} scenes"
+        return response
+
+    # -- diagnostics -----------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        self._diagnostics_pub.publish(
+            diagnostic_array(self.get_clock().now().to_msg(), [self.diagnostic_status()])
+        )
+
+    def diagnostic_status(self):
+        """The node's DiagnosticStatus now (also for tests)."""
+        stream = self.stream
+        configured = stream is not None
+        if configured and time.monotonic() - self._scenes_checked > SCENE_COUNT_REFRESH_S:
+            self._scenes_checked = time.monotonic()
+            try:
+                self._scenes = len(self._mapdb.scenes())
+            except CrossoverError as err:
+                self._warn("map_read", f"cannot count the map's scenes: {err}")
+        snapshot = self.stats.snapshot()
+        level, message = assess(
+            snapshot, configured, self._active, self._scenes, self._health, self._configure_error
+        )
+        values: dict[str, object] = {
+            "state": "active" if self._active else "inactive" if configured else "unconfigured",
+            "model": self.params["model"],
+            "backend": getattr(self._encoder, "backend", self.params["backend"]),
+            "map": self._mapdb.path
+            if self._mapdb is not None
+            else mask_map_location(self._map_path()),
+            "scenes": self._scenes,
+        }
+        with self._answer_lock:
+            answer = self._answer
+        values["scene_id"] = answer.result.scene_id if answer is not None else ""
+        values["confidence"] = answer.result.confidence if answer is not None else None
+        for name in ("color", "depth", "odometry", "camera_info", "pairs", "frames"):
+            values[f"{name} rate (Hz)"] = snapshot[f"{name}_hz"]
+        values["keyframe rate (Hz)"] = snapshot["keyframes_hz"]
+        values["recognition p50 (ms)"] = snapshot["recognition_p50_ms"]
+        values["recognition p95 (ms)"] = snapshot["recognition_p95_ms"]
+        values["pair to result p50 (ms)"] = snapshot["pair_to_result_p50_ms"]
+        values["pair to result p95 (ms)"] = snapshot["pair_to_result_p95_ms"]
+        values["seconds since last frame"] = snapshot["since_last_frame_s"]
+        if configured:
+            values.update(stream.counts())
+            values["dropped"] = self.worker.dropped if self.worker is not None else 0
+            values["worker errors"] = self.worker.errors if self.worker is not None else 0
+            values["switches"] = stream.recognizer.filter.switches
+            if stream.fusion is not None:
+                values["fused keyframes"] = len(stream.fusion)
+        return diagnostic_status(
+            f"{self.get_name()}: scene recognition",
+            self.get_fully_qualified_name(),
+            level,
+            message,
+            values,
+        )
 
 
-def to_scene_match(result: SceneMatchResult, header: Header) -> SceneMatch:
+def _describe(err: BaseException) -> str:
+    """Our errors by their message; anything else with its type, so a bug is recognisable."""
+    return str(err) if isinstance(err, CrossoverError) else f"{type(err).__name__}: {err}"
+
+
+def to_scene_match(result: SceneMatchResult, header: Header, changed: bool = False) -> SceneMatch:
     """The message for a result; ``header`` is the newest colour frame's, stamp kept exact."""
     msg = SceneMatch(header=header)
     msg.scene_id = result.scene_id
     msg.score = result.score
     msg.confidence = result.confidence
+    msg.changed = changed
     msg.candidate_ids = result.candidate_ids
     msg.candidate_scores = result.candidate_scores
     msg.modality = result.modality

@@ -1,0 +1,313 @@
+"""map_recorder: record a room on a live mapping run and add it to the map database.
+
+Synchronised RGB-D + odometry go through the same :class:`SensorStream` as in
+``scene_recognizer`` (pairing, checks, keyframes by motion); the recorder keeps the keyframes'
+colour images (at most ``max_keyframes``, spread over the run) and fuses their depth into a
+point cloud in the odometry frame. ``~/save_scene`` (std_srvs/Trigger), or shutting the node
+down, embeds the keyframes with the map's model and adds the scene (``scene_id``,
+``building_id``, ``room_id``; settable at run time for the next room) with its cloud to the
+map; the recording then starts afresh. A ``scene_recognizer`` reading the same SQLite map sees
+the new scene on its next query.
+
+Only maps of the global-descriptor model can be recorded for now: CrossOver's scene encoders
+need the generated scan layout (instances, referrals), which a live run does not have.
+
+A lifecycle node like ``scene_recognizer`` (``autostart`` configures and activates it).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from pathlib import Path
+
+import rclpy
+from nav_msgs.msg import Odometry
+from rclpy.executors import ExternalShutdownException
+from rclpy.lifecycle import Node, State, TransitionCallbackReturn
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import Trigger
+
+from crossover_ros.errors import CrossoverError, MapDatabaseError
+from crossover_ros.mapdb.base import MapBase
+from crossover_ros.mapdb.open import create_map, is_postgres_url, open_map
+from crossover_ros.pipeline.encoders import GlobalDescriptorEncoder, load_encoder
+from crossover_ros.pipeline.keyframes import KeyframeCfg
+from crossover_ros.pipeline.recording import RecordingCfg, SceneRecording
+from crossover_ros.pipeline.stats import WarnThrottle
+from crossover_ros.pipeline.stream import FrameRejectedError, SensorStream, StreamCfg
+from crossover_ros.ros.params import ParamSpec, declare
+
+PARAMETERS = [
+    ParamSpec(
+        "map_path",
+        "",
+        "Map database the scenes are added to (SQLite file or postgresql:// URL); a missing"
+        " SQLite file is created for the model.",
+    ),
+    ParamSpec("model", "global_descriptor", "The map's model (global_descriptor only, for now)."),
+    ParamSpec("backend", "torch", "Inference runtime: torch, onnxruntime, tensorrt or auto."),
+    ParamSpec("num_threads", 2, "CPU threads for the encoder.", 1, 64),
+    ParamSpec(
+        "scene_id",
+        "",
+        "Id of the scene saved next ('' = recorded_<UTC time>). Set it before each room.",
+        read_only=False,
+    ),
+    ParamSpec("building_id", "building", "Building of the scene saved next.", read_only=False),
+    ParamSpec("room_id", "", "Room of the scene saved next ('' = the scene id).", read_only=False),
+    ParamSpec(
+        "scan_index", 0, "Scan index of the saved scenes (0 = a reference scan).", 0, 1_000_000
+    ),
+    ParamSpec("color_topic", "/camera/color/image_raw", "sensor_msgs/Image, rgb8/bgr8/mono8."),
+    ParamSpec(
+        "depth_topic", "/camera/aligned_depth_to_color/image_raw", "Depth aligned to colour."
+    ),
+    ParamSpec("camera_info_topic", "/camera/color/camera_info", "CameraInfo of the colour image."),
+    ParamSpec("odom_topic", "/odom", "nav_msgs/Odometry of the camera; '' for no cloud."),
+    ParamSpec("sync_slop_s", 0.02, "Colour/depth stamps further apart are not paired.", 0.0, 1.0),
+    ParamSpec("odom_max_age_s", 0.1, "Odometry older than this is not used for a frame.", 0.0, 5.0),
+    ParamSpec(
+        "min_valid_depth_fraction",
+        0.01,
+        "Frames with a smaller share of valid depth pixels are rejected.",
+        0.0,
+        1.0,
+    ),
+    ParamSpec("keyframe_min_translation_m", 0.25, "Motion that makes a keyframe.", 0.0, 10.0),
+    ParamSpec("keyframe_min_rotation_deg", 15.0, "Turn that makes a keyframe.", 0.0, 180.0),
+    ParamSpec("keyframe_max_interval_s", 1.0, "A keyframe at least this often.", 0.01, 60.0),
+    ParamSpec(
+        "max_keyframes",
+        200,
+        "Colour keyframes kept per scene (when full, every second one is dropped).",
+        2,
+        10000,
+    ),
+    ParamSpec("fuse_cloud", True, "Store the fused point cloud (odometry frame) with the scene."),
+    ParamSpec(
+        "fusion_pixel_stride",
+        4,
+        "Fuse every n-th pixel row and column (4 for 640x480 at 5 cm voxels; 1-2 if smaller).",
+        1,
+        16,
+    ),
+    ParamSpec("save_on_shutdown", True, "Save what was recorded when the node shuts down."),
+    ParamSpec("autostart", True, "Configure and activate at start-up."),
+]
+
+
+class MapRecorderNode(Node):
+    """Thin adapter: messages into :class:`SensorStream`, keyframes into a recording."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("map_recorder", **kwargs)
+        self.params = declare(self, PARAMETERS)
+        self.stream: SensorStream | None = None
+        self.recording: SceneRecording | None = None
+        self._encoder = None
+        self._mapdb: MapBase | None = None
+        self._sensor_subscriptions: list = []
+        self._warn_throttle = WarnThrottle(5.0)
+        self.saved: list[str] = []
+        self.create_service(Trigger, "~/save_scene", self._on_save_scene)
+        autostart = self.params["autostart"]
+        if autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            self.trigger_activate()
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def on_configure(self, state: State) -> TransitionCallbackReturn:
+        """Load the model and open (or create) the map; FAILURE leaves the node unconfigured."""
+        try:
+            self._encoder = self._load_encoder()
+            self._mapdb = self._open_map()
+            fusion = None
+            if self.params["fuse_cloud"]:
+                from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
+
+                stride = self.params["fusion_pixel_stride"]
+                fusion = PointCloudFusion(FusionCfg(pixel_stride=stride, max_keyframes=20))
+            self.recording = SceneRecording(
+                RecordingCfg(max_keyframes=self.params["max_keyframes"]), fusion
+            )
+            self.stream = SensorStream(
+                None,
+                StreamCfg(
+                    sync_slop_s=self.params["sync_slop_s"],
+                    odom_max_age_s=self.params["odom_max_age_s"],
+                    min_valid_depth_fraction=self.params["min_valid_depth_fraction"],
+                ),
+                keyframes=KeyframeCfg(
+                    min_translation_m=self.params["keyframe_min_translation_m"],
+                    min_rotation_deg=self.params["keyframe_min_rotation_deg"],
+                    max_interval_s=self.params["keyframe_max_interval_s"],
+                ),
+            )
+            scenes = len(self._mapdb.scenes())
+        except Exception as err:  # whatever it is, stay alive and unconfigured, and say why
+            reason = str(err) if isinstance(err, CrossoverError) else f"{type(err).__name__}: {err}"
+            self.get_logger().error(f"cannot configure: {reason}")
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(f"recording into {self._mapdb.path} ({scenes} scenes)")  # masked
+        return super().on_configure(state)
+
+    def on_activate(self, state: State) -> TransitionCallbackReturn:
+        qos = qos_profile_sensor_data
+        self._sensor_subscriptions = [
+            self.create_subscription(Image, self.params["color_topic"], self._on_color, qos),
+            self.create_subscription(Image, self.params["depth_topic"], self._on_depth, qos),
+            self.create_subscription(
+                CameraInfo, self.params["camera_info_topic"], self.stream.on_camera_info, qos
+            ),
+        ]
+        if self.params["odom_topic"]:
+            self._sensor_subscriptions.append(
+                self.create_subscription(Odometry, self.params["odom_topic"], self._on_odom, qos)
+            )
+        self.get_logger().info("recording: call ~/save_scene at the end of each room")
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: State) -> TransitionCallbackReturn:
+        self._unsubscribe()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: State) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: State) -> TransitionCallbackReturn:
+        self.save_pending()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _unsubscribe(self) -> None:
+        for subscription in self._sensor_subscriptions:
+            self.destroy_subscription(subscription)
+        self._sensor_subscriptions = []
+
+    def _release(self) -> None:
+        self._unsubscribe()
+        if self._mapdb is not None:
+            self._mapdb.close()
+            self._mapdb = None
+        self.stream = None
+        self.recording = None
+        self._encoder = None
+
+    def _load_encoder(self):
+        model = self.params["model"]
+        if model != "global_descriptor":
+            raise CrossoverError(
+                f"map_recorder records global_descriptor maps only for now: model {model!r}"
+                " needs the generated scan layout to embed a scene (use 'crossover_ros map"
+                " build' for CrossOver maps)"
+            )
+        kwargs = {}
+        if "backend" in inspect.signature(load_encoder).parameters:
+            kwargs["backend"] = self.params["backend"]
+        elif self.params["backend"] != "torch":
+            raise CrossoverError(f"backend {self.params['backend']!r} is not available here")
+        encoder = load_encoder(model, None, self.params["num_threads"], **kwargs)
+        if not isinstance(encoder, GlobalDescriptorEncoder):  # pragma: no cover - guard
+            raise CrossoverError(f"model {model!r} cannot embed recorded keyframes")
+        return encoder
+
+    def _open_map(self) -> MapBase:
+        location = str(self.params["map_path"])
+        if not location:
+            raise MapDatabaseError("map_path is empty: name the map to record into")
+        if not is_postgres_url(location) and not Path(location).exists():
+            return create_map(location, self._encoder.fingerprint, self._encoder.dim)
+        return open_map(location, self._encoder.fingerprint)
+
+    # -- sensors ---------------------------------------------------------------------------
+    def _on_odom(self, msg: Odometry) -> None:
+        try:
+            self.stream.on_odometry(msg)
+        except FrameRejectedError as err:
+            self._warn(err.reason, str(err))
+
+    def _on_color(self, msg: Image) -> None:
+        self._record(self.stream.sync_color(msg))
+
+    def _on_depth(self, msg: Image) -> None:
+        self._record(self.stream.sync_depth(msg))
+
+    def _record(self, pair) -> None:
+        if pair is None:
+            return
+        try:
+            keyframe = self.stream.process(*pair)
+        except FrameRejectedError as err:
+            self._warn(err.reason, str(err))
+            return
+        if keyframe is None:
+            return
+        try:
+            self.recording.add(keyframe.frame, keyframe.pose, keyframe.odom_frame)
+        except ValueError as err:  # a frame fusion cannot use: keep recording
+            self._warn("fusion", f"keyframe not fused: {err}")
+
+    def _warn(self, key: str, message: str) -> None:
+        text = self._warn_throttle(key, message)
+        if text is not None:
+            self.get_logger().warning(text)
+
+    # -- saving ----------------------------------------------------------------------------
+    def save(self) -> str:
+        """Store the recording as a scene; returns its id (CrossoverError if nothing stored)."""
+        if self.recording is None or self._mapdb is None:
+            raise CrossoverError("not configured: nothing recorded")
+        scene_id = str(self.get_parameter("scene_id").value)
+        scene_id = scene_id or time.strftime("recorded_%Y%m%dT%H%M%SZ", time.gmtime())
+        room_id = str(self.get_parameter("room_id").value) or scene_id
+        building_id = str(self.get_parameter("building_id").value)
+        keyframes = len(self.recording)
+        record = self.recording.save(
+            self._mapdb, self._encoder, scene_id, building_id, room_id, self.params["scan_index"]
+        )
+        self.saved.append(record.scene_id)
+        self.get_logger().info(
+            f"saved scene {record.scene_id} (building {building_id}, room {room_id},"
+            f" {keyframes} keyframes) to {self._mapdb.path}"
+        )
+        return record.scene_id
+
+    def save_pending(self) -> None:
+        """On shutdown: save what was recorded, if anything and if asked to."""
+        if not self.params["save_on_shutdown"] or self.recording is None or not len(self.recording):
+            return
+        try:
+            self.save()
+        except Exception as err:  # shutting down: log it, do not raise
+            self.get_logger().error(f"recording not saved on shutdown: {err}")
+
+    def _on_save_scene(self, request: Trigger.Request, response: Trigger.Response):
+        try:
+            scene_id = self.save()
+        except Exception as err:  # a service callback must not raise: it would end the spin
+            reason = str(err) if isinstance(err, CrossoverError) else f"{type(err).__name__}: {err}"
+            response.success, response.message = False, reason
+            self.get_logger().error(f"scene not saved: {reason}")
+            return response
+        response.success, response.message = True, f"saved scene {scene_id}"
+        return response
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args)
+    node = MapRecorderNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.save_pending()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

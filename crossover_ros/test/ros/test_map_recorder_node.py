@@ -1,0 +1,89 @@
+"""map_recorder in-process over real DDS: a generated scan recorded live becomes a map scene
+that the recogniser then matches."""
+
+import shutil
+
+import pytest
+from rclpy.parameter import Parameter
+from ros_harness import Rig
+
+from crossover_ros.data.scan import load_building
+from crossover_ros.mapdb import open_map
+from crossover_ros.pipeline.encoders import GlobalDescriptorEncoder
+from crossover_ros.pipeline.keyframes import KeyframeCfg
+from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
+from crossover_ros.ros.nodes.map_recorder import MapRecorderNode
+
+
+def _recorder(context, map_path, **params):
+    overrides = {
+        "map_path": str(map_path),
+        "scene_id": "recorded_room",
+        "building_id": "test",
+        "room_id": "lab",
+        "keyframe_max_interval_s": 0.01,
+        **params,
+    }
+    return MapRecorderNode(
+        context=context,
+        parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
+    )
+
+
+def test_a_recorded_room_is_added_to_the_map_and_recognised(
+    ros_context, small_building, gd_map, tmp_path
+):
+    building = load_building(small_building)
+    reference = next(s for s in building.scans if s.scan_index == 0)
+    frames = list(building.scan(reference.scan_id).frames())
+    map_path = tmp_path / "map.sqlite"
+    shutil.copy(gd_map, map_path)
+    with open_map(map_path) as db:
+        db.remove_scene(reference.scan_id)  # the map does not know this room yet
+        before = len(db.scenes())
+
+    rig = Rig(ros_context, _recorder(ros_context, map_path), node_name="map_recorder")
+    node = rig.node
+    try:
+        assert rig.wait_connected(matches=False)
+        assert not rig.call("save_scene").success, "nothing recorded yet"
+        rig.send(frames, 50.0)
+        assert len(node.recording) == len(frames)
+        response = rig.call("save_scene")
+        assert response.success, response.message
+        assert "recorded_room" in response.message and len(node.recording) == 0
+        response = rig.call("save_scene")
+        assert not response.success and "no keyframes" in response.message
+
+        # The next room, saved when the node shuts down.
+        node.set_parameters([Parameter("scene_id", value="second_room")])
+        rig.send(frames[:2], 80.0)
+        node.save_pending()
+    finally:
+        rig.close()
+
+    encoder = GlobalDescriptorEncoder()
+    with open_map(map_path, encoder.fingerprint) as db:
+        assert len(db.scenes()) == before + 2
+        record = db.scene("recorded_room")
+        assert (record.building_id, record.room_id, record.frame) == ("test", "lab", "odom")
+        assert db.scene_embeddings("recorded_room")["rgb"].shape == (len(frames), encoder.dim)
+        xyz, rgb = db.point_cloud("recorded_room")
+        assert len(xyz) > 100 and rgb.shape == xyz.shape
+        assert db.scene("second_room").scene_id == "second_room"
+
+        cfg = RecognizerCfg(keyframes=KeyframeCfg(max_interval_s=0.0), window_size=3)
+        recognizer = SceneRecognizer(encoder, db, cfg)
+        results = [recognizer.add_frame(frame) for frame in frames]
+    assert results[-1].candidate_ids[0] == "recorded_room"
+    assert results[-1].scene_id == "recorded_room"
+    assert results[-1].score == pytest.approx(1.0, abs=1e-3)
+
+
+def test_a_crossover_map_cannot_be_recorded_yet(ros_context, tmp_path):
+    node = _recorder(ros_context, tmp_path / "m.sqlite", model="crossover")
+    try:
+        assert node._state_machine.current_state[1] == "unconfigured"
+        assert not (tmp_path / "m.sqlite").exists()
+    finally:
+        node.destroy_node()
