@@ -16,6 +16,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the CLI's --help must not import torch
+    from crossover_ros.eval.bag_eval import MapGeometry
 
 DESCRIPTION = """\
 Replay rosbags (MCAP or sqlite3) through the scene recogniser and score what a robot gets:
@@ -178,16 +182,16 @@ class RowJob:
     progress: bool = True
 
 
-def evaluate_row(job: RowJob) -> tuple[str, str, list, dict]:
-    """(label, reason it is unavailable or "", run records, scene frames) of one row.
+def evaluate_row(job: RowJob) -> tuple[str, str, list, MapGeometry | None]:
+    """(label, reason it is unavailable or "", run records, the map's geometry) of one row.
 
     Runs in a fresh process by default, so the peak memory measured is this model's alone.
     """
     from crossover_ros.eval.bag_eval import (
         evaluate_offline,
         load_eval_encoder,
+        map_geometry_of,
         model_label,
-        scene_frames_of,
     )
     from crossover_ros.mapdb import open_map
 
@@ -197,7 +201,8 @@ def evaluate_row(job: RowJob) -> tuple[str, str, list, dict]:
     if live:
         encoder = None  # the node loads its own
         if label == "Instance Baseline":
-            return label, "offline only: the node ranks scene embeddings, not object means", [], {}
+            reason = "offline only: the node ranks scene embeddings, not object means"
+            return label, reason, [], None
     records = []
     with open_map(job.map_path, fingerprint) as mapdb:
         for bag in job.bags:
@@ -220,8 +225,8 @@ def evaluate_row(job: RowJob) -> tuple[str, str, list, dict]:
             else:
                 record = evaluate_offline(bag, encoder, mapdb, job.cfg, label, job.progress)
             records.append(record)
-        frames = scene_frames_of(mapdb)
-    return label, "", records, frames
+        geometry = map_geometry_of(mapdb)
+    return label, "", records, geometry
 
 
 def _run_row(job: RowJob, isolate: bool):
@@ -264,13 +269,13 @@ def run_evaluation(
                 match_topic=args.match_topic,
                 progress=not args.quiet,
             )
-            label, reason, records, frames = _run_row(job, not args.same_process)
+            label, reason, records, geometry = _run_row(job, not args.same_process)
             if reason:
                 rows.append(unavailable(label, reason, "I->P"))
                 continue
             for record in records:
                 bags[record.bag] = record.contents
-            rows.append(compute_metrics(records, cfg, frames))
+            rows.append(compute_metrics(records, cfg, geometry))
             if live and args.external_node:
                 break  # a running node answers the same whatever this side asks
     rows += extra_rows

@@ -44,10 +44,12 @@ from crossover_ros.errors import BagError, CrossoverError, ModelError
 from crossover_ros.eval.visits import ObservedMatch, VisitResult, summarize_visits
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.model import modalities as mod
-from crossover_ros.pipeline.decode import odometry_to_pose, quaternion_to_matrix
+from crossover_ros.pipeline.decode import odometry_to_pose
+from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
 from crossover_ros.pipeline.keyframes import rotation_angle_deg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
-from crossover_ros.pipeline.stream import SensorStream, StreamCfg, StreamMatch
+from crossover_ros.pipeline.relocalize import Relocalization, Relocalizer, RelocalizerCfg
+from crossover_ros.pipeline.stream import SensorStream, StreamCfg, StreamKeyframe
 
 COLOR, DEPTH, CAMERA_INFO, ODOMETRY, GROUND_TRUTH = (
     "color",
@@ -77,6 +79,7 @@ STAGES = (
     "frame_features",  # the image backbone on the keyframe
     "query_encoder",  # window of frame features -> query vectors
     "map_search",  # top-k against the map database
+    "relocalization",  # objects, instance matching and pose in the answered room, when due
     "end_to_end",  # offline: message read -> match; live: frame published -> match received
     "per_frame",  # a frame that did not become a keyframe, end to end
 )
@@ -101,6 +104,14 @@ class BagEvalCfg:
     confident: float = 0.5  # a wrong answer at or above this confidence is a confident one
     recognizer: RecognizerCfg = field(default_factory=RecognizerCfg)
     stream: StreamCfg = field(default_factory=StreamCfg)
+    # the node's defaults for the project's 320x240 bags (None: recognition only)
+    fusion: FusionCfg | None = field(default_factory=FusionCfg)
+    relocalizer: RelocalizerCfg | None = field(
+        default_factory=lambda: RelocalizerCfg(min_confidence=0.5)
+    )
+    box_margin_m: float = 0.15  # a matched object counts as right this close to its true box
+    wrong_pose_m: float = 0.5  # issue 8: a pose this far off, or this many degrees, is wrong
+    wrong_pose_deg: float = 10.0
 
     @property
     def top_k(self) -> int:
@@ -433,73 +444,10 @@ def peak_memory_mb() -> float:
 # -- results ---------------------------------------------------------------------------------------
 
 
-def optional_correspondences(result: Any) -> tuple[tuple[int, int], ...] | None:
-    """Instance pairs a result carries, if any: (query id, map id) from any usual shape.
-
-    Accepts ``correspondences``/``instance_correspondences`` as a dict {query: map}, pairs, or
-    objects with ``query_instance_id``/``map_instance_id`` (crossover_msgs/InstanceCorrespondence).
-    """
-    found = getattr(result, "instance_correspondences", None)
-    found = getattr(result, "correspondences", None) if found is None else found
-    if found is None:
-        return None
-    found = getattr(found, "correspondences", found)  # an InstanceCorrespondences message
-    items = found.items() if isinstance(found, dict) else found
-    pairs = []
-    for item in items:
-        if hasattr(item, "query_instance_id"):
-            pairs.append((int(item.query_instance_id), int(item.map_instance_id)))
-        else:
-            query, target = item
-            pairs.append((int(query), int(target)))
-    return tuple(pairs)
-
-
-def optional_pose(result: Any, camera_to_odom: np.ndarray | None = None) -> np.ndarray | None:
-    """The camera pose in the matched scene's frame, if the result carries one.
-
-    Read from ``pose_estimate`` or ``pose``: a 4x4 matrix or a geometry_msgs Pose (the camera in
-    the scene), or a pose estimate with ``map_from_query`` (odometry -> scene, as
-    ``crossover_ros.pose`` gives), turned into the camera's pose with ``camera_to_odom``.
-    """
-    pose = getattr(result, "pose_estimate", None)
-    pose = getattr(result, "pose", None) if pose is None else pose
-    return camera_in_scene(pose, camera_to_odom)
-
-
-def camera_in_scene(pose: Any, camera_to_odom: np.ndarray | None = None) -> np.ndarray | None:
-    """A 4x4 camera-in-scene pose from any of the shapes :func:`optional_pose` reads."""
-    if pose is None:
-        return None
-    if hasattr(pose, "map_from_query"):
-        if camera_to_odom is None:
-            return None
-        return np.asarray(pose.map_from_query, np.float64) @ np.asarray(camera_to_odom)
-    pose = getattr(pose, "pose", pose)  # PoseStamped / PoseWithCovariance
-    if hasattr(pose, "position") and hasattr(pose, "orientation"):
-        o, p = pose.orientation, pose.position
-        matrix = np.eye(4)
-        matrix[:3, :3] = quaternion_to_matrix(o.x, o.y, o.z, o.w)
-        matrix[:3, 3] = (p.x, p.y, p.z)
-        return matrix
-    try:
-        matrix = np.asarray(pose, dtype=np.float64)
-    except (TypeError, ValueError):  # e.g. a NoPose: no pose this window
-        return None
-    return matrix.reshape(4, 4) if matrix.size == 16 else None
-
-
-def observed(match: StreamMatch, latency_s: float | None) -> ObservedMatch:
-    """An :class:`ObservedMatch` from the stream's result, optional fields included."""
+def observed(match: StreamKeyframe, latency_s: float | None) -> ObservedMatch:
+    """An :class:`ObservedMatch` from the stream's result."""
     r = match.result
     stamp = match.header.stamp
-    camera = getattr(match, "pose", None)  # the keyframe's odometry pose (camera in odom)
-    pose = optional_pose(r, camera)
-    if pose is None:  # an estimate attached to the keyframe rather than to the result
-        pose = camera_in_scene(getattr(match, "pose_estimate", None), camera)
-    correspondences = optional_correspondences(r)
-    if correspondences is None:
-        correspondences = optional_correspondences(match)  # or on the keyframe
     return ObservedMatch(
         stamp_ns=int(stamp.sec) * 10**9 + int(stamp.nanosec),
         scene_id=r.scene_id,
@@ -510,8 +458,35 @@ def observed(match: StreamMatch, latency_s: float | None) -> ObservedMatch:
         candidate_scores=tuple(float(s) for s in r.candidate_scores),
         modality=r.modality,
         map_modality=r.map_modality,
-        correspondences=correspondences,
-        pose=pose,
+    )
+
+
+@dataclass(frozen=True)
+class ObservedRelocalization:
+    """One relocalisation as published: the pose of the odometry's body in the map frame (the
+    building's, like the bags' odometry; None for NoPose) and the matched objects."""
+
+    stamp_ns: int
+    scene_id: str
+    pose_in_map: np.ndarray | None
+    # (query object centroid in the odometry frame, map instance id)
+    correspondences: tuple[tuple[tuple[float, float, float], int], ...] = ()
+
+
+def observed_relocalization(found: Relocalization, mapdb: MapBase) -> ObservedRelocalization:
+    """What the node would publish for ``found`` (``ros/relocalization.py``), as arrays."""
+    pose = found.camera_in_scene
+    record = mapdb.scene(found.scene_id)
+    if pose is not None and record.frame_to_building is not None:
+        pose = np.asarray(record.frame_to_building, np.float64).reshape(4, 4) @ pose
+    return ObservedRelocalization(
+        stamp_ns=round(found.stamp * 1e9),
+        scene_id=found.scene_id,
+        pose_in_map=pose,
+        correspondences=tuple(
+            (tuple(float(v) for v in c.query_centroid), c.map_instance_id)
+            for c in found.correspondences
+        ),
     )
 
 
@@ -527,6 +502,7 @@ class RunRecord:
     contents: BagContents
     truth: GroundTruth
     stages: dict[str, list[float]] = field(default_factory=dict)
+    relocalizations: list[ObservedRelocalization] = field(default_factory=list)
     frames_in_bag: int = 0  # colour images read (offline) or published (live)
     frames_processed: int | None = None  # colour/depth pairs that reached the pipeline
     frames_rejected: int = 0  # of which rejected (bad encoding, sizes, no camera_info)
@@ -570,8 +546,14 @@ def evaluate_offline(
         confidence_temperature=cfg.recognizer.confidence_temperature,
     )
     recognizer = SceneRecognizer(TimedEncoder(encoder, timers), TimedMap(mapdb, timers), rcfg)
-    stream = SensorStream(recognizer, cfg.stream)
+    stream = SensorStream(
+        recognizer,
+        cfg.stream,
+        fusion=PointCloudFusion(cfg.fusion) if cfg.fusion is not None else None,
+        relocalizer=Relocalizer(mapdb, encoder, cfg.relocalizer) if cfg.relocalizer else None,
+    )
     matches: list[ObservedMatch] = []
+    relocalizations: list[ObservedRelocalization] = []
     rejected: Counter[str] = Counter()
     examples: dict[str, str] = {}
     frames = frames_rejected = 0
@@ -608,6 +590,9 @@ def evaluate_offline(
         timers.flush()
         if result is not None:
             matches.append(observed(result, elapsed))
+            if result.relocalization is not None:
+                timers.samples["relocalization"].append(result.relocalization.compute_time_s)
+                relocalizations.append(observed_relocalization(result.relocalization, mapdb))
 
     memory_reset = reset_peak_memory()
     started = time.perf_counter()
@@ -624,6 +609,7 @@ def evaluate_offline(
         contents=contents,
         truth=truth,
         stages=timers.samples,
+        relocalizations=relocalizations,
         frames_in_bag=frames,
         frames_processed=stream.counters.get("frames", 0),
         frames_rejected=frames_rejected,
@@ -672,10 +658,12 @@ class Metrics:
     confident_wrong: int = 0
     instance_precision: float | None = None
     instance_recall: float | None = None
-    instance_windows: int = 0
+    instance_windows: int = 0  # relocalisations in the right room with object matching
+    relocalizations: int = 0  # attempted (pose or NoPose)
     pose_error_m: dict[str, float] = field(default_factory=dict)
     pose_error_deg: dict[str, float] = field(default_factory=dict)
-    pose_windows: int = 0
+    pose_windows: int = 0  # poses published (with ground truth to compare)
+    wrong_poses: int = 0  # off by more than BagEvalCfg.wrong_pose_m / wrong_pose_deg
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     end_to_end_ms: list[float] = field(default_factory=list)  # for the histogram
     peak_memory_mb: float | None = None
@@ -686,6 +674,16 @@ class Metrics:
     rejected: int = 0
     wall_s: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def wrong_pose_rate(self) -> float | None:
+        return self.wrong_poses / self.pose_windows if self.pose_windows else None
+
+    @property
+    def no_pose_rate(self) -> float | None:
+        if not self.relocalizations:
+            return None
+        return 1.0 - self.pose_windows / self.relocalizations
 
     @property
     def confident_wrong_rate(self) -> float | None:
@@ -707,6 +705,8 @@ class Metrics:
         out = asdict(self)
         out["recall"] = {str(k): v for k, v in self.recall.items()}
         out["confident_wrong_rate"] = self.confident_wrong_rate
+        out["wrong_pose_rate"] = self.wrong_pose_rate
+        out["no_pose_rate"] = self.no_pose_rate
         out["never_correct"] = self.never_correct
         out["first_correct_median_s"], out["first_correct_median_m"] = self.median_first_correct()
         return _finite(out)
@@ -733,13 +733,13 @@ def unavailable(label: str, reason: str, pair: str = "") -> Metrics:
 def compute_metrics(
     records: Sequence[RunRecord],
     cfg: BagEvalCfg | None = None,
-    scene_frames: dict[str, np.ndarray] | None = None,
+    geometry: MapGeometry | None = None,
 ) -> Metrics:
     """Pool the runs of one model over its bags into one :class:`Metrics` row.
 
-    ``scene_frames``: scene id -> 4x4 scene-to-odometry pose (the map's ``frame_to_building``
-    for generated buildings, whose odometry frame is the building frame); needed for the pose
-    error, which compares a published camera-in-scene pose with the odometry's.
+    ``geometry``: the map's scene frames and instance boxes, to score instance pairs (a pair is
+    right when the query object, placed by the true pose, lies in the paired instance's box).
+    Poses are compared with the bag's odometry, which is in the building (map) frame.
     """
     cfg = cfg or BagEvalCfg()
     if not records:
@@ -750,9 +750,9 @@ def compute_metrics(
     hits = np.zeros(max_k, dtype=np.int64)
     fewest_candidates: int | None = None
     rankable = max_k
-    correct_pairs = predicted_pairs = truth_pairs = 0
     errors_m: list[float] = []
     errors_deg: list[float] = []
+    instance_counts = np.zeros(4, np.int64)  # see _instance_counts
     stage_samples: dict[str, list[float]] = {}
     for record in records:
         truth = record.truth
@@ -771,21 +771,17 @@ def compute_metrics(
             wrong = bool(match.scene_id) and match.scene_id != true_scene
             if wrong and match.confidence >= cfg.confident:
                 out.confident_wrong += 1
-            if match.correspondences is not None:
-                frame = truth.frames.get(match.stamp_ns, {})
-                expected = {
-                    int(q): int(m) for q, m in frame.get("instances", {}).items() if m is not None
-                }
-                out.instance_windows += 1
-                predicted_pairs += len(match.correspondences)
-                truth_pairs += len(expected)
-                if match.scene_id == true_scene:
-                    correct_pairs += sum(expected.get(q) == m for q, m in match.correspondences)
-            if match.pose is not None and match.scene_id == true_scene:
-                error = _pose_error(match, truth, scene_frames)
-                if error is not None:
-                    errors_m.append(error[0])
-                    errors_deg.append(error[1])
+        for found in record.relocalizations:
+            out.relocalizations += 1
+            odometry = truth.pose_at(found.stamp_ns)
+            if found.pose_in_map is not None and odometry is not None:
+                errors_m.append(float(np.linalg.norm(found.pose_in_map[:3, 3] - odometry[:3, 3])))
+                errors_deg.append(rotation_angle_deg(found.pose_in_map[:3, :3], odometry[:3, :3]))
+            if geometry is not None and truth.scene_at(found.stamp_ns) == found.scene_id:
+                counts = _instance_counts(found, truth, geometry, cfg.box_margin_m)
+                if counts is not None:
+                    out.instance_windows += 1
+                    instance_counts += counts
         visits = summarize_visits(truth.visits, record.matches, truth.path, cfg.confident)
         out.visits.extend(visits)
         out.first_correct_s.extend(v.first_correct_s for v in visits)
@@ -815,12 +811,17 @@ def compute_metrics(
     if fewest_candidates is not None and fewest_candidates < rankable:
         out.recall_capped_at = fewest_candidates
     if out.instance_windows:
-        out.instance_precision = correct_pairs / predicted_pairs if predicted_pairs else None
-        out.instance_recall = correct_pairs / truth_pairs if truth_pairs else None
+        correct, predicted, found_in_view, in_view = (int(v) for v in instance_counts)
+        out.instance_precision = correct / predicted if predicted else None
+        out.instance_recall = found_in_view / in_view if in_view else None
     if errors_m:
         out.pose_windows = len(errors_m)
         out.pose_error_m = _stats(errors_m)
         out.pose_error_deg = _stats(errors_deg)
+        out.wrong_poses = sum(
+            m > cfg.wrong_pose_m or d > cfg.wrong_pose_deg
+            for m, d in zip(errors_m, errors_deg, strict=True)
+        )
     out.latency_ms = {s: percentiles(v) for s, v in stage_samples.items() if v}
     return out
 
@@ -834,27 +835,54 @@ def _stats(values: list[float]) -> dict[str, float]:
     }
 
 
-def _pose_error(
-    match: ObservedMatch, truth: GroundTruth, scene_frames: dict[str, np.ndarray] | None
-) -> tuple[float, float] | None:
-    odometry = truth.pose_at(match.stamp_ns)
-    if odometry is None:
-        return None
-    scene_to_odom = (scene_frames or {}).get(match.scene_id)
-    if scene_to_odom is None:
-        return None
-    expected = np.linalg.inv(scene_to_odom) @ odometry
-    moved = float(np.linalg.norm(match.pose[:3, 3] - expected[:3, 3]))
-    return moved, rotation_angle_deg(match.pose[:3, :3], expected[:3, :3])
+@dataclass(frozen=True)
+class MapGeometry:
+    """Where a map's scenes sit in the building and the boxes of their instances."""
+
+    scene_to_map: dict[str, np.ndarray]  # 4x4, the map records' frame_to_building
+    boxes: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]  # scene -> id -> (min, max)
 
 
-def scene_frames_of(mapdb: MapBase) -> dict[str, np.ndarray]:
-    """Scene id -> 4x4 scene-to-building pose, for every scene whose map record has one."""
-    out = {}
+def map_geometry_of(mapdb: MapBase) -> MapGeometry:
+    frames, boxes = {}, {}
     for record in mapdb.scenes():
-        if record.frame_to_building is not None:
-            out[record.scene_id] = np.asarray(record.frame_to_building, np.float64).reshape(4, 4)
-    return out
+        if record.frame_to_building is None:
+            continue
+        frames[record.scene_id] = np.asarray(record.frame_to_building, np.float64).reshape(4, 4)
+        boxes[record.scene_id] = {
+            int(inst["id"]): (np.asarray(inst["box_min"]), np.asarray(inst["box_max"]))
+            for inst in mapdb.instances(record.scene_id)
+            if inst.get("box_min") is not None and inst.get("box_max") is not None
+        }
+    return MapGeometry(frames, boxes)
+
+
+def _instance_counts(
+    found: ObservedRelocalization, truth: GroundTruth, geometry: MapGeometry, margin: float
+) -> np.ndarray | None:
+    """(correct, predicted, correct and in view, in view) pairs of one relocalisation in the
+    right room.
+
+    The bags' odometry frame is the building frame, so the true place of a query object in the
+    scene is ``inv(scene_to_map) @ centroid``; a pair is right if that lies in the paired
+    instance's box (grown by ``margin``). True pairs: the map instances the ground truth says
+    are in view at that stamp.
+    """
+    scene_to_map = geometry.scene_to_map.get(found.scene_id)
+    boxes = geometry.boxes.get(found.scene_id)
+    if scene_to_map is None or not boxes:
+        return None
+    map_to_scene = np.linalg.inv(scene_to_map)
+    correct = set()
+    for centroid, instance_id in found.correspondences:
+        box = boxes.get(instance_id)
+        point = map_to_scene[:3, :3] @ np.asarray(centroid) + map_to_scene[:3, 3]
+        inside = box is not None and np.all(point >= box[0] - margin)
+        if inside and np.all(point <= box[1] + margin):
+            correct.add(instance_id)
+    visible = truth.frames.get(found.stamp_ns, {}).get("instances", {})
+    true = {int(m) for m in visible.values() if m is not None and int(m) in boxes}
+    return np.array([len(correct), len(found.correspondences), len(correct & true), len(true)])
 
 
 # -- models ----------------------------------------------------------------------------------------

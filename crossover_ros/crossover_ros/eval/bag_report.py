@@ -44,7 +44,12 @@ def recognition_row(row: Metrics, ks: Sequence[int]) -> list[str]:
     else:
         instances = NO_INSTANCES
     if row.pose_windows:
-        pose = f"{row.pose_error_m['p50']:.2f} m / {row.pose_error_deg['p50']:.1f} deg"
+        pose = (
+            f"{100 * row.pose_error_m['p50']:.1f} cm / {row.pose_error_deg['p50']:.1f} deg"
+            f" (wrong {_pct(row.wrong_pose_rate)}, none {_pct(row.no_pose_rate)})"
+        )
+    elif row.relocalizations:
+        pose = f"no pose in {row.relocalizations} tries"
     else:
         pose = NO_POSE
     return [
@@ -108,7 +113,7 @@ def format_report(
         "never correct",
         f"confident wrong (conf >= {cfg.confident:g})",
         "instance P / R",
-        "pose error p50",
+        "pose error p50 (wrong, none)",
     ]
     lines += _table(header, [recognition_row(r, ks) for r in rows])
     lines += [
@@ -120,7 +125,12 @@ def format_report(
         " the first correct answer, sensor time, and the distance the odometry travelled"
         " meanwhile (median over visits that got one); confident wrong: share (count) of answers"
         " naming the wrong scene with at least that confidence, what makes a robot jump to the"
-        " wrong room.",
+        " wrong room. Instance P / R: relocalisations in the right room; a pair is right when the"
+        " query object, placed by the true pose, lies in the paired instance's box; recall over"
+        " the mapped instances in view. Pose error: the published pose against the odometry"
+        " (building frame), median over published poses; wrong: beyond"
+        f" {cfg.wrong_pose_m:g} m or {cfg.wrong_pose_deg:g} deg; none: relocalisations that"
+        " ended in NoPose (weak evidence).",
     ]
     if any(r.recall_capped_at is not None for r in rows if r.available):
         lines.append(

@@ -9,7 +9,7 @@ the first correct answer, which is what a robot coming back to a known building 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,8 +18,7 @@ import numpy as np
 class ObservedMatch:
     """One published match, as a subscriber (or the offline replay) saw it.
 
-    The optional fields are filled where the source has them: the ranked candidates (SceneMatch
-    carries them), instance correspondences and a pose once the pipeline publishes them.
+    The ranked candidates are filled where the source has them (SceneMatch carries them).
     """
 
     stamp_ns: int  # sensor stamp of the newest frame of the query window
@@ -31,9 +30,6 @@ class ObservedMatch:
     candidate_scores: tuple[float, ...] = ()
     modality: str = ""
     map_modality: str = ""
-    # (query instance id, map instance id) pairs; query ids are the ground truth's query ids
-    correspondences: tuple[tuple[int, int], ...] | None = field(default=None, compare=False)
-    pose: np.ndarray | None = field(default=None, compare=False)  # camera in scene frame, 4x4
 
     def ranked(self) -> tuple[str, ...]:
         """The candidates best first; the top-1 alone when no candidates were published."""

@@ -34,6 +34,7 @@ from crossover_ros.pipeline.decode import (
 )
 from crossover_ros.pipeline.keyframes import KeyframeCfg, KeyframeSelector
 from crossover_ros.pipeline.recognizer import SceneMatchResult, SceneRecognizer
+from crossover_ros.pipeline.relocalize import Relocalization, Relocalizer
 from crossover_ros.pipeline.stats import StreamStats
 from crossover_ros.pipeline.sync import ApproximateTimeSynchronizer
 
@@ -84,7 +85,9 @@ class StreamKeyframe:
 
     ``result`` is the recogniser's answer (None without a recogniser or with an empty map);
     ``header`` the colour image's (stamp kept exact); ``pose`` the camera in ``odom_frame``
-    from odometry (None without). ``frame.color`` may be a view of the message's buffer.
+    from odometry (None without); ``relocalization`` the instance correspondences and pose in
+    the answered scene, on the keyframes where one was due. ``frame.color`` may be a view of
+    the message's buffer.
     """
 
     frame: RGBDFrame
@@ -92,9 +95,7 @@ class StreamKeyframe:
     pose: np.ndarray | None
     odom_frame: str
     result: SceneMatchResult | None
-
-
-StreamMatch = StreamKeyframe  # the earlier name
+    relocalization: Relocalization | None = None
 
 
 class SensorStream:
@@ -116,10 +117,12 @@ class SensorStream:
         fusion: Any = None,
         keyframes: KeyframeCfg | None = None,
         stats: StreamStats | None = None,
+        relocalizer: Relocalizer | None = None,
     ) -> None:
         self.cfg = cfg or StreamCfg()
         self.recognizer = recognizer
         self.fusion = fusion
+        self.relocalizer = relocalizer
         self.stats = stats or StreamStats()
         self.keyframes = (
             recognizer.keyframes if recognizer is not None else KeyframeSelector(keyframes)
@@ -131,6 +134,7 @@ class SensorStream:
         self._odom_lock = threading.Lock()
         self._process_lock = threading.RLock()
         self._camera_info: Any = None
+        self.last_relocalization_error = ""
         self.counters = {
             "frames": 0,
             "keyframes": 0,
@@ -138,6 +142,8 @@ class SensorStream:
             "rejected": 0,
             "no_camera_info": 0,
             "odom_time_jumps": 0,
+            "relocalizations": 0,
+            "relocalization_errors": 0,
         }
 
     # -- state -------------------------------------------------------------------------------
@@ -155,6 +161,8 @@ class SensorStream:
                 self.keyframes.reset()
             if self.fusion is not None:
                 self.fusion.reset()
+            if self.relocalizer is not None:
+                self.relocalizer.reset()
 
     @property
     def has_camera_info(self) -> bool:
@@ -269,11 +277,33 @@ class SensorStream:
             result = None
             if self.recognizer is not None:
                 result = self._step("recognizer", self.recognizer.recognise, frame)
+            relocalization = None
             if result is not None:
                 self.counters["results"] += 1
+                relocalization = self._relocalize(result, pose)
                 waited = 0.0 if synced_at is None else time.monotonic() - synced_at
                 self.stats.result(result.compute_time_s, waited)
-            return StreamKeyframe(frame, color_msg.header, pose, odom_frame, result)
+            return StreamKeyframe(frame, color_msg.header, pose, odom_frame, result, relocalization)
+
+    def _relocalize(
+        self, result: SceneMatchResult, pose: np.ndarray | None
+    ) -> Relocalization | None:
+        """Correspondences and pose when due; a failure loses the pose (counted, its message kept
+        in ``last_relocalization_error``), never the answer."""
+        if self.relocalizer is None or self.fusion is None or pose is None:
+            return None
+        if not self.relocalizer.due(result.stamp, result.scene_id, result.confidence):
+            return None
+        try:
+            found = self.relocalizer.relocalize(
+                result.stamp, result.scene_id, self.fusion.cloud(), pose
+            )
+        except (CrossoverError, ValueError) as err:  # ValueError: numpy/open3d on odd input
+            self.counters["relocalization_errors"] += 1
+            self.last_relocalization_error = f"relocalisation in {result.scene_id} failed: {err}"
+            return None
+        self.counters["relocalizations"] += 1
+        return found
 
     def _frame(self, color_msg: Any, depth_msg: Any) -> RGBDFrame:
         intrinsics = self._step("bad_camera_info", camera_info_to_intrinsics, self._camera_info)

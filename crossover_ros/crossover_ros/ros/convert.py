@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -22,6 +23,7 @@ __all__ = [
     "depth_to_image",
     "intrinsics_to_camera_info",
     "pose_to_odometry",
+    "pose_with_covariance",
     "rgb_to_image",
     "seconds_to_stamp",
 ]
@@ -187,10 +189,7 @@ def _matrix_to_quaternion(r: np.ndarray) -> tuple[float, float, float, float]:
     return float(x), float(y), float(z), float(w)
 
 
-def pose_to_odometry(
-    pose: np.ndarray, stamp: Stamp, frame_id: str, child_frame_id: str
-) -> Odometry:
-    """Odometry message carrying a 4x4 rigid pose (twist and covariances left at zero)."""
+def _checked_pose(pose: np.ndarray) -> np.ndarray:
     pose = np.asarray(pose, dtype=np.float64)
     if pose.shape != (4, 4):
         raise ConversionError(f"pose must be a 4x4 matrix, got shape {pose.shape}")
@@ -201,6 +200,35 @@ def pose_to_odometry(
     r = pose[:3, :3]
     if not np.allclose(r @ r.T, np.eye(3), atol=1e-5) or np.linalg.det(r) < 0.0:
         raise ConversionError("pose rotation is not orthonormal with determinant +1")
+    return pose
+
+
+def pose_with_covariance(
+    pose: np.ndarray, covariance: np.ndarray, stamp: Stamp, frame_id: str
+) -> PoseWithCovarianceStamped:
+    """PoseWithCovarianceStamped of a 4x4 pose; ``covariance`` 6x6 in (x, y, z, roll, pitch,
+    yaw) order, the message's (and AMCL's ``/initialpose``) convention."""
+    pose = _checked_pose(pose)
+    covariance = np.asarray(covariance, dtype=np.float64)
+    if covariance.shape != (6, 6) or not np.all(np.isfinite(covariance)):
+        raise ConversionError(f"covariance must be a finite 6x6 matrix, got {covariance.shape}")
+    msg = PoseWithCovarianceStamped()
+    msg.header.stamp = _as_stamp(stamp)
+    msg.header.frame_id = frame_id
+    position = msg.pose.pose.position
+    position.x, position.y, position.z = (float(v) for v in pose[:3, 3])
+    o = msg.pose.pose.orientation
+    o.x, o.y, o.z, o.w = _matrix_to_quaternion(pose[:3, :3])
+    msg.pose.covariance = [float(v) for v in covariance.reshape(-1)]
+    return msg
+
+
+def pose_to_odometry(
+    pose: np.ndarray, stamp: Stamp, frame_id: str, child_frame_id: str
+) -> Odometry:
+    """Odometry message carrying a 4x4 rigid pose (twist and covariances left at zero)."""
+    pose = _checked_pose(pose)
+    r = pose[:3, :3]
     msg = Odometry()
     msg.header.stamp = _as_stamp(stamp)
     msg.header.frame_id = frame_id

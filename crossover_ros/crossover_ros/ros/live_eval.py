@@ -53,7 +53,14 @@ def node_parameters(
         "sync_slop_s": float(cfg.stream.sync_slop_s),
         "odom_max_age_s": float(cfg.stream.odom_max_age_s),
         "publish_rate_hz": 0.0,  # one SceneMatch per query window, no periodic repeats
+        "fuse_cloud": cfg.fusion is not None,
+        "relocalize": cfg.relocalizer is not None,
     }
+    if cfg.fusion is not None:
+        params["fusion_pixel_stride"] = int(cfg.fusion.pixel_stride)
+    if cfg.relocalizer is not None:
+        params["relocalize_interval_s"] = float(cfg.relocalizer.interval_s)
+        params["relocalize_min_confidence"] = float(cfg.relocalizer.min_confidence)
     if map_modality:
         params["map_modality"] = map_modality
     return [Parameter(name, value=value) for name, value in params.items()]
@@ -165,6 +172,7 @@ def evaluate_live(
         contents=contents,
         truth=truth,
         stages=timers.samples,
+        relocalizations=outcome.relocalizations,
         frames_in_bag=outcome.published.get(cfg.topics.color, 0),
         frames_processed=frames_processed,
         frames_rejected=counters.get("rejected", 0),

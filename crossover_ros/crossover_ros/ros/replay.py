@@ -7,38 +7,73 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import rclpy
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 from crossover_msgs.msg import InstanceCorrespondences, SceneMatch
 from crossover_ros.data.bag import BagTopics
 from crossover_ros.errors import BagError, CrossoverError
+from crossover_ros.eval.bag_eval import ObservedRelocalization
 from crossover_ros.eval.visits import ObservedMatch
+from crossover_ros.pipeline.decode import quaternion_to_matrix
 from crossover_ros.ros.nodes.bag_player import BagPlayer
 
 MATCH_TOPIC = "/scene_recognizer/scene_match"
 
 
+def _stamp_ns(header) -> int:
+    return header.stamp.sec * 10**9 + header.stamp.nanosec
+
+
 class MatchCollector(Node):
-    """Records every SceneMatch with the wall time it arrived, and the instance correspondences
-    published next to it (``instance_correspondences`` beside the match topic), by stamp."""
+    """Records every SceneMatch with the wall time it arrived, and the relocalisations the node
+    publishes beside it (``instance_correspondences`` once per relocalisation, ``pose`` when
+    one was found, both with the keyframe's stamp)."""
 
     def __init__(self, topic: str = MATCH_TOPIC) -> None:
         super().__init__("match_collector")
         self.received: list[tuple[SceneMatch, float]] = []
-        self.correspondences: dict[tuple[int, str], tuple[tuple[int, int], ...]] = {}
+        self.instances: list[InstanceCorrespondences] = []
+        self.poses: dict[int, np.ndarray] = {}
+        namespace = topic.rsplit("/", 1)[0]
         self.create_subscription(SceneMatch, topic, self._on_match, 50)
-        instances_topic = topic.rsplit("/", 1)[0] + "/instance_correspondences"
-        self.create_subscription(InstanceCorrespondences, instances_topic, self._on_instances, 50)
+        self.create_subscription(
+            InstanceCorrespondences,
+            f"{namespace}/instance_correspondences",
+            self.instances.append,
+            50,
+        )
+        self.create_subscription(PoseWithCovarianceStamped, f"{namespace}/pose", self._on_pose, 50)
 
     def _on_match(self, msg: SceneMatch) -> None:
         self.received.append((msg, time.monotonic()))
 
-    def _on_instances(self, msg: InstanceCorrespondences) -> None:
-        stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-        pairs = tuple((c.query_instance_id, c.map_instance_id) for c in msg.correspondences)
-        self.correspondences[(stamp_ns, msg.scene_id)] = pairs
+    def _on_pose(self, msg: PoseWithCovarianceStamped) -> None:
+        p, o = msg.pose.pose.position, msg.pose.pose.orientation
+        pose = np.eye(4)
+        pose[:3, :3] = quaternion_to_matrix(o.x, o.y, o.z, o.w)
+        pose[:3, 3] = (p.x, p.y, p.z)
+        self.poses[_stamp_ns(msg.header)] = pose
+
+    def relocalizations(self) -> list[ObservedRelocalization]:
+        return [
+            ObservedRelocalization(
+                stamp_ns=_stamp_ns(msg.header),
+                scene_id=msg.scene_id,
+                pose_in_map=self.poses.get(_stamp_ns(msg.header)),
+                correspondences=tuple(
+                    (
+                        (c.query_position.x, c.query_position.y, c.query_position.z),
+                        int(c.map_instance_id),
+                    )
+                    for c in msg.correspondences
+                ),
+            )
+            for msg in self.instances
+        ]
 
 
 @dataclass
@@ -46,6 +81,7 @@ class ReplayOutcome:
     """What a replay saw: the matches, how many messages went out per topic, a play error."""
 
     matches: list[ObservedMatch]
+    relocalizations: list[ObservedRelocalization] = field(default_factory=list)
     published: dict[str, int] = field(default_factory=dict)
     play_error: str | None = None  # the bag broke off mid-way (the matches so far are kept)
 
@@ -102,7 +138,7 @@ def replay_detailed(
         spinner.join(timeout=5)
     matches = []
     for msg, received in collector.received:
-        stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        stamp_ns = _stamp_ns(msg.header)
         sent = player.published_at.get((color_topic, stamp_ns))
         matches.append(
             ObservedMatch(
@@ -115,7 +151,6 @@ def replay_detailed(
                 candidate_scores=tuple(float(v) for v in msg.candidate_scores),
                 modality=msg.modality,
                 map_modality=msg.map_modality,
-                correspondences=collector.correspondences.get((stamp_ns, msg.scene_id)),
             )
         )
     published: dict[str, int] = {}
@@ -123,7 +158,7 @@ def replay_detailed(
         published[topic] = published.get(topic, 0) + 1
     player.destroy_node()
     collector.destroy_node()
-    return ReplayOutcome(matches, published, play_error)
+    return ReplayOutcome(matches, collector.relocalizations(), published, play_error)
 
 
 def replay_in_this_process(bag: Path, rate: float = 1.0, **kwargs) -> list[ObservedMatch]:

@@ -72,11 +72,13 @@ def test_every_window_is_published_at_rate_zero_with_markers(ros_context, colour
         assert rig.wait_connected()
         _send(rig, ["green", "green", "red"], 10.0)
         assert rig.wait_for(lambda: len(rig.matches) >= 3 and len(rig.markers) >= 3, 10)
-        assert rig.instances == [], "instance correspondences: not wired yet"
     finally:
         rig.close()
     assert [m.scene_id for m in rig.matches] == ["green", "green", "red"]
     assert [m.changed for m in rig.matches] == [True, False, True]
+    # relocalisation tried in the answered room (the stub map stores no clouds: no objects)
+    assert rig.instances and {i.scene_id for i in rig.instances} <= {"green", "red"}
+    assert all(i.correspondences == [] for i in rig.instances)
     markers = rig.markers[-1].markers
     assert markers[0].action == Marker.DELETEALL
     text = markers[1]

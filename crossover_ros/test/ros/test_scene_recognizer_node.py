@@ -77,3 +77,54 @@ def test_a_missing_map_leaves_the_node_unconfigured_and_alive(ros_context, tmp_p
         assert status.level == b"\x02" and "no_map.sqlite" in status.message
     finally:
         rig.close()
+
+
+def test_publishes_the_pose_in_the_map_after_recognising_the_room(
+    ros_context, small_building, map_path
+):
+    """Frames of a mapped room with odometry in the room's frame: the fused cloud registers to
+    the stored one and ~/pose is the camera in the building (map) frame."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+
+    building = load_building(small_building)
+    reference = next(s for s in building.scans if s.scan_index == 0)
+    frames = list(building.scan(reference.scan_id).frames())
+    room_to_building = building.room_pose(reference.room_id)
+    node = SceneRecognizerNode(
+        context=ros_context,
+        parameter_overrides=[
+            Parameter("map_path", value=str(map_path)),
+            Parameter("keyframe_max_interval_s", value=0.01),
+            Parameter("switch_after_windows", value=1),
+            Parameter("fusion_pixel_stride", value=1),  # 160x120 frames
+            Parameter("relocalize_interval_s", value=0.0),
+            Parameter("relocalize_min_confidence", value=0.0),
+            Parameter("publish_initialpose", value=True),
+        ],
+    )
+    rig = Rig(ros_context, node)
+    poses: list[PoseWithCovarianceStamped] = []
+    initial: list[PoseWithCovarianceStamped] = []
+    rig.source.create_subscription(
+        PoseWithCovarianceStamped, "/scene_recognizer/pose", poses.append, 10
+    )
+    rig.source.create_subscription(PoseWithCovarianceStamped, "/initialpose", initial.append, 10)
+    try:
+        assert rig.wait_connected()
+        rig.send(frames, 200.0)
+        assert rig.wait_for(lambda: poses and initial and rig.instances, 30)
+    finally:
+        rig.close()
+    assert node.stream is None or node.stream.counters["relocalization_errors"] == 0
+    last = poses[-1]
+    assert last.header.frame_id == "map"
+    stamp_s = last.header.stamp.sec + last.header.stamp.nanosec * 1e-9
+    camera = frames[round(stamp_s - 200.0)].camera_to_world
+    expected = room_to_building @ camera
+    p = last.pose.pose.position
+    assert np.linalg.norm([p.x, p.y, p.z] - expected[:3, 3]) < 0.05
+    covariance = np.asarray(last.pose.covariance).reshape(6, 6)
+    assert np.all(np.linalg.eigvalsh(covariance) >= 0.0) and covariance[0, 0] < 0.01
+    assert initial[-1].pose.pose.position.x == p.x
+    assert rig.instances[-1].scene_id == reference.scan_id  # no object model: no pairs
+    assert rig.instances[-1].correspondences == []

@@ -33,15 +33,14 @@ from crossover_ros.eval.bag_eval import (
     BagContents,
     BagEvalCfg,
     GroundTruth,
+    MapGeometry,
+    ObservedRelocalization,
     RunRecord,
     compute_metrics,
     evaluate_offline,
-    observed,
-    optional_correspondences,
-    optional_pose,
     unavailable,
 )
-from crossover_ros.eval.bag_report import NO_POSE, format_report, report_json
+from crossover_ros.eval.bag_report import format_report, report_json
 from crossover_ros.eval.plots import plot_all
 from crossover_ros.eval.visits import (
     ObservedMatch,
@@ -222,7 +221,9 @@ def test_known_answers_from_both_bag_formats(storage, tmp_path, colour_map):
     report = format_report([metrics], [record.contents], EVAL_CFG, {"mode": "offline"})
     assert "| colour | I->I | 11 | 81.8 | 100.0 | 100.0 | 3/3 | 0.5 s / 0.25 m | 0/3 |" in report
     assert "18.2 (2)" in report  # confident wrong: share (count)
-    assert NO_POSE in report and "yuv422" in report
+    # the colour map stores no point clouds: every relocalisation ends in NoPose, and says so
+    assert metrics.relocalizations > 0 and metrics.pose_windows == 0
+    assert f"no pose in {metrics.relocalizations} tries" in report and "yuv422" in report
 
 
 def test_deterministic(tmp_path, colour_map):
@@ -322,41 +323,62 @@ def _synthetic_truth() -> GroundTruth:
     return GroundTruth(visits=visits, frames=frames, path=path)
 
 
-def test_metrics_of_synthetic_results_with_correspondences_and_poses():
-    truth = _synthetic_truth()
-    scene_frames = {"A": np.eye(4), "B": np.eye(4)}
-    scene_frames["B"][0, 3] = 10.0  # scene B's origin sits at x = 10 m in odometry
-    pose_b = _pose(0.0)
-    pose_b[0, 3] = 1.1  # odometry at 22 s: x = 11 m, so x = 1 m in B: published 10 cm off
+def test_metrics_of_synthetic_results_with_relocalisations():
+    truth = _synthetic_truth()  # odometry at t s: x = t / 2 m (building = map frame)
+    b_to_map = np.eye(4)
+    b_to_map[0, 3] = 10.0  # scene B's origin sits at x = 10 m in the building
+    geometry = MapGeometry(
+        scene_to_map={"A": np.eye(4), "B": b_to_map},
+        boxes={
+            "A": {1: (np.array([0.5, -1, -1]), np.array([1.5, 1, 1])),
+                  2: (np.array([4.5, -1, -1]), np.array([5.5, 1, 1]))},
+            "B": {7: (np.array([1.5, -1, -1]), np.array([2.5, 1, 1]))},
+        },
+    )  # fmt: skip
+    off_10cm, off_1m = _pose(2.0), _pose(22.0)
+    off_10cm[0, 3] += 0.1
+    off_1m[1, 3] += 1.0
+    relocalizations = [
+        # in A: one right pair (object 1 in its box), one wrong (at object 2, paired with 1)
+        ObservedRelocalization(2 * S, "A", off_10cm, (((1.0, 0, 0), 1), ((5.0, 0, 0), 1))),
+        ObservedRelocalization(4 * S, "B", None, (((1.0, 0, 0), 7),)),  # wrong room, NoPose
+        ObservedRelocalization(22 * S, "B", off_1m, (((12.0, 0, 0), 7),)),  # 2 m in B: right
+    ]
     matches = [
-        ObservedMatch(2 * S, "B", 0.8, 0.7, 0.010, ("B", "A"), correspondences=((1, 1),)),
-        ObservedMatch(4 * S, "A", 0.9, 0.9, 0.020, ("A", "B"), correspondences=((1, 1), (2, 5))),
-        ObservedMatch(22 * S, "B", 0.9, 0.4, 0.030, ("B", "A"), pose=pose_b),
+        ObservedMatch(2 * S, "B", 0.8, 0.7, 0.010, ("B", "A")),
+        ObservedMatch(4 * S, "A", 0.9, 0.9, 0.020, ("A", "B")),
+        ObservedMatch(22 * S, "B", 0.9, 0.4, 0.030, ("B", "A")),
         ObservedMatch(24 * S, "", float("nan"), 0.0, 0.040, ("A", "B")),  # filter: no answer
     ]
-    record = RunRecord("model", "I->P", "offline", "bag", matches, BagContents("bag"), truth)
-    metrics = compute_metrics([record], BagEvalCfg(ks=(1, 2)), scene_frames)
+    record = RunRecord(
+        "model", "I->P", "offline", "bag", matches, BagContents("bag"), truth,
+        relocalizations=relocalizations,
+    )  # fmt: skip
+    metrics = compute_metrics([record], BagEvalCfg(ks=(1, 2)), geometry)
     assert metrics.windows == 4
     assert metrics.recall == {1: 0.5, 2: 1.0}
     assert metrics.confident_wrong == 1  # "B" at 0.7 in room A; "" is no answer, not wrong
     assert metrics.first_correct_s == [4.0, 2.0]
     assert metrics.first_correct_m == pytest.approx([2.0, 1.0])
-    # instance pairs are only right in a correctly matched scene: 1 of 3 predicted, 1 of 4 true
+    # instances: only relocalisations in the right room; 2 of 3 pairs right, 2 of 3 in view
     assert metrics.instance_windows == 2
-    assert metrics.instance_precision == pytest.approx(1 / 3)
-    assert metrics.instance_recall == pytest.approx(1 / 4)
-    assert metrics.pose_windows == 1
-    assert metrics.pose_error_m["p50"] == pytest.approx(0.1)
-    assert metrics.pose_error_deg["p50"] == pytest.approx(0.0, abs=1e-6)
+    assert metrics.instance_precision == pytest.approx(2 / 3)
+    assert metrics.instance_recall == pytest.approx(2 / 3)
+    # poses: 10 cm and 1 m off (the latter wrong), one NoPose of three tries
+    assert metrics.relocalizations == 3 and metrics.pose_windows == 2
+    assert metrics.pose_error_m["p50"] == pytest.approx(0.55)
+    assert metrics.wrong_poses == 1 and metrics.wrong_pose_rate == pytest.approx(0.5)
+    assert metrics.no_pose_rate == pytest.approx(1 / 3)
     assert metrics.latency_ms["end_to_end"]["p50"] == pytest.approx(25.0)
     assert metrics.rooms_recognised == 1  # the last answer in B is "" (none)
 
     rows = [metrics, unavailable("Instance Baseline", "not available: train it", "I->P")]
     report = format_report(rows, [record.contents], BagEvalCfg(ks=(1, 2)), {"mode": "offline"})
-    assert "33.3 / 25.0" in report and "0.10 m / 0.0 deg" in report
+    assert "66.7 / 66.7" in report and "55.0 cm / 0.0 deg (wrong 50.0, none 33.3)" in report
     assert "| Instance Baseline | I->P | not available: train it |" in report
     payload = json.loads(report_json(rows, [record.contents], BagEvalCfg(), {"mode": "offline"}))
-    assert payload["methods"][0]["instance_precision"] == pytest.approx(1 / 3)
+    assert payload["methods"][0]["instance_precision"] == pytest.approx(2 / 3)
+    assert payload["methods"][0]["wrong_pose_rate"] == pytest.approx(0.5)
     assert payload["methods"][1]["available"] is False
 
 
@@ -368,58 +390,6 @@ def test_plots_are_pngs(tmp_path):
     assert set(plots) == {"recall_at_k", "latency", "first_correct"}
     for path in plots.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_optional_result_fields_are_read_from_any_usual_shape():
-    class Pair:
-        def __init__(self, q, m):
-            self.query_instance_id, self.map_instance_id = q, m
-
-    class Result:
-        def __init__(self):
-            self.correspondences = [Pair(3, 4)]
-            self.pose = np.eye(4)
-
-    assert optional_correspondences(Result()) == ((3, 4),)
-    assert optional_correspondences(type("R", (), {"correspondences": {1: 2}})()) == ((1, 2),)
-    assert optional_correspondences(object()) is None
-    assert optional_pose(object()) is None
-    np.testing.assert_allclose(optional_pose(Result()), np.eye(4))
-
-    class Estimate:  # crossover_ros.pose's PoseEstimate: odometry -> scene
-        map_from_query = _pose(-2.0)  # x - 1 m
-
-    class WithEstimate:
-        pose_estimate = Estimate()
-
-    assert optional_pose(WithEstimate()) is None  # no odometry pose to apply it to
-    np.testing.assert_allclose(optional_pose(WithEstimate(), _pose(4.0))[0, 3], 1.0)
-    assert optional_pose(type("R", (), {"pose": "no pose"})()) is None
-
-    # a keyframe whose odometry pose is the camera in odom, with an estimate attached to it
-    from types import SimpleNamespace
-
-    result = SimpleNamespace(
-        scene_id="A",
-        score=0.9,
-        confidence=0.8,
-        candidate_ids=["A", "B"],
-        candidate_scores=[0.9, 0.5],
-        modality="rgb",
-        map_modality="point_cloud",
-    )
-    stamp = SimpleNamespace(sec=1, nanosec=5)
-    keyframe = SimpleNamespace(
-        result=result,
-        header=SimpleNamespace(stamp=stamp),
-        pose=_pose(4.0),
-        pose_estimate=Estimate(),
-    )
-    match = observed(keyframe, 0.01)
-    assert match.stamp_ns == 10**9 + 5 and match.candidate_ids == ("A", "B")
-    assert match.pose[0, 3] == pytest.approx(1.0) and match.correspondences is None
-    del keyframe.pose_estimate
-    assert observed(keyframe, 0.01).pose is None  # the odometry pose is not a relocalisation
 
 
 def test_visit_distance_and_confident_wrong_bookkeeping():

@@ -10,20 +10,21 @@ pairs superseded meanwhile are counted as dropped. Results come back to the exec
 guard condition, so every publisher is used from the executor thread only.
 
 Topics (``~`` = the node's name): ``~/scene_match`` (SceneMatch: at ``publish_rate_hz`` and at
-once when the answer changes), ``~/markers`` (MarkerArray), ``~/instance_correspondences``
-(InstanceCorrespondences; not filled yet, see :meth:`_instance_correspondences`),
-``/diagnostics`` (1 Hz). Services: ``~/reset`` and ``~/reload_map`` (std_srvs/Trigger).
+once when the answer changes), ``~/instance_correspondences`` (InstanceCorrespondences) and
+``~/pose`` (PoseWithCovarianceStamped, also on ``/initialpose`` if asked) after each
+relocalisation in the answered room, ``~/markers`` (MarkerArray), ``/diagnostics`` (1 Hz).
+Services: ``~/reset`` and ``~/reload_map`` (std_srvs/Trigger).
 """
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
 from collections import deque
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
@@ -42,6 +43,7 @@ from crossover_ros.pipeline.encoders import load_encoder
 from crossover_ros.pipeline.hysteresis import HysteresisCfg
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneMatchResult, SceneRecognizer
+from crossover_ros.pipeline.relocalize import Relocalizer, RelocalizerCfg
 from crossover_ros.pipeline.stats import HealthCfg, StreamStats, WarnThrottle, assess
 from crossover_ros.pipeline.stream import (
     FrameRejectedError,
@@ -53,6 +55,7 @@ from crossover_ros.pipeline.stream import (
 from crossover_ros.ros.diagnostics import diagnostic_array, diagnostic_status, mask_map_location
 from crossover_ros.ros.markers import match_markers
 from crossover_ros.ros.params import ParamSpec, declare
+from crossover_ros.ros.relocalization import instance_correspondences, pose_in_map
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt", "auto")
 
@@ -147,6 +150,31 @@ PARAMETERS = [
         16,
     ),
     ParamSpec(
+        "relocalize",
+        True,
+        "After a confident answer, match objects of the fused cloud to the room's instances and"
+        " estimate the pose in the map (needs fuse_cloud and odometry).",
+    ),
+    ParamSpec("relocalize_interval_s", 2.0, "At most one relocalisation this often.", 0.0, 3600.0),
+    ParamSpec(
+        "relocalize_min_confidence",
+        0.5,
+        "Answers below this confidence are not relocalised in (look-alike rooms: a pose in the"
+        " wrong twin is worse than none).",
+        0.0,
+        1.0,
+    ),
+    ParamSpec(
+        "map_frame",
+        "map",
+        "Frame of ~/pose for scenes stored with their pose in the building (the building frame).",
+    ),
+    ParamSpec(
+        "publish_initialpose",
+        False,
+        "Also publish each pose on /initialpose, so Nav2's AMCL takes it.",
+    ),
+    ParamSpec(
         "diagnostics_stale_s",
         5.0,
         "/diagnostics warns when no synchronised frame came for this long.",
@@ -181,6 +209,10 @@ class SceneRecognizerNode(Node):
         self._match_pub: LifecyclePublisher | None = None
         self._markers_pub: LifecyclePublisher | None = None
         self._instances_pub: LifecyclePublisher | None = None
+        self._pose_pub: LifecyclePublisher | None = None
+        self._initialpose_pub: LifecyclePublisher | None = None
+        self._last_instances: InstanceCorrespondences | None = None
+        self._relocalization_errors = 0
         self._sensor_subscriptions: list = []
         self._publish_timer = None
         self._active = False
@@ -227,6 +259,17 @@ class SceneRecognizerNode(Node):
                     min_confidence=self.params["min_confidence"],
                 ),
             )
+            fusion = self._make_fusion()
+            relocalizer = None
+            if fusion is not None and self.params["relocalize"]:
+                relocalizer = Relocalizer(
+                    self._mapdb,
+                    self._encoder,
+                    RelocalizerCfg(
+                        interval_s=self.params["relocalize_interval_s"],
+                        min_confidence=self.params["relocalize_min_confidence"],
+                    ),
+                )
             self.stream = SensorStream(
                 SceneRecognizer(self._encoder, self._mapdb, cfg),
                 StreamCfg(
@@ -234,8 +277,9 @@ class SceneRecognizerNode(Node):
                     odom_max_age_s=self.params["odom_max_age_s"],
                     min_valid_depth_fraction=self.params["min_valid_depth_fraction"],
                 ),
-                fusion=self._make_fusion(),
+                fusion=fusion,
                 stats=self.stats,
+                relocalizer=relocalizer,
             )
             self._log_map("map")
         except Exception as err:  # whatever it is, stay alive and unconfigured, and say why
@@ -249,6 +293,11 @@ class SceneRecognizerNode(Node):
         self._instances_pub = self.create_lifecycle_publisher(
             InstanceCorrespondences, "~/instance_correspondences", 10
         )
+        self._pose_pub = self.create_lifecycle_publisher(PoseWithCovarianceStamped, "~/pose", 10)
+        if self.params["publish_initialpose"]:
+            self._initialpose_pub = self.create_lifecycle_publisher(
+                PoseWithCovarianceStamped, "/initialpose", 10
+            )
         self.worker = FrameWorker(self._process, self._on_worker_error, "scene_recognizer_worker")
         return super().on_configure(state)
 
@@ -311,7 +360,13 @@ class SceneRecognizerNode(Node):
     def _release(self) -> None:
         self._stop_processing()
         self.worker = None
-        for name in ("_match_pub", "_markers_pub", "_instances_pub"):
+        for name in (
+            "_match_pub",
+            "_markers_pub",
+            "_instances_pub",
+            "_pose_pub",
+            "_initialpose_pub",
+        ):
             publisher = getattr(self, name)
             if publisher is not None:
                 self.destroy_lifecycle_publisher(publisher)
@@ -322,6 +377,7 @@ class SceneRecognizerNode(Node):
         self.stream = None
         self._encoder = None
         self._scenes = None
+        self._last_instances = None
         with self._answer_lock:
             self._answer = None
             self._outbox.clear()
@@ -334,12 +390,12 @@ class SceneRecognizerNode(Node):
         backend = self.params["backend"]
         if backend not in BACKENDS:
             raise CrossoverError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-        args = (self.params["model"], self.params["map_modality"], self.params["num_threads"])
-        if "backend" in inspect.signature(load_encoder).parameters:
-            return load_encoder(*args, backend=backend)
-        if backend != "torch":
-            raise CrossoverError(f"backend {backend!r} is not available in this crossover_ros")
-        return load_encoder(*args)
+        return load_encoder(
+            self.params["model"],
+            self.params["map_modality"],
+            self.params["num_threads"],
+            backend=backend,
+        )
 
     def _make_fusion(self):
         if not self.params["fuse_cloud"]:
@@ -392,6 +448,10 @@ class SceneRecognizerNode(Node):
         except FrameRejectedError as err:
             self._warn(err.reason, str(err))
             return
+        errors = stream.counters["relocalization_errors"]
+        if errors != self._relocalization_errors:
+            self._relocalization_errors = errors
+            self._warn("relocalization", stream.last_relocalization_error)
         if keyframe is None:
             return
         if keyframe.result is None:
@@ -418,6 +478,8 @@ class SceneRecognizerNode(Node):
             self._outbox.clear()
         every_window = self.params["publish_rate_hz"] <= 0.0
         for keyframe in results:
+            if keyframe.relocalization is not None:
+                self._publish_relocalization(keyframe)
             if every_window or keyframe.result.changed:
                 self._publish(keyframe, keyframe.result.changed)
 
@@ -433,9 +495,9 @@ class SceneRecognizerNode(Node):
             return
         result = keyframe.result
         self._match_pub.publish(to_scene_match(result, keyframe.header, changed))
-        instances = self._instance_correspondences(keyframe)
-        if instances is not None:
-            self._instances_pub.publish(instances)
+        instances = self._last_instances
+        if instances is not None and instances.scene_id != result.scene_id:
+            instances = None  # objects of another room: not drawn
         if keyframe.pose is not None:
             frame_id, camera = keyframe.odom_frame, keyframe.pose
         else:  # no odometry: the label at the camera itself
@@ -451,17 +513,23 @@ class SceneRecognizerNode(Node):
             )
         )
 
-    def _instance_correspondences(self, keyframe: StreamKeyframe) -> InstanceCorrespondences | None:
-        """HOOK (issue 6, for the lead): instance matching and pose estimation go here.
-
-        Return the InstanceCorrespondences of ``keyframe`` against ``keyframe.result.scene_id``
-        (objects segmented in the fused cloud ``self.stream.fusion.cloud()``, matched with
-        ``self._mapdb.match_instances``; map boxes from ``self._mapdb.instances``), or None.
-        When not None it is published on ``~/instance_correspondences`` and drawn as spheres
-        on ``~/markers``. Runs on the executor thread for every published match; move heavy
-        work into the worker (``_process``) and only pick the result up here.
-        """
-        return None
+    def _publish_relocalization(self, keyframe: StreamKeyframe) -> None:
+        """Instance correspondences and, when the evidence held, the pose in the map."""
+        if self._instances_pub is None or not self._active:
+            return
+        found = keyframe.relocalization
+        header = Header(stamp=keyframe.header.stamp, frame_id=keyframe.odom_frame)
+        self._last_instances = instance_correspondences(found, header)
+        self._instances_pub.publish(self._last_instances)
+        pose = pose_in_map(
+            found, self._mapdb.scene(found.scene_id), self.params["map_frame"], header.stamp
+        )
+        if pose is None:
+            self._warn("no_pose", f"no pose in {found.scene_id}: {found.pose.reason}")
+            return
+        self._pose_pub.publish(pose)
+        if self._initialpose_pub is not None:
+            self._initialpose_pub.publish(pose)
 
     # -- services --------------------------------------------------------------------------
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response):

@@ -1,0 +1,229 @@
+"""From a recognised room to instance correspondences and a 6-DoF pose in that room's frame.
+
+After the recogniser has settled on a scene, the fused keyframe cloud (odometry frame) is cut
+into objects (``pipeline/objects.py``); with a model that embeds objects (CrossOver) they are
+matched to the scene's stored instances (cosine + Hungarian, unmatched allowed), and the matched
+centroids seed the pose search (``pose/``), which then registers the cloud to the scene's stored
+cloud. Partial views of objects make many embedding matches wrong, so once a pose holds, the
+published correspondences are re-derived from geometry: an object pairs with the stored
+instance its centroid falls into (the embedding match if it agrees), scored by the cosine of
+their embeddings. Without object embeddings (the global-descriptor baseline) the pose comes
+from the global search alone. It is work of tens to hundreds of milliseconds, so it runs at
+most every ``interval_s`` and only on a confident answer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crossover_ros.mapdb.base import MapBase
+from crossover_ros.model import modalities as mod
+from crossover_ros.pipeline.objects import QueryObject, SegmentationCfg, segment_objects
+from crossover_ros.pose.estimate import NoPose, PoseCfg, PoseEstimate, PoseEstimator
+
+
+@dataclass(frozen=True)
+class RelocalizerCfg:
+    interval_s: float = 2.0  # at most one relocalisation per this much sensor time
+    min_confidence: float = 0.0  # the recogniser's confidence needed to try
+    min_points: int = 500  # a fused cloud with fewer points sees too little of the room
+    instance_threshold: float = 0.5  # cosine below which an object stays unmatched
+    box_margin_m: float = 0.15  # an object's centroid this far outside a stored box still counts
+    segmentation: SegmentationCfg = field(default_factory=SegmentationCfg)
+    pose: PoseCfg = field(default_factory=PoseCfg)
+
+
+@dataclass(frozen=True)
+class Correspondence:
+    """A segmented query object paired with a stored instance of the scene."""
+
+    query_id: int
+    map_instance_id: int
+    label: str
+    score: float
+    query_centroid: np.ndarray  # odometry frame, metres
+    map_centroid: np.ndarray  # scene frame, metres
+    map_box_min: np.ndarray | None = None
+    map_box_max: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class Relocalization:
+    """What one relocalisation found; ``pose`` is a PoseEstimate or a reasoned NoPose."""
+
+    stamp: float
+    scene_id: str
+    scene_frame: str
+    correspondences: list[Correspondence]
+    pose: PoseEstimate | NoPose
+    camera_to_odom: np.ndarray
+    num_objects: int
+    compute_time_s: float
+
+    @property
+    def camera_in_scene(self) -> np.ndarray | None:
+        """4x4 camera pose in the scene's frame, when a pose was found."""
+        if isinstance(self.pose, PoseEstimate):
+            return self.pose.map_from_query @ self.camera_to_odom
+        return None
+
+
+class Relocalizer:
+    """Keeps one pose estimator (scene clouds prepared once each) for a map and an encoder.
+
+    ``encoder`` is optional; if it has ``embed_objects`` and the scene stores 'point_cloud'
+    instance embeddings, objects are matched and correspondences reported.
+    """
+
+    def __init__(self, mapdb: MapBase, encoder: object = None, cfg: RelocalizerCfg | None = None):
+        self.cfg = cfg or RelocalizerCfg()
+        self.mapdb = mapdb
+        self.encoder = encoder
+        self.estimator = PoseEstimator(self.cfg.pose)
+        self._last_stamp: float | None = None
+
+    def reset(self) -> None:
+        self._last_stamp = None
+
+    def due(self, stamp: float, scene_id: str, confidence: float) -> bool:
+        """Whether to relocalise now: a confident answer, and the interval has passed."""
+        if not scene_id or confidence < self.cfg.min_confidence:
+            return False
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            self._last_stamp = None  # time went back (a bag loop)
+        return self._last_stamp is None or stamp - self._last_stamp >= self.cfg.interval_s
+
+    def relocalize(
+        self,
+        stamp: float,
+        scene_id: str,
+        cloud: tuple[np.ndarray, np.ndarray],
+        camera_to_odom: np.ndarray,
+    ) -> Relocalization:
+        """Correspondences and pose of the fused ``cloud`` (odometry frame) in ``scene_id``."""
+        started = time.perf_counter()
+        self._last_stamp = stamp
+        xyz, rgb = cloud
+        record = self.mapdb.scene(scene_id)
+        stored = self.mapdb.point_cloud(scene_id)
+        correspondences: list[Correspondence] = []
+        num_objects = 0
+        if len(xyz) < self.cfg.min_points:
+            pose: PoseEstimate | NoPose = NoPose(f"fused cloud has {len(xyz)} points")
+        elif stored is None:
+            pose = NoPose(f"scene {scene_id} stores no point cloud")
+        else:
+            objects, vectors = [], None
+            if self._can_match(scene_id):
+                objects = segment_objects(xyz, rgb, self.cfg.segmentation)
+                num_objects = len(objects)
+                if objects:
+                    vectors = self.encoder.embed_objects(objects)
+                    correspondences = self._match(scene_id, objects, vectors)
+            pairs = [(c.query_centroid, c.map_centroid) for c in correspondences]
+            map_xyz, map_rgb = stored
+            pose = self.estimator.estimate(
+                xyz, rgb, map_xyz, map_rgb.astype(np.float32) / 255.0, pairs or None, scene_id
+            )
+            if isinstance(pose, PoseEstimate) and objects:
+                correspondences = self._associate(scene_id, objects, vectors, pose)
+        return Relocalization(
+            stamp=stamp,
+            scene_id=scene_id,
+            scene_frame=record.frame,
+            correspondences=correspondences,
+            pose=pose,
+            camera_to_odom=np.asarray(camera_to_odom, np.float64),
+            num_objects=num_objects,
+            compute_time_s=time.perf_counter() - started,
+        )
+
+    def _can_match(self, scene_id: str) -> bool:
+        """A model that embeds objects, and a scene that stores its instances' embeddings."""
+        if not hasattr(self.encoder, "embed_objects"):
+            return False
+        return bool(self.mapdb.instance_embeddings(scene_id, mod.POINT_CLOUD)[0])
+
+    def _instances(self, scene_id: str) -> tuple[dict[int, dict], list[int], np.ndarray]:
+        ids, stored = self.mapdb.instance_embeddings(scene_id, mod.POINT_CLOUD)
+        return {inst["id"]: inst for inst in self.mapdb.instances(scene_id)}, ids, stored
+
+    def _match(
+        self, scene_id: str, objects: list[QueryObject], vectors: np.ndarray
+    ) -> list[Correspondence]:
+        """Pairs by embedding alone: cosine + Hungarian with a threshold."""
+        matching = self.mapdb.match_instances(
+            scene_id, vectors, mod.POINT_CLOUD, self.cfg.instance_threshold
+        )
+        instances = self._instances(scene_id)[0]
+        return [
+            _pair(match.query_index, objects[match.query_index], instances[match.instance_id],
+                  match.score)
+            for match in matching.matches
+        ]  # fmt: skip
+
+    def _associate(
+        self,
+        scene_id: str,
+        objects: list[QueryObject],
+        vectors: np.ndarray,
+        pose: PoseEstimate,
+    ) -> list[Correspondence]:
+        """Pairs by geometry under ``pose``: each object with the stored instance its centroid
+        falls into (the smallest box, if several), one object per instance, best cosine first."""
+        instances, ids, stored = self._instances(scene_id)
+        row_of = {instance_id: row for row, instance_id in enumerate(ids)}
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        similarity = (vectors / np.maximum(norms, 1e-12)) @ stored.T if len(ids) else None
+        candidates = []
+        for index, obj in enumerate(objects):
+            centre = pose.map_from_query[:3, :3] @ obj.centroid + pose.map_from_query[:3, 3]
+            inside = [
+                inst
+                for inst in instances.values()
+                if inst["id"] in row_of and _contains(inst, centre, self.cfg.box_margin_m)
+            ]
+            if not inside:
+                continue
+            inst = min(inside, key=_box_volume)
+            score = float(similarity[index, row_of[inst["id"]]])
+            candidates.append((score, index, inst))
+        out, taken = [], set()
+        for score, index, inst in sorted(candidates, key=lambda c: -c[0]):
+            if inst["id"] not in taken:
+                taken.add(inst["id"])
+                out.append(_pair(index, objects[index], inst, score))
+        return sorted(out, key=lambda c: c.query_id)
+
+
+def _pair(index: int, obj: QueryObject, inst: dict, score: float) -> Correspondence:
+    box_min, box_max = inst.get("box_min"), inst.get("box_max")
+    return Correspondence(
+        query_id=index,
+        map_instance_id=int(inst["id"]),
+        label=inst["label"],
+        score=float(score),
+        query_centroid=obj.centroid.astype(np.float64),
+        map_centroid=np.asarray(inst["centroid"], np.float64),
+        map_box_min=None if box_min is None else np.asarray(box_min, np.float64),
+        map_box_max=None if box_max is None else np.asarray(box_max, np.float64),
+    )
+
+
+def _contains(inst: dict, point: np.ndarray, margin: float) -> bool:
+    """Inside the instance's box grown by ``margin``; without a box, within ``margin`` of the
+    centroid."""
+    if inst.get("box_min") is None or inst.get("box_max") is None:
+        return bool(np.linalg.norm(point - np.asarray(inst["centroid"])) <= margin)
+    low = np.asarray(inst["box_min"]) - margin
+    high = np.asarray(inst["box_max"]) + margin
+    return bool(np.all(point >= low) and np.all(point <= high))
+
+
+def _box_volume(inst: dict) -> float:
+    if inst.get("box_min") is None or inst.get("box_max") is None:
+        return 0.0
+    return float(np.prod(np.asarray(inst["box_max"]) - np.asarray(inst["box_min"])))

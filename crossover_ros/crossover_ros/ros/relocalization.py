@@ -1,0 +1,60 @@
+"""Messages of a relocalisation: instance correspondences and the pose for a navigation stack.
+
+The pose is that of the odometry's child frame (the body whose pose ``odom_topic`` gives) in
+the map frame. A scene stored with its pose in the building (``frame_to_building``, as every
+scene of a generated or recorded building has) is published in ``map_frame``, the building's
+frame, so AMCL can take it on ``/initialpose``; a scene without one is published in its own
+frame, named after the scene.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from geometry_msgs.msg import Point, PoseWithCovarianceStamped, Vector3
+
+from crossover_msgs.msg import InstanceCorrespondence, InstanceCorrespondences
+from crossover_ros.mapdb.records import SceneRecord
+from crossover_ros.pipeline.relocalize import Relocalization
+from crossover_ros.pose.estimate import PoseEstimate
+from crossover_ros.ros.convert import pose_with_covariance
+
+
+def _point(xyz: np.ndarray) -> Point:
+    return Point(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
+
+
+def instance_correspondences(found: Relocalization, header) -> InstanceCorrespondences:
+    """The matched objects; ``header`` is the keyframe's, in the odometry frame."""
+    msg = InstanceCorrespondences(header=header, scene_id=found.scene_id)
+    for pair in found.correspondences:
+        item = InstanceCorrespondence(
+            query_instance_id=pair.query_id,
+            map_instance_id=pair.map_instance_id,
+            label=pair.label,
+            score=float(pair.score),
+            query_position=_point(pair.query_centroid),
+            map_position=_point(pair.map_centroid),
+        )
+        if pair.map_box_min is not None and pair.map_box_max is not None:
+            item.map_box_center = _point((pair.map_box_min + pair.map_box_max) / 2.0)
+            size = pair.map_box_max - pair.map_box_min
+            item.map_box_size = Vector3(x=float(size[0]), y=float(size[1]), z=float(size[2]))
+        msg.correspondences.append(item)
+    return msg
+
+
+def pose_in_map(
+    found: Relocalization, record: SceneRecord, map_frame: str, stamp
+) -> PoseWithCovarianceStamped | None:
+    """The body's pose in ``map_frame`` (or the scene's own frame), None without a pose."""
+    if not isinstance(found.pose, PoseEstimate):
+        return None
+    body_in_scene = found.camera_in_scene
+    covariance = found.pose.covariance_at(found.camera_to_odom[:3, 3])
+    if record.frame_to_building is None:
+        return pose_with_covariance(body_in_scene, covariance, stamp, record.scene_id)
+    scene_to_map = np.asarray(record.frame_to_building, np.float64).reshape(4, 4)
+    rotate = np.kron(np.eye(2), scene_to_map[:3, :3])  # the same rotation for both halves
+    return pose_with_covariance(
+        scene_to_map @ body_in_scene, rotate @ covariance @ rotate.T, stamp, map_frame
+    )

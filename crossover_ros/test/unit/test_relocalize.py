@@ -1,0 +1,101 @@
+"""Relocalisation: objects of the fused cloud matched to a scene's instances, pose in the scene."""
+
+import numpy as np
+import pytest
+from test_pose import OBJECTS, _pose, _room, _transform
+
+from crossover_ros.mapdb import MapDatabase, SceneRecord
+from crossover_ros.pipeline.relocalize import Relocalizer, RelocalizerCfg
+from crossover_ros.pose import NoPose, PoseEstimate
+
+DIM = 8
+TRUTH = _pose(35.0, (2.0, -1.0, 0.0))  # scene -> odometry
+
+
+class ObjectEncoder:
+    """Embeds an object as the one-hot vector of the stored object it truly is (the test knows
+    the transform), or as noise for anything else: a perfect instance encoder."""
+
+    def embed_objects(self, objects):
+        scene_from_odom = np.linalg.inv(TRUTH)
+        out = np.full((len(objects), DIM), 0.01, np.float32)
+        for row, obj in enumerate(objects):
+            centre = _transform(obj.centroid[None], scene_from_odom)[0]
+            for col, (low, high, _) in enumerate(OBJECTS):
+                if np.all(centre >= np.array(low) - 0.1) and np.all(centre <= np.array(high) + 0.1):
+                    out[row, col] = 1.0
+        return out
+
+
+@pytest.fixture
+def mapdb(tmp_path):
+    rng = np.random.default_rng(0)
+    xyz, rgb = _room(rng)
+    instances = [
+        {"id": 10 + i, "label": f"object{i}", "centroid": (np.add(lo, hi) / 2).tolist(),
+         "box_min": list(lo), "box_max": list(hi),
+         "embeddings": {"point_cloud": np.eye(DIM)[i]}}
+        for i, (lo, hi, _) in enumerate(OBJECTS)
+    ]  # fmt: skip
+    db = MapDatabase.create(tmp_path / "map.sqlite", "stub", DIM)
+    db.add_scene(
+        SceneRecord("room_a", "b", "a"),
+        {"point_cloud": np.eye(DIM)[:1]},
+        instances,
+        (xyz.astype(np.float32), (rgb * 255).astype(np.uint8)),
+    )
+    db.add_scene(SceneRecord("no_cloud", "b", "n"), {"point_cloud": np.eye(DIM)[:1]})
+    yield db
+    db.close()
+
+
+def _query_cloud():
+    xyz, rgb = _room(np.random.default_rng(1))
+    return _transform(xyz, TRUTH).astype(np.float32), rgb.astype(np.float32)
+
+
+def test_pose_and_instance_correspondences_in_the_scene(mapdb):
+    relocalizer = Relocalizer(mapdb, ObjectEncoder(), RelocalizerCfg(interval_s=0.0))
+    camera = _pose(-20.0, (1.0, 0.5, 1.2))
+    found = relocalizer.relocalize(5.0, "room_a", _query_cloud(), camera)
+    assert isinstance(found.pose, PoseEstimate), found.pose
+    np.testing.assert_allclose(found.pose.map_from_query, np.linalg.inv(TRUTH), atol=0.03)
+    np.testing.assert_allclose(found.camera_in_scene, np.linalg.inv(TRUTH) @ camera, atol=0.03)
+    assert found.num_objects >= len(OBJECTS)
+    assert len(found.correspondences) >= 3
+    for pair in found.correspondences:
+        index = pair.map_instance_id - 10
+        lo, hi, _ = OBJECTS[index]
+        assert pair.label == f"object{index}"
+        assert pair.score > 0.9  # the embedding agrees with the geometry
+        np.testing.assert_allclose(pair.map_box_min, lo)
+        in_scene = _transform(pair.query_centroid[None], np.linalg.inv(TRUTH))[0]
+        assert np.all(in_scene >= np.array(lo) - 0.2) and np.all(in_scene <= np.array(hi) + 0.2)
+
+
+def test_without_an_object_encoder_the_pose_comes_from_geometry_alone(mapdb):
+    found = Relocalizer(mapdb).relocalize(0.0, "room_a", _query_cloud(), np.eye(4))
+    assert isinstance(found.pose, PoseEstimate)
+    np.testing.assert_allclose(found.pose.map_from_query, np.linalg.inv(TRUTH), atol=0.03)
+    assert found.correspondences == [] and found.num_objects == 0
+
+
+def test_weak_evidence_gives_a_reasoned_no_pose(mapdb):
+    relocalizer = Relocalizer(mapdb, ObjectEncoder())
+    xyz, rgb = _query_cloud()
+    few = relocalizer.relocalize(0.0, "room_a", (xyz[:100], rgb[:100]), np.eye(4))
+    assert isinstance(few.pose, NoPose) and "100 points" in few.pose.reason
+    assert few.camera_in_scene is None
+    missing = relocalizer.relocalize(0.0, "no_cloud", (xyz, rgb), np.eye(4))
+    assert isinstance(missing.pose, NoPose) and "no point cloud" in missing.pose.reason
+
+
+def test_relocalisation_is_rate_limited_and_needs_a_confident_answer(mapdb):
+    relocalizer = Relocalizer(mapdb, cfg=RelocalizerCfg(interval_s=2.0, min_confidence=0.5))
+    assert not relocalizer.due(0.0, "room_a", 0.4)
+    assert not relocalizer.due(0.0, "", 0.9)
+    assert relocalizer.due(0.0, "room_a", 0.9)
+    relocalizer.relocalize(0.0, "room_a", _query_cloud(), np.eye(4))
+    assert not relocalizer.due(1.0, "room_a", 0.9)
+    assert relocalizer.due(2.0, "room_a", 0.9)
+    assert relocalizer.due(-5.0, "room_a", 0.9)  # time went back: a bag loop
