@@ -66,6 +66,9 @@ setup(
         ],
         # TensorRT comes with JetPack on a Jetson; on an x86 GPU machine from pip.
         "gpu": ["tensorrt>=8.6"],
+        # No extra for the DINOv2 image backbones: their ViT is plain torch
+        # (model/image_backbone.py). timm would need torchvision, whose PyPI wheel is built for
+        # the CUDA torch and fails to import beside the CPU one (taking transformers with it).
     },
     zip_safe=True,
     maintainer="crossover_ros maintainers",

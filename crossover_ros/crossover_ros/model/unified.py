@@ -18,7 +18,7 @@ from crossover_ros.model.point_encoder import PointEncoder, PointEncoderCfg
 
 @dataclass(frozen=True)
 class FrameSetEncoderCfg:
-    in_dim: int = 2560  # per-frame [GeM | mean] of the frozen image backbone
+    in_dim: int = 2560  # per-frame pooled features of the frozen image backbone (EfficientNet's)
     hidden_dim: int = 512
     embed_dim: int = 256
     dropout: float = 0.2  # on the frozen features while training: a few hundred scenes overfit

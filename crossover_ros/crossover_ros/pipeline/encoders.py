@@ -77,6 +77,10 @@ class CrossOverEncoder:
 
     ``map_modality`` "point_cloud" ranks the robot's frames against the stored scans' point
     clouds (the cross-modal I->P setting of the paper); "rgb" against the mapped frames.
+
+    The image backbone is the one the checkpoint was trained on (EfficientNet-Lite0, or DINOv2
+    with its weights file: ``image_weights``, else ``$CROSSOVER_IMAGE_WEIGHTS``, else the path
+    stored in the checkpoint at training; a file of other weights is refused).
     """
 
     modality = mod.RGB
@@ -87,11 +91,12 @@ class CrossOverEncoder:
         map_modality: str = mod.POINT_CLOUD,
         num_threads: int | None = None,
         runtime: RuntimeCfg | None = None,
+        image_weights: Path | None = None,
     ) -> None:
         import torch
 
         from crossover_ros.model.crossover import CrossOverModel
-        from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+        from crossover_ros.model.image_backbone import image_encoder_for_model
         from crossover_ros.runtime.backends import RuntimeCfg
 
         choices = (*mod.UNIFIED_MODALITIES, mod.SCENE)
@@ -99,11 +104,12 @@ class CrossOverEncoder:
             raise ModelError(f"map_modality must be one of {choices}, not {map_modality}")
         if num_threads:
             torch.set_num_threads(num_threads)
-        self.model, _ = CrossOverModel.load(checkpoint)
+        self.model, metadata = CrossOverModel.load(checkpoint)
         runtime = runtime or RuntimeCfg(num_threads=num_threads)
-        self.backbone, self._frames = _runtime_encoders(
-            ImageDescriptorEncoder(), self.model, runtime
+        image = image_encoder_for_model(
+            self.model.cfg, metadata, image_weights, where=str(checkpoint)
         )
+        self.backbone, self._frames = _runtime_encoders(image, self.model, runtime)
         self.backend = self.backbone.backend.name
         self.map_modality = map_modality
         self.fingerprint = self.model.fingerprint()
@@ -114,7 +120,7 @@ class CrossOverEncoder:
         return self.backbone.pooled_features(images)
 
     def query(self, window: np.ndarray) -> np.ndarray:
-        """(F, 2560) frame features -> (1, D): the frame-set encoder, in the chosen backend."""
+        """(F, I) frame features -> (1, D): the frame-set encoder, in the chosen backend."""
         frames = np.asarray(window, dtype=np.float32)[None]
         mask = np.ones(frames.shape[:2], dtype=np.float32)
         return self._frames.run({"frames": frames, "mask": mask})["embedding"]
@@ -227,12 +233,15 @@ def load_encoder(
     num_threads: int | None = None,
     backend: str = "torch",
     cache_dir: Path | None = None,
+    image_weights: Path | None = None,
 ) -> SceneEncoder:
     """``model``: "global_descriptor", "crossover" (the shipped checkpoint) or a checkpoint path.
 
     ``backend``: "torch", "onnxruntime", "tensorrt" or "auto" (the fastest this machine has) for
     the image backbone and the frame-set encoder; ONNX files and TensorRT engines are made on
     first use in ``cache_dir`` (default ~/.cache/crossover_ros). Embeddings agree across backends.
+    ``image_weights``: the DINOv2 weights file of a checkpoint trained on DINOv2 features
+    (default ``$CROSSOVER_IMAGE_WEIGHTS``, else the path stored in the checkpoint).
     """
     from crossover_ros.runtime.backends import RuntimeCfg
 
@@ -244,4 +253,6 @@ def load_encoder(
         raise ModelError(
             f"CrossOver checkpoint {path} not found (train one with 'crossover_ros train')"
         )
-    return CrossOverEncoder(path, map_modality or mod.POINT_CLOUD, num_threads, runtime)
+    return CrossOverEncoder(
+        path, map_modality or mod.POINT_CLOUD, num_threads, runtime, image_weights
+    )

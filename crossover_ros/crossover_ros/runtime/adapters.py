@@ -54,12 +54,13 @@ class WithFallback:
 
 
 class BackendImageEncoder:
-    """``ImageDescriptorEncoder``'s interface; the EfficientNet-Lite0 graph runs in ``backend``
-    (inputs it cannot take in PyTorch: :class:`WithFallback`)."""
+    """``ImageDescriptorEncoder``'s interface; the image backbone's graph (EfficientNet-Lite0 or
+    a DINOv2 ViT) runs in ``backend`` (inputs it cannot take in PyTorch: :class:`WithFallback`)."""
 
     def __init__(self, encoder: ImageDescriptorEncoder, graph: Graph, backend: Backend) -> None:
         self.encoder = encoder
         self.cfg = encoder.cfg
+        self.backbone = encoder.backbone
         self.backend = WithFallback(graph, backend)
 
     @property
@@ -71,6 +72,10 @@ class BackendImageEncoder:
     def dim(self) -> int:
         return self.encoder.dim
 
+    @property
+    def feature_dim(self) -> int:
+        return self.encoder.feature_dim
+
     def encode(self, images: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
         """(N, D) float32 unit descriptors, as ``ImageDescriptorEncoder.encode``."""
         return self._run(images, "descriptor", self.dim, batch_size, None)
@@ -81,8 +86,8 @@ class BackendImageEncoder:
         batch_size: int = 16,
         size: tuple[int, int] | None = None,
     ) -> np.ndarray:
-        """(N, 2 * C) float32 [GeM | mean], as ``ImageDescriptorEncoder.pooled_features``."""
-        return self._run(images, "pooled", 2 * self.dim, batch_size, size)
+        """(N, 2 * C) float32 pooled features, as ``ImageDescriptorEncoder.pooled_features``."""
+        return self._run(images, "pooled", self.feature_dim, batch_size, size)
 
     def _run(
         self,

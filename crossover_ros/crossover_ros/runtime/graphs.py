@@ -9,7 +9,9 @@ inputs) and token ids int32 (8.6 has no int64 engine inputs); the graph casts th
 What is not a graph, and why:
 
 * Image preprocessing (uint8 -> float, antialiased resize) stays in PyTorch outside the graph,
-  the same code for every backend (``ImageDescriptorEncoder.preprocess``).
+  the same code for every backend (``ImageDescriptorEncoder.preprocess``). EfficientNet-Lite0's
+  graph takes any height and width in ONNX; a DINOv2 ViT's takes its one input size (position
+  embeddings fit one grid; its preprocessing resizes every image to it).
 * MiniLM's tokenizer is string processing, not a tensor op: the ``text`` graph starts from token
   ids and attention mask; tokenisation stays in Python (:func:`tokenize`).
 * The instance encoder's object transformer (context over a scene's objects) runs only when a map
@@ -42,7 +44,7 @@ from crossover_ros.runtime.names import (
 
 if TYPE_CHECKING:
     from crossover_ros.model.crossover import CrossOverModel
-    from crossover_ros.model.global_descriptor import GlobalImageDescriptor, ImageDescriptorEncoder
+    from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
     from crossover_ros.model.instance_encoder import InstanceEncoder
     from crossover_ros.model.text_backbone import TextBackbone
 
@@ -148,22 +150,20 @@ class Graph:
 
 # -- wrappers -------------------------------------------------------------------------------------
 class ImageGraph(nn.Module):
-    """(B, 3, H, W) float RGB in [0, 1] -> unit GeM descriptor (B, C) and [GeM | mean] (B, 2C).
+    """(B, 3, H, W) float RGB in [0, 1] -> unit descriptor (B, C) and pooled features (B, 2C).
 
     One graph for both outputs: the backbone runs once, and the global-descriptor baseline and
-    CrossOver share the same engine. Same ops as ``GlobalImageDescriptor.forward`` and
-    ``ImageDescriptorEncoder.pooled_features``.
+    CrossOver share the same engine. The descriptor module's own ``forward_outputs``
+    (EfficientNet: GeM and [GeM | mean]; DINOv2: CLS and [CLS | mean of patch tokens]), the
+    function ``ImageDescriptorEncoder.encode`` and ``pooled_features`` compute.
     """
 
-    def __init__(self, descriptor: GlobalImageDescriptor) -> None:
+    def __init__(self, descriptor: nn.Module) -> None:
         super().__init__()
         self.descriptor = descriptor
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.descriptor.forward_features(images)
-        gem = self.descriptor.gem_pool(features)
-        pooled = torch.cat([gem, features.mean(dim=(2, 3))], dim=1)
-        return F.normalize(gem, dim=1), pooled
+        return self.descriptor.forward_outputs(images)
 
 
 class MaskedSetGraph(nn.Module):
@@ -209,18 +209,19 @@ class TextGraph(nn.Module):
 
 # -- graph builders -------------------------------------------------------------------------------
 def image_graph(encoder: ImageDescriptorEncoder, max_batch: int = 16) -> Graph:
-    """The frozen EfficientNet-Lite0; height and width dynamic in ONNX, fixed in TensorRT."""
+    """The frozen image backbone. EfficientNet-Lite0: height and width dynamic in ONNX, fixed in
+    TensorRT; a DINOv2 ViT: its input size, fixed everywhere."""
     cfg = encoder.cfg
-    spec = GraphSpec(
-        IMAGE,
-        (TensorSpec("images", ("batch", 3, "height", "width")),),
-        ("descriptor", "pooled"),
-        {
+    if encoder.backbone == "efficientnet_lite0":
+        shape: tuple[int | str, ...] = ("batch", 3, "height", "width")
+        dims = {
             "batch": (1, 1, max_batch),
             "height": (cfg.input_height,) * 3,
             "width": (cfg.input_width,) * 3,
-        },
-    )
+        }
+    else:
+        shape, dims = ("batch", 3, cfg.input_height, cfg.input_width), {"batch": (1, 1, max_batch)}
+    spec = GraphSpec(IMAGE, (TensorSpec("images", shape),), ("descriptor", "pooled"), dims)
     return Graph(spec, ImageGraph(encoder.model).eval(), encoder.fingerprint)
 
 
@@ -317,27 +318,41 @@ def load_graphs(
     image: ImageDescriptorEncoder | None = None,
     model: CrossOverModel | None = None,
 ) -> dict[str, Graph]:
-    """The named graphs, loading only the models they need (``checkpoint``: CrossOver path)."""
+    """The named graphs, loading only the models they need (``checkpoint``: CrossOver path).
+
+    The image graph is the backbone the checkpoint was trained on when a checkpoint is given
+    (DINOv2 weights: ``$CROSSOVER_IMAGE_WEIGHTS`` or the path stored at training), else
+    EfficientNet-Lite0 (the shipped model's).
+    """
     unknown = set(names) - set(GRAPH_NAMES)
     if unknown:
         from crossover_ros.errors import ModelError
 
         raise ModelError(f"unknown encoders {sorted(unknown)}; choose from {GRAPH_NAMES}")
     graphs: dict[str, Graph] = {}
+    metadata: dict[str, str] = {}
+    needs_model = set(names) & (set(GRAPH_NAMES) - {IMAGE, TEXT})
+    if model is None and (needs_model or (IMAGE in names and image is None and checkpoint)):
+        from pathlib import Path
+
+        from crossover_ros.model.crossover import CrossOverModel
+        from crossover_ros.pipeline.encoders import default_model_path
+
+        path = Path(checkpoint) if checkpoint else default_model_path()
+        model, metadata = CrossOverModel.load(path)
     if IMAGE in names:
         if image is None:
-            from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+            from crossover_ros.model.image_backbone import image_encoder_for_model
 
-            image = ImageDescriptorEncoder()
+            if model is not None:
+                where = str(checkpoint or "the shipped model")
+                image = image_encoder_for_model(model.cfg, metadata, where=where)
+            else:
+                from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+
+                image = ImageDescriptorEncoder()
         graphs[IMAGE] = image_graph(image)
-    if set(names) & (set(GRAPH_NAMES) - {IMAGE, TEXT}):
-        if model is None:
-            from pathlib import Path
-
-            from crossover_ros.model.crossover import CrossOverModel
-            from crossover_ros.pipeline.encoders import default_model_path
-
-            model, _ = CrossOverModel.load(Path(checkpoint) if checkpoint else default_model_path())
+    if needs_model:
         graphs.update({k: v for k, v in crossover_graphs(model).items() if k in names})
     if TEXT in names:
         from crossover_ros.model.text_backbone import TextBackbone

@@ -7,10 +7,12 @@ written to ``<cache_dir>/<scan_id>.safetensors`` (numpy arrays + JSON metadata, 
 
 Choices where the paper's data differ from ours (documented because training depends on them):
 
-* Image features are EfficientNet-Lite0 ``pooled_features`` ([GeM | mean], 2560-d) in the role of
-  DINOv2's [CLS | mean of patches]. Frames go in at the encoder's configured size (320x240, what
-  the robot's encoder sees), object crops at ``crop_size`` squared, the floorplan padded to a
-  square with its black background and resized to ``floorplan_size`` squared (no distortion).
+* Image features are the image backbone's ``pooled_features``: EfficientNet-Lite0's [GeM | mean]
+  (2560-d, the default) in the role of DINOv2's [CLS | mean of patches], or DINOv2's own
+  (``model/image_backbone.py``; 2 x its width). Frames go in at the encoder's configured size
+  (EfficientNet: 320x240, what the robot's encoder sees), object crops at ``crop_size`` squared,
+  the floorplan padded to a square with its black background and resized to ``floorplan_size``
+  squared (no distortion); a ViT takes all of them at its one input size (224 x 224).
 * Object labels get ids in :data:`OBJECT_LABELS`, a fixed sorted vocabulary of every label the
   furniture generator can produce, so ids agree across buildings; an unknown label gets -1.
 * ``object_text`` is the mean of the MiniLM embeddings of all referrals about the object, scaled
@@ -40,7 +42,7 @@ from crossover_ros.errors import DataError
 from crossover_ros.train.crops import crop_square, instance_boxes, square_crop_window
 
 FORMAT = "crossover_ros.scan_features/1"
-IMAGE_DIM = 2560
+IMAGE_DIM = 2560  # EfficientNet-Lite0's pooled width; other backbones' arrays are "I" wide
 TEXT_DIM = 384
 
 #: Every label ``crossover_ros.data.furniture`` gives an object, sorted (ids = positions).
@@ -96,10 +98,16 @@ class FeatureCfg:
 
 
 class ImageFeatureEncoder(Protocol):
-    """What is needed of the image backbone (``ImageDescriptorEncoder`` fits)."""
+    """What is needed of the image backbone (``ImageDescriptorEncoder`` and its DINOv2 subclass
+    fit)."""
 
     @property
     def fingerprint(self) -> str: ...
+
+    @property
+    def feature_dim(self) -> int:
+        """Width of ``pooled_features``."""
+        ...
 
     def pooled_features(
         self, images: list[np.ndarray], batch_size: int = 16, size: tuple[int, int] | None = None
@@ -318,7 +326,8 @@ def extract_scan_features(
     crop_features = image_encoder.pooled_features(
         crops, batch_size=32, size=(cfg.crop_size, cfg.crop_size)
     )
-    object_image = np.zeros((len(ids), IMAGE_DIM), np.float32)
+    width = image_encoder.feature_dim
+    object_image = np.zeros((len(ids), width), np.float32)
     counts = (crop_frames >= 0).sum(axis=1)
     owners = np.repeat(np.arange(len(ids)), counts)
     np.add.at(object_image, owners, crop_features)
@@ -380,9 +389,9 @@ def extract_scan_features(
         "object_text_mask": object_text_mask,
         "scene_points": scene_points.astype(np.float32),
         "frame_indices": frame_indices.astype(np.int64),
-        "frame_features": frame_features.astype(np.float32).reshape(-1, IMAGE_DIM),
+        "frame_features": frame_features.astype(np.float32).reshape(-1, width),
         "frame_poses": poses[frame_indices].astype(np.float32).reshape(-1, 4, 4),
-        "floorplan_features": floorplan.astype(np.float32).reshape(IMAGE_DIM),
+        "floorplan_features": floorplan.astype(np.float32).reshape(width),
         "referral_indices": chosen.astype(np.int64),
         "referral_features": referral_features.astype(np.float32).reshape(-1, TEXT_DIM),
     }
@@ -438,7 +447,7 @@ class ScanFeatures:
     object_label_ids: np.ndarray  # (K,) int64 into label_vocabulary, -1 unknown
     object_centroids: np.ndarray  # (K, 3) float32 room frame
     object_sizes: np.ndarray  # (K, 3) float32 box extents
-    object_image: np.ndarray  # (K, 2560) float32 mean of crop features
+    object_image: np.ndarray  # (K, I) float32 mean of crop features (I: image feature width)
     object_image_mask: np.ndarray  # (K,) bool
     object_crop_frames: np.ndarray  # (K, C) int64 frame of each crop, -1 none
     object_crop_windows: np.ndarray  # (K, C, 3) int64 (x0, y0, side) in that frame
@@ -450,9 +459,9 @@ class ScanFeatures:
     object_text_mask: np.ndarray  # (K,) bool
     scene_points: np.ndarray  # (S, 6) float32 room frame xyz, rgb in [0, 1]
     frame_indices: np.ndarray  # (F,) int64
-    frame_features: np.ndarray  # (F, 2560) float32
+    frame_features: np.ndarray  # (F, I) float32
     frame_poses: np.ndarray  # (F, 4, 4) float32 camera-to-room
-    floorplan_features: np.ndarray  # (2560,) float32
+    floorplan_features: np.ndarray  # (I,) float32
     referral_indices: np.ndarray  # (R,) int64 into the scan's referrals, [-1] if none
     referral_features: np.ndarray  # (R, 384) float32
     referral_texts: list[str]
@@ -472,7 +481,7 @@ _ARRAY_SPECS: dict[str, tuple[str, tuple[str | int, ...]]] = {
     "object_label_ids": ("int64", ("K",)),
     "object_centroids": ("float32", ("K", 3)),
     "object_sizes": ("float32", ("K", 3)),
-    "object_image": ("float32", ("K", IMAGE_DIM)),
+    "object_image": ("float32", ("K", "I")),
     "object_image_mask": ("bool", ("K",)),
     "object_crop_frames": ("int64", ("K", "C")),
     "object_crop_windows": ("int64", ("K", "C", 3)),
@@ -484,9 +493,9 @@ _ARRAY_SPECS: dict[str, tuple[str, tuple[str | int, ...]]] = {
     "object_text_mask": ("bool", ("K",)),
     "scene_points": ("float32", ("S", 6)),
     "frame_indices": ("int64", ("F",)),
-    "frame_features": ("float32", ("F", IMAGE_DIM)),
+    "frame_features": ("float32", ("F", "I")),
     "frame_poses": ("float32", ("F", 4, 4)),
-    "floorplan_features": ("float32", (IMAGE_DIM,)),
+    "floorplan_features": ("float32", ("I",)),
     "referral_indices": ("int64", ("R",)),
     "referral_features": ("float32", ("R", TEXT_DIM)),
 }

@@ -9,9 +9,11 @@ from pathlib import Path
 import torch
 
 from crossover_ros.data.scan import load_building
+from crossover_ros.errors import ModelError
 from crossover_ros.model.crossover import CrossOverCfg, CrossOverModel
 from crossover_ros.train.features import (
     FeatureCfg,
+    ImageFeatureEncoder,
     ScanFeatures,
     cache_building_features,
     load_scan_features,
@@ -22,19 +24,34 @@ ALL_STAGES = ("stage1", "stage2", "stage3")
 
 
 def load_features(
-    buildings: list[Path], cache_root: Path, cfg: FeatureCfg | None = None, progress: bool = True
+    buildings: list[Path],
+    cache_root: Path,
+    cfg: FeatureCfg | None = None,
+    progress: bool = True,
+    image_encoder: ImageFeatureEncoder | None = None,
 ) -> list[ScanFeatures]:
-    """Cached frozen features of every scan of the buildings (computed where missing)."""
-    image_encoder = text_encoder = None
+    """Cached frozen features of every scan of the buildings (computed where missing).
+
+    ``image_encoder`` defaults to EfficientNet-Lite0, cached in ``<cache_root>/<building>``;
+    another backbone's features go to ``<cache_root>/<backbone>/<building>`` so that switching
+    backbones does not overwrite (and recompute) the other's cache.
+    """
+    text_encoder = None
     scenes = []
     for building_dir in buildings:
         building_id = load_building(building_dir).building_id
-        cache_dir = Path(cache_root) / building_id
         if image_encoder is None:
             from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+
+            image_encoder = ImageDescriptorEncoder()
+        if text_encoder is None:
             from crossover_ros.model.text_backbone import TextBackbone
 
-            image_encoder, text_encoder = ImageDescriptorEncoder(), TextBackbone()
+            text_encoder = TextBackbone()
+        backbone = getattr(image_encoder, "backbone", "efficientnet_lite0")
+        cache_dir = Path(cache_root) / building_id
+        if backbone != "efficientnet_lite0":
+            cache_dir = Path(cache_root) / backbone / building_id
         paths = cache_building_features(
             building_dir,
             cache_dir,
@@ -59,16 +76,24 @@ def train_crossover(
     model_cfg: CrossOverCfg | None = None,
     stages: tuple[str, ...] = ALL_STAGES,
     progress: bool = True,
+    metadata: dict[str, str] | None = None,
 ) -> tuple[CrossOverModel, dict[str, list[float]]]:
-    """Train the stages in order; the final weights go to ``out_dir/model.safetensors``."""
+    """Train the stages in order; the final weights go to ``out_dir/model.safetensors``.
+
+    ``metadata`` is added to the final checkpoint's (e.g. where the image backbone's weights are).
+    """
     torch.manual_seed(train_cfg.seed)
     model = CrossOverModel(model_cfg or CrossOverCfg())
+    _check_image_features(model.cfg, scenes)
     earlier = [s for s in ALL_STAGES[: ALL_STAGES.index(stages[0])]]
     done = [
         out_dir / f"{s}.safetensors" for s in earlier if (out_dir / f"{s}.safetensors").is_file()
     ]
     if done:  # e.g. --stages stage3 after stages 1 and 2 were trained into the same folder
-        model.load_state_dict(CrossOverModel.load(done[-1])[0].state_dict())
+        previous = CrossOverModel.load(done[-1])[0]
+        if previous.cfg != model.cfg:
+            raise ModelError(f"{done[-1]} was trained with another model config; use a new --out")
+        model.load_state_dict(previous.state_dict())
     histories = {}
     for stage in stages:
         histories[stage] = train_stage(stage, model, scenes, train_cfg, out_dir, progress)
@@ -80,6 +105,23 @@ def train_crossover(
             "train_cfg": json.dumps(asdict(train_cfg)),
             "history": json.dumps(histories),
             "scans": json.dumps([s.scan_id for s in scenes]),
+            **(metadata or {}),
         },
     )
     return model, histories
+
+
+def _check_image_features(cfg: CrossOverCfg, scenes: list[ScanFeatures]) -> None:
+    """Cached image features must come from the backbone the model is configured for."""
+    for scene in scenes:
+        width = scene.frame_features.shape[-1]
+        made_by = scene.fingerprints.get("image", "")
+        if width != cfg.frames.in_dim or width != cfg.instance.image_dim:
+            raise ModelError(
+                f"features of {scene.scan_id} are {width} wide ({made_by}); the model takes "
+                f"{cfg.frames.in_dim} ({cfg.image_backbone})"
+            )
+        if cfg.image_fingerprint and made_by != cfg.image_fingerprint:
+            raise ModelError(
+                f"features of {scene.scan_id} come from {made_by}, not {cfg.image_fingerprint}"
+            )

@@ -214,6 +214,8 @@ def train_stage(
     start_epoch = 0
     if checkpoint.is_file() and state_file.is_file():
         loaded, metadata = CrossOverModel.load(checkpoint)
+        if loaded.cfg != model.cfg:  # e.g. another image backbone: its features differ
+            raise ModelError(f"{checkpoint} was trained with another model config; use a new --out")
         model.load_state_dict(loaded.state_dict())
         state = torch.load(state_file, weights_only=True)  # tensors and numbers only
         optimizer.load_state_dict(state["optimizer"])
