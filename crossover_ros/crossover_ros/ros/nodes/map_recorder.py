@@ -17,7 +17,6 @@ A lifecycle node like ``scene_recognizer`` (``autostart`` configures and activat
 
 from __future__ import annotations
 
-import inspect
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from std_srvs.srv import Trigger
 from crossover_ros.errors import CrossoverError, MapDatabaseError
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.open import create_map, is_postgres_url, open_map
-from crossover_ros.pipeline.encoders import GlobalDescriptorEncoder, load_encoder
+from crossover_ros.pipeline.encoders import load_encoder
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recording import RecordingCfg, SceneRecording
 from crossover_ros.pipeline.stats import WarnThrottle
@@ -47,7 +46,11 @@ PARAMETERS = [
         " SQLite file is created for the model.",
     ),
     ParamSpec("model", "global_descriptor", "The map's model (global_descriptor only, for now)."),
-    ParamSpec("backend", "torch", "Inference runtime: torch, onnxruntime, tensorrt or auto."),
+    ParamSpec(
+        "backend",
+        "auto",
+        "Inference runtime: torch, onnxruntime, tensorrt or auto (the fastest here).",
+    ),
     ParamSpec("num_threads", 2, "CPU threads for the encoder.", 1, 64),
     ParamSpec(
         "scene_id",
@@ -204,15 +207,7 @@ class MapRecorderNode(Node):
                 " needs the generated scan layout to embed a scene (use 'crossover_ros map"
                 " build' for CrossOver maps)"
             )
-        kwargs = {}
-        if "backend" in inspect.signature(load_encoder).parameters:
-            kwargs["backend"] = self.params["backend"]
-        elif self.params["backend"] != "torch":
-            raise CrossoverError(f"backend {self.params['backend']!r} is not available here")
-        encoder = load_encoder(model, None, self.params["num_threads"], **kwargs)
-        if not isinstance(encoder, GlobalDescriptorEncoder):  # pragma: no cover - guard
-            raise CrossoverError(f"model {model!r} cannot embed recorded keyframes")
-        return encoder
+        return load_encoder(model, None, self.params["num_threads"], backend=self.params["backend"])
 
     def _open_map(self) -> MapBase:
         location = str(self.params["map_path"])

@@ -81,7 +81,7 @@ PARAMETERS = [
     ),
     ParamSpec(
         "backend",
-        "torch",
+        "auto",
         f"Inference runtime of the encoder: {', '.join(BACKENDS)} (auto: the fastest here).",
     ),
     ParamSpec("color_topic", "/camera/color/image_raw", "sensor_msgs/Image, rgb8/bgr8/mono8."),
