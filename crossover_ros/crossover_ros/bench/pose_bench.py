@@ -57,14 +57,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bench.set_defaults(command=bench_pose_command)
 
 
-def _yaw_pose(yaw: float, translation: np.ndarray) -> np.ndarray:
-    out = np.eye(4)
-    c, s = np.cos(yaw), np.sin(yaw)
-    out[:2, :2] = [[c, -s], [s, c]]
-    out[:3, 3] = translation
-    return out
-
-
 def _scene(scan) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
     """What the map stores of a scan: 5 cm cloud (room frame) and instance centroids."""
     from crossover_ros.mapdb.records import voxel_downsample
@@ -86,15 +78,17 @@ def _drifted(poses: list[np.ndarray], drift: float, rng: np.random.Generator) ->
     """Odometry that drifts: per step, random translation (``drift`` m per metre walked, 1 sigma)
     and yaw (50 * ``drift`` degrees per metre: 0.5 deg/m at 1 %) about the camera, accumulated.
     """
+    from crossover_ros.pose.global_search import yaw_pose
+
     if drift <= 0.0:
         return poses
     out, error = [poses[0]], np.eye(4)
     for previous, pose in itertools.pairwise(poses):
         step = float(np.linalg.norm(pose[:3, 3] - previous[:3, 3]))
         here = (error @ pose)[:3, 3]
-        turn = _yaw_pose(rng.normal(0.0, np.radians(50.0 * drift) * step), np.zeros(3))
-        noise = _yaw_pose(0.0, here + rng.normal(0.0, drift * step, 3)) @ turn
-        noise = noise @ _yaw_pose(0.0, -here)
+        turn = yaw_pose(rng.normal(0.0, np.radians(50.0 * drift) * step), np.zeros(3))
+        noise = yaw_pose(0.0, here + rng.normal(0.0, drift * step, 3)) @ turn
+        noise = noise @ yaw_pose(0.0, -here)
         error = noise @ error
         out.append(error @ pose)
     return out
@@ -238,6 +232,7 @@ def bench_pose_command(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace, building) -> None:
     from crossover_ros.pose import PoseEstimator
+    from crossover_ros.pose.global_search import yaw_pose
 
     rng = np.random.default_rng(args.seed)
     cfg = _pose_cfg(args)
@@ -260,7 +255,7 @@ def _bench(args: argparse.Namespace, building) -> None:
         count = max(0, len(keyframes) - args.keyframes)
         for begin in np.unique(np.linspace(0, count, args.windows).round().astype(int)):
             frames = keyframes[begin : begin + args.keyframes]
-            odom_from_building = _yaw_pose(
+            odom_from_building = yaw_pose(
                 rng.uniform(-np.pi, np.pi), rng.uniform([-10, -10, -1], [10, 10, 1])
             )
             odom_from_room = odom_from_building @ room_to_building

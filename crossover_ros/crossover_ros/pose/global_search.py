@@ -28,7 +28,8 @@ _VERTICAL_NZ = 0.35  # |n_z| below: a vertical surface (within ~20 degrees)
 _HORIZONTAL_NZ = 0.94  # |n_z| above: a horizontal surface
 
 
-def _yaw_matrix(yaw: float, translation: np.ndarray) -> np.ndarray:
+def yaw_pose(yaw: float, translation: np.ndarray) -> np.ndarray:
+    """4x4 rotation about the gravity axis (radians) followed by ``translation``."""
     out = np.eye(4)
     c, s = np.cos(yaw), np.sin(yaw)
     out[:2, :2] = [[c, -s], [s, c]]
@@ -196,7 +197,7 @@ def correlative_hypotheses(
             shift = np.where(shift > np.array(size) / 2, shift - np.array(size), shift)
             xy = m_origin + shift * cell_m - q_origin
             # query point x -> R (x - q_centre) + xy (both rasters floor() alike)
-            transform = _yaw_matrix(yaw, np.array([0.0, 0.0, dz]))
+            transform = yaw_pose(yaw, np.array([0.0, 0.0, dz]))
             transform[:2, 3] = xy - transform[:2, :2] @ q_centre
             hypotheses.append((float(corr[i, j]), transform))
     hypotheses.sort(key=lambda h: -h[0])

@@ -36,7 +36,7 @@ from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recording import RecordingCfg, SceneRecording
 from crossover_ros.pipeline.stats import WarnThrottle
 from crossover_ros.pipeline.stream import FrameRejectedError, SensorStream, StreamCfg
-from crossover_ros.ros.params import ParamSpec, declare
+from crossover_ros.ros.params import SENSOR_PARAMETERS, ParamSpec, declare
 
 PARAMETERS = [
     ParamSpec(
@@ -63,24 +63,7 @@ PARAMETERS = [
     ParamSpec(
         "scan_index", 0, "Scan index of the saved scenes (0 = a reference scan).", 0, 1_000_000
     ),
-    ParamSpec("color_topic", "/camera/color/image_raw", "sensor_msgs/Image, rgb8/bgr8/mono8."),
-    ParamSpec(
-        "depth_topic", "/camera/aligned_depth_to_color/image_raw", "Depth aligned to colour."
-    ),
-    ParamSpec("camera_info_topic", "/camera/color/camera_info", "CameraInfo of the colour image."),
-    ParamSpec("odom_topic", "/odom", "nav_msgs/Odometry of the camera; '' for no cloud."),
-    ParamSpec("sync_slop_s", 0.02, "Colour/depth stamps further apart are not paired.", 0.0, 1.0),
-    ParamSpec("odom_max_age_s", 0.1, "Odometry older than this is not used for a frame.", 0.0, 5.0),
-    ParamSpec(
-        "min_valid_depth_fraction",
-        0.01,
-        "Frames with a smaller share of valid depth pixels are rejected.",
-        0.0,
-        1.0,
-    ),
-    ParamSpec("keyframe_min_translation_m", 0.25, "Motion that makes a keyframe.", 0.0, 10.0),
-    ParamSpec("keyframe_min_rotation_deg", 15.0, "Turn that makes a keyframe.", 0.0, 180.0),
-    ParamSpec("keyframe_max_interval_s", 1.0, "A keyframe at least this often.", 0.01, 60.0),
+    *SENSOR_PARAMETERS,
     ParamSpec(
         "max_keyframes",
         200,
@@ -89,13 +72,6 @@ PARAMETERS = [
         10000,
     ),
     ParamSpec("fuse_cloud", True, "Store the fused point cloud (odometry frame) with the scene."),
-    ParamSpec(
-        "fusion_pixel_stride",
-        4,
-        "Fuse every n-th pixel row and column (4 for 640x480 at 5 cm voxels; 1-2 if smaller).",
-        1,
-        16,
-    ),
     ParamSpec("save_on_shutdown", True, "Save what was recorded when the node shuts down."),
     ParamSpec("autostart", True, "Configure and activate at start-up."),
 ]
