@@ -19,12 +19,21 @@ def _console_scripts() -> set[str]:
     raise AssertionError("no console_scripts in setup.py")
 
 
-def _declared_parameters(module: str) -> set[str]:
-    source = (PACKAGE / "crossover_ros" / "ros" / "nodes" / f"{module}.py").read_text()
+def _param_specs(path: Path) -> set[str]:
+    """Names of the ParamSpec(...) calls in a source file (read, not imported: no rclpy here)."""
     names = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ParamSpec":
             names.add(node.args[0].value)
+    return names
+
+
+def _declared_parameters(module: str) -> set[str]:
+    ros = PACKAGE / "crossover_ros" / "ros"
+    path = ros / "nodes" / f"{module}.py"
+    names = _param_specs(path)
+    if "*SENSOR_PARAMETERS" in path.read_text():
+        names |= _param_specs(ros / "params.py")  # the shared table holds only ParamSpecs
     return names
 
 
