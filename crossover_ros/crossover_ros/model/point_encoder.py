@@ -26,34 +26,59 @@ class PointEncoderCfg:
 
 
 def farthest_point_sample(xyz: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, N, 3) -> (B, k) indices of points spread as far apart as possible (starts at 0)."""
-    batch = torch.arange(xyz.shape[0], device=xyz.device)
-    nearest = torch.full(xyz.shape[:2], float("inf"), device=xyz.device, dtype=xyz.dtype)
-    current = torch.zeros(xyz.shape[0], dtype=torch.long, device=xyz.device)
-    chosen = []
-    for _ in range(k):
-        chosen.append(current)
-        centre = xyz[batch, current].unsqueeze(1)
-        nearest = torch.minimum(nearest, ((xyz - centre) ** 2).sum(-1))
-        current = nearest.argmax(-1)
-    return torch.stack(chosen, dim=1)
+    """(B, N, 3) -> (B, k) indices of points spread as far apart as possible (starts at 0).
+
+    Each step takes the point farthest from the centres chosen so far (the first of equal
+    maxima), its distance being ``((xyz - centre) ** 2).sum(-1)``.
+    """
+    return _farthest_point_sample(xyz.transpose(1, 2), k)
 
 
 def knn(query: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:
     """(B, M, 3), (B, N, 3) -> (B, M, k) indices of each query's k nearest points."""
+    return _knn(query, points.transpose(1, 2), k)
+
+
+# The encoder works on the coordinates as columns, (B, 3, N): the transposed view of the
+# (B, N, C) cloud that the kNN matmul takes anyway. In an exported graph each coordinate is then a
+# contiguous row: ONNX Runtime runs a slice, gather or broadcast along a 3- or 6-wide last axis
+# element by element (taking x out of a (32, 512, 3) cloud costs more than ten FPS steps).
+
+
+def _farthest_point_sample(columns: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, 3, N) -> (B, k). Exported, the loop unrolls into k - 1 copies of its 7-op body (an
+    ONNX Loop costs ONNX Runtime more per iteration than the body does, and TensorRT loops take
+    no loop-carried tensor that grows), with no Shape, Reshape or Concat per step and every
+    broadcast one value per contiguous row. The squared distance sums its terms in the order
+    ``((xyz - centre) ** 2).sum(-1)`` does, (dx*dx + dy*dy) + dz*dz, so the indices are bit for
+    bit those of that plain loop in PyTorch and ONNX Runtime alike (test_model, test_runtime).
+    """
+    if k < 1:
+        return torch.zeros(columns.shape[0], 0, dtype=torch.long, device=columns.device)
+    with torch.no_grad():  # indices carry no gradient; the in-place square needs none
+        columns = columns.contiguous()
+        per_axis = torch.zeros(1, 3, 1, dtype=torch.long, device=columns.device)
+        centre = columns[:, :, :1]  # the first centre is point 0
+        nearest = None
+        chosen = [torch.zeros_like(columns[:, :1, :1], dtype=torch.long)]
+        for _ in range(k - 1):
+            offset = columns - centre
+            distance = offset.mul_(offset).sum(1, keepdim=True)  # (B, 1, N)
+            nearest = distance if nearest is None else torch.minimum(nearest, distance)
+            current = nearest.argmax(-1, keepdim=True)  # (B, 1, 1): the first of equal maxima
+            chosen.append(current)
+            centre = columns.gather(2, current + per_axis)  # (B, 3, 1)
+        return torch.cat(chosen, dim=2).reshape(-1, k)
+
+
+def _knn(query: torch.Tensor, columns: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, M, 3), (B, 3, N) -> (B, M, k): |q|^2 - 2 q.p + |p|^2, the k smallest per query."""
     squared = (
         (query**2).sum(-1, keepdim=True)
-        - 2 * query @ points.transpose(1, 2)
-        + (points**2).sum(-1).unsqueeze(1)
+        - 2 * query @ columns
+        + (columns * columns).sum(1, keepdim=True)  # (points ** 2).sum(-1), bit for bit
     )
     return squared.topk(k, dim=-1, largest=False).indices
-
-
-def gather(points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """points (B, N, C), index (B, ...) -> (B, ..., C)."""
-    flat = index.reshape(index.shape[0], -1)
-    picked = torch.gather(points, 1, flat.unsqueeze(-1).expand(-1, -1, points.shape[-1]))
-    return picked.reshape(*index.shape, points.shape[-1])
 
 
 class PointEncoder(nn.Module):
@@ -70,13 +95,31 @@ class PointEncoder(nn.Module):
 
     def forward_features(self, points: torch.Tensor) -> torch.Tensor:
         """(B, G, D) per-group features before the final pooling."""
-        xyz = points[..., :3]
-        centres_index = farthest_point_sample(xyz, self.cfg.num_groups)
-        centres = gather(xyz, centres_index)  # (B, G, 3)
-        patches = gather(points, knn(centres, xyz, self.cfg.group_size))  # (B, G, S, C)
-        offsets = patches[..., :3] - centres.unsqueeze(2)
-        local = self.local(torch.cat([offsets, patches[..., 3:]], dim=-1)).amax(dim=2)
-        return self.global_mlp(torch.cat([self.norm(local), centres], dim=-1))
+        groups, size, channels = self.cfg.num_groups, self.cfg.group_size, self.cfg.in_channels
+        columns = points.transpose(1, 2)[:, :3]  # (B, 3, N)
+        # Centres and patches are rows of the flattened (B * N, C) cloud: an ONNX Gather of
+        # whole rows, where a per-channel gather needs its index expanded first. Reshapes use
+        # the config's sizes and -1 for the batch: constants in the exported graph, not
+        # Shape -> Gather -> Concat chains.
+        first_row = torch.arange(points.shape[0], device=points.device).mul(points.shape[1])
+        first_row = first_row.unsqueeze(1)  # (B, 1): each cloud's point 0 in the flat rows
+        flat = points.reshape(-1, channels)
+        centre_rows = _farthest_point_sample(columns, groups) + first_row  # (B, G)
+        centre_points = flat.index_select(0, centre_rows.reshape(-1))  # (B * G, C)
+        centres = centre_points[:, :3]
+        neighbours = _knn(centres.reshape(-1, groups, 3), columns, size)  # (B, G, S)
+        neighbours = (neighbours + first_row.unsqueeze(2)).reshape(-1)
+        patches = flat.index_select(0, neighbours).reshape(-1, size, channels)
+        # [xyz - centre, other channels] as one subtraction of the centre point with its other
+        # channels zeroed (x - 0 is x exactly): no slice and concat of the patch tensor.
+        keep_xyz = torch.tensor([1.0] * 3 + [0.0] * (channels - 3), dtype=points.dtype)
+        shift = centre_points * keep_xyz.to(points.device)
+        offsets = (patches - shift.unsqueeze(1)).reshape(-1, channels)  # (B * G * S, C)
+        # The MLPs run on 2-D (rows, channels), as nn.Linear does inside anyway: in ONNX a 2-D
+        # MatMul + Add becomes one Gemm with the bias in the kernel, a 4-D one does not.
+        local = self.local(offsets).reshape(-1, size, self.cfg.local_widths[-1]).amax(dim=1)
+        merged = torch.cat([self.norm(local), centres], dim=-1)  # (B * G, W + 3)
+        return self.global_mlp(merged).reshape(-1, groups, self.out_dim)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         return self.forward_features(points).amax(dim=1)

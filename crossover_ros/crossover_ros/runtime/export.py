@@ -27,8 +27,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 OPSET = 17  # LayerNormalization is a single op from 17 on (TensorRT maps it to one layer)
+# What the exported graph is, beyond the weights the fingerprint names: bump EXPORT_REVISION when
+# the same weights export to another graph (the exporter settings here, or the code a model runs
+# only under export, such as point_encoder's unrolled FPS). A cached file of another revision or
+# opset is exported again, and TensorRT engines, keyed by the ONNX file's hash, are rebuilt.
+# 2: the point encoders' FPS, kNN and grouping rewritten (scene_points: 632 ops, was 1768).
+# 3: the instance heads' graph indexes [:, 0] instead of squeeze(1) (no If node).
+EXPORT_REVISION = 3
 SPEC_KEY = "crossover_ros.graph_spec"
 FINGERPRINT_KEY = "crossover_ros.fingerprint"
+REVISION_KEY = "crossover_ros.export_revision"
+
+
+def export_revision(opset: int = OPSET) -> str:
+    return f"{EXPORT_REVISION}/opset{opset}"
 
 
 def default_cache_dir() -> Path:
@@ -70,7 +82,11 @@ def export_onnx(graph: Graph, path: Path, opset: int = OPSET) -> Path:
                 dynamo=False,
             )
         model = onnx.load(str(tmp))
-        for key, value in ((SPEC_KEY, spec.to_json()), (FINGERPRINT_KEY, graph.fingerprint)):
+        for key, value in (
+            (SPEC_KEY, spec.to_json()),
+            (FINGERPRINT_KEY, graph.fingerprint),
+            (REVISION_KEY, export_revision(opset)),
+        ):
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(model, str(tmp))
@@ -84,8 +100,7 @@ def export_onnx(graph: Graph, path: Path, opset: int = OPSET) -> Path:
     return path
 
 
-def read_metadata(path: Path) -> tuple[GraphSpec, str]:
-    """The graph spec and fingerprint stored in an exported file; RuntimeBackendError if none."""
+def _metadata(path: Path) -> dict[str, str]:
     import onnx
 
     try:
@@ -95,6 +110,12 @@ def read_metadata(path: Path) -> tuple[GraphSpec, str]:
     meta = {p.key: p.value for p in model.metadata_props}
     if SPEC_KEY not in meta or FINGERPRINT_KEY not in meta:
         raise RuntimeBackendError(f"{path} was not exported by crossover_ros export")
+    return meta
+
+
+def read_metadata(path: Path) -> tuple[GraphSpec, str]:
+    """The graph spec and fingerprint stored in an exported file; RuntimeBackendError if none."""
+    meta = _metadata(path)
     return spec_from_json(meta[SPEC_KEY]), meta[FINGERPRINT_KEY]
 
 
@@ -122,13 +143,18 @@ class OnnxCache:
         return self.folder / onnx_file_name(graph)
 
     def ensure(self, graph: Graph) -> Path:
-        """The graph's ONNX file, exported now if it is missing or holds another fingerprint."""
+        """The graph's ONNX file, exported now if it is missing, holds another fingerprint or
+        was made by another export revision."""
         path = self.path(graph)
         if path.is_file():
             try:
-                if read_metadata(path)[1] == graph.fingerprint:
+                meta = _metadata(path)
+                if meta[FINGERPRINT_KEY] != graph.fingerprint:
+                    log.warning("%s holds another model: exporting again", path)
+                elif meta.get(REVISION_KEY) != export_revision():
+                    log.info("%s is of an older export revision: exporting again", path)
+                else:
                     return path
-                log.warning("%s holds another model: exporting again", path)
             except RuntimeBackendError as err:
                 log.warning("%s: exporting again", err)
         return export_onnx(graph, path)

@@ -186,7 +186,8 @@ class InstanceProjectionGraph(nn.Module):
         self.modality = modality
 
     def forward(self, objects: torch.Tensor) -> torch.Tensor:
-        return self.encoder.project(self.modality, objects.unsqueeze(1)).squeeze(1)
+        # [:, 0], not squeeze(1): squeeze exports as an If node TensorRT may not take
+        return self.encoder.project(self.modality, objects.unsqueeze(1))[:, 0]
 
 
 class TextGraph(nn.Module):

@@ -11,7 +11,12 @@ from crossover_ros.model import modalities as mod
 from crossover_ros.model.crossover import CrossOverCfg, CrossOverModel
 from crossover_ros.model.instance_encoder import InstanceEncoder
 from crossover_ros.model.losses import anchored_info_nce, info_nce
-from crossover_ros.model.point_encoder import PointEncoderCfg, farthest_point_sample, knn
+from crossover_ros.model.point_encoder import (
+    PointEncoder,
+    PointEncoderCfg,
+    farthest_point_sample,
+    knn,
+)
 from crossover_ros.model.scene_encoder import SceneFusion
 from crossover_ros.model.unified import ScenePointEncoderCfg
 from crossover_ros.train.batches import make_batch
@@ -79,6 +84,95 @@ def test_fps_and_knn_against_brute_force():
     cloud, query = torch.randn(2, 50, 3, generator=rng), torch.randn(2, 4, 3, generator=rng)
     brute = torch.cdist(query, cloud).topk(5, largest=False).indices
     assert torch.equal(knn(query, cloud, 5).sort(-1).values, brute.sort(-1).values)
+
+
+# The point encoder as first written (plain loops and gathers, before it was rewritten for the
+# exported graph): the reference the rewrite must match, indices bit for bit.
+def _reference_fps(xyz, k):
+    batch = torch.arange(xyz.shape[0])
+    nearest = torch.full(xyz.shape[:2], float("inf"))
+    current = torch.zeros(xyz.shape[0], dtype=torch.long)
+    chosen = []
+    for _ in range(k):
+        chosen.append(current)
+        centre = xyz[batch, current].unsqueeze(1)
+        nearest = torch.minimum(nearest, ((xyz - centre) ** 2).sum(-1))
+        current = nearest.argmax(-1)
+    return torch.stack(chosen, dim=1)
+
+
+def _reference_knn(query, points, k):
+    squared = (
+        (query**2).sum(-1, keepdim=True)
+        - 2 * query @ points.transpose(1, 2)
+        + (points**2).sum(-1).unsqueeze(1)
+    )
+    return squared.topk(k, dim=-1, largest=False).indices
+
+
+def _reference_gather(points, index):
+    flat = index.reshape(index.shape[0], -1)
+    picked = torch.gather(points, 1, flat.unsqueeze(-1).expand(-1, -1, points.shape[-1]))
+    return picked.reshape(*index.shape, points.shape[-1])
+
+
+def _reference_encoder(encoder, points):
+    xyz = points[..., :3]
+    centres = _reference_gather(xyz, _reference_fps(xyz, encoder.cfg.num_groups))
+    patches = _reference_gather(points, _reference_knn(centres, xyz, encoder.cfg.group_size))
+    offsets = patches[..., :3] - centres.unsqueeze(2)
+    local = encoder.local(torch.cat([offsets, patches[..., 3:]], dim=-1)).amax(dim=2)
+    return encoder.global_mlp(torch.cat([encoder.norm(local), centres], dim=-1)).amax(dim=1)
+
+
+def _clouds(channels, seed=0):
+    """Clouds of several sizes and scales, with duplicate points and a coarse grid (exact ties
+    in FPS distances and kNN ranks)."""
+    g = torch.Generator().manual_seed(seed)
+    clouds = []
+    for batch, count, scale in ((1, 1024, 3.0), (4, 1024, 8.0), (3, 300, 0.5), (5, 64, 1.0)):
+        cloud = torch.rand(batch, count, channels, generator=g) * scale - scale / 2
+        cloud[0, 10:40] = cloud[0, 5]  # duplicates
+        clouds.append(cloud)
+    clouds.append(torch.round(clouds[1] * 2) / 2)  # grid
+    return clouds
+
+
+def test_point_encoder_rewrite_matches_the_reference_on_the_shipped_weights():
+    """FPS indices and kNN neighbours identical, outputs within float rounding (ONNX Runtime
+    runs the same FPS: test_runtime)."""
+    from crossover_ros.pipeline.encoders import default_model_path
+
+    model, _ = CrossOverModel.load(default_model_path())
+    encoders = [
+        model.scene_points.encoder,
+        model.instance.point_encoder,
+        model.instance.mesh_encoder,
+    ]
+    for encoder in encoders:
+        cfg = encoder.cfg
+        for points in _clouds(cfg.in_channels):
+            xyz = points[..., :3]
+            expected = _reference_fps(xyz, cfg.num_groups)
+            assert torch.equal(farthest_point_sample(xyz, cfg.num_groups), expected)
+            centres = _reference_gather(xyz, expected)
+            neighbours = knn(centres, xyz, cfg.group_size).sort(-1).values
+            reference = _reference_knn(centres, xyz, cfg.group_size).sort(-1).values
+            assert torch.equal(neighbours, reference)
+            with torch.inference_mode():
+                got, want = encoder(points), _reference_encoder(encoder, points)
+            cosine = torch.nn.functional.cosine_similarity(got.double(), want.double(), dim=-1)
+            assert cosine.min() >= 0.99999, cosine.min()
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_point_encoder_trains_through_the_rewritten_grouping():
+    """Gradients reach every weight (FPS/kNN indices carry none) and the input points."""
+    encoder = PointEncoder(PointEncoderCfg(num_groups=8, group_size=4))
+    points = torch.rand(2, 40, 6, requires_grad=True)
+    encoder(points).sum().backward()
+    assert points.grad is not None and points.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in encoder.parameters())
 
 
 def test_losses_reward_alignment_and_skip_missing_pairs():

@@ -172,6 +172,99 @@ def test_a_failed_export_leaves_no_file(graphs, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_onnx_cache_re_exports_a_file_of_an_older_export_revision(graphs, tmp_path):
+    import onnx
+
+    graph = graphs["instance_referral"]
+    cache = OnnxCache(tmp_path)
+    path = cache.ensure(graph)
+    model = onnx.load(str(path))  # as an older crossover_ros wrote it: no revision entry
+    kept = [p for p in model.metadata_props if p.key != export_module.REVISION_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    onnx.save(model, str(path))
+    stale = path.stat().st_mtime_ns
+    assert cache.ensure(graph) == path and path.stat().st_mtime_ns != stale
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert meta[export_module.REVISION_KEY] == export_module.export_revision()
+
+
+# Ops the ONNX parser of TensorRT 8.6 (JetPack 6) and 10 turns into layers; no Loop, If or Scan:
+# the point encoders' FPS is unrolled, which ONNX Runtime also runs faster than a Loop.
+TENSORRT_OPS = {
+    "Add", "ArgMax", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Div", "Equal",
+    "Erf", "Expand", "Flatten", "Gather", "GatherElements", "Gemm", "LayerNormalization",
+    "MatMul", "Max", "Min", "Mul", "Pad", "Pow", "Range", "ReduceL2", "ReduceMax", "ReduceMean",
+    "ReduceSum", "Relu", "Reshape", "Shape", "Slice", "Split", "Sqrt", "Squeeze", "Sub", "TopK",
+    "Transpose", "Unsqueeze", "Where",
+}  # fmt: skip
+
+
+# The instance graphs end in InstanceProjectionGraph's squeeze(1) of a dynamic shape, which the
+# exporter writes as an If (TensorRT imports one branch where the condition is known at build).
+@pytest.mark.parametrize(
+    "name, most_ops, wrapper_ops",
+    [
+        ("scene_points", 700, set()),
+        ("instance_point_cloud", 320, {"If"}),
+        ("instance_mesh", 320, {"If"}),
+    ],
+)
+def test_point_encoder_graphs_are_compact_and_tensorrt_parsable(
+    name, most_ops, wrapper_ops, onnx_files
+):
+    """The FPS loop unrolls into ~15 ops a step, with no per-step shape, reshape or concat."""
+    import onnx
+
+    ops = [node.op_type for node in onnx.load(str(onnx_files[name])).graph.node]
+    assert len(ops) <= most_ops, len(ops)
+    assert set(ops) <= TENSORRT_OPS | wrapper_ops, set(ops) - TENSORRT_OPS - wrapper_ops
+
+
+def test_exported_fps_and_knn_pick_what_pytorch_picks(tmp_path):
+    """The export-only FPS formulation, run by ONNX Runtime: the same indices as eager PyTorch,
+    on clouds with duplicate points and exact ties (dynamic batch and point count)."""
+    import onnxruntime as ort
+
+    from crossover_ros.model.point_encoder import farthest_point_sample, knn
+
+    class Grouping(torch.nn.Module):
+        def forward(self, xyz):
+            centres = farthest_point_sample(xyz, 16)
+            picked = torch.gather(xyz, 1, centres.unsqueeze(-1).expand(-1, -1, 3))
+            return centres, knn(picked, xyz, 8)
+
+    path = tmp_path / "grouping.onnx"
+    torch.onnx.export(
+        Grouping(),
+        (torch.rand(2, 100, 3),),
+        str(path),
+        input_names=["xyz"],
+        output_names=["centres", "neighbours"],
+        dynamic_axes={"xyz": {0: "batch", 1: "points"}},
+        opset_version=export_module.OPSET,
+        dynamo=False,
+    )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(7)
+    for batch, count in ((1, 64), (3, 500), (4, 1024)):
+        xyz = rng.uniform(-2, 2, (batch, count, 3)).astype(np.float32)
+        xyz[0, 5:30] = xyz[0, 2]  # duplicates
+        if count == 500:
+            xyz = np.round(xyz * 2) / 2  # a coarse grid: many equal FPS distances
+        with torch.no_grad():
+            centres, neighbours = Grouping()(torch.from_numpy(xyz))
+        got_centres, got_neighbours = session.run(None, {"xyz": xyz})
+        np.testing.assert_array_equal(got_centres, centres.numpy())
+        if count == 500:  # grid points at equal distance may rank either way in a top-k
+            continue
+        # The same neighbour points (of duplicates, either copy may be picked).
+        rows = np.arange(batch)[:, None, None]
+        np.testing.assert_array_equal(
+            np.sort(xyz[rows, got_neighbours], axis=2), np.sort(xyz[rows, neighbours], axis=2)
+        )
+
+
 # -- backends and the auto choice -----------------------------------------------------------------
 def test_runtime_cfg_refuses_unknown_settings():
     with pytest.raises(RuntimeBackendError, match="backend"):
