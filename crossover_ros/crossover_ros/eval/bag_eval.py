@@ -475,7 +475,7 @@ class ObservedRelocalization:
 
 def observed_relocalization(found: Relocalization, mapdb: MapBase) -> ObservedRelocalization:
     """What the node would publish for ``found`` (``ros/relocalization.py``), as arrays."""
-    pose = found.camera_in_scene
+    pose = found.camera_in_scene if found.confirmed else None  # the node publishes no other
     record = mapdb.scene(found.scene_id)
     if pose is not None and record.frame_to_building is not None:
         pose = np.asarray(record.frame_to_building, np.float64).reshape(4, 4) @ pose

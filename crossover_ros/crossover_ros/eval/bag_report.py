@@ -130,7 +130,7 @@ def format_report(
         " the mapped instances in view. Pose error: the published pose against the odometry"
         " (building frame), median over published poses; wrong: beyond"
         f" {cfg.wrong_pose_m:g} m or {cfg.wrong_pose_deg:g} deg; none: relocalisations that"
-        " ended in NoPose (weak evidence).",
+        " published no pose (NoPose on weak evidence, or not yet confirmed by odometry).",
     ]
     if any(r.recall_capped_at is not None for r in rows if r.available):
         lines.append(

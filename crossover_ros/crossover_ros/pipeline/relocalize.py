@@ -10,6 +10,11 @@ instance its centroid falls into (the embedding match if it agrees), scored by t
 their embeddings. Without object embeddings (the global-descriptor baseline) the pose comes
 from the global search alone. It is work of tens to hundreds of milliseconds, so it runs at
 most every ``interval_s`` and only on a confident answer.
+
+Geometry cannot tell look-alike rooms apart: in the wrong twin the pose fits perfectly, in the
+wrong place. Odometry can: the odometry frame's pose in the map (``map_from_odom``) is the same
+whatever room the robot stands in, so estimates are pooled (:class:`PoseConsensus`) and a pose
+is confirmed only when it agrees with the best-supported ``map_from_odom``, seen at least twice.
 """
 
 from __future__ import annotations
@@ -21,8 +26,53 @@ import numpy as np
 
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.model import modalities as mod
+from crossover_ros.pipeline.keyframes import rotation_angle_deg
 from crossover_ros.pipeline.objects import QueryObject, SegmentationCfg, segment_objects
 from crossover_ros.pose.estimate import NoPose, PoseCfg, PoseEstimate, PoseEstimator
+
+
+@dataclass(frozen=True)
+class ConsensusCfg:
+    translation_m: float = 0.3  # two map_from_odom estimates this close are the same hypothesis
+    rotation_deg: float = 5.0
+    min_support: int = 2  # estimates a hypothesis needs before its poses are published
+    memory_s: float = 120.0  # support older than this is forgotten (odometry drifts)
+
+
+class PoseConsensus:
+    """Hypotheses of ``map_from_odom`` with the stamps of the estimates that support them."""
+
+    def __init__(self, cfg: ConsensusCfg | None = None) -> None:
+        self.cfg = cfg or ConsensusCfg()
+        self._hypotheses: list[tuple[np.ndarray, list[float]]] = []
+
+    def reset(self) -> None:
+        self._hypotheses = []
+
+    def vote(self, map_from_odom: np.ndarray, stamp: float) -> tuple[bool, int]:
+        """Add one estimate; (confirmed, its hypothesis' support). Confirmed: the hypothesis
+        has ``min_support`` and more than any other (a tie confirms neither)."""
+        cfg = self.cfg
+        kept = []
+        for transform, stamps in self._hypotheses:
+            recent = [t for t in stamps if stamp - cfg.memory_s <= t <= stamp]
+            if recent:
+                kept.append((transform, recent))
+        self._hypotheses = kept
+        for index, (transform, stamps) in enumerate(self._hypotheses):
+            moved = np.linalg.norm(transform[:3, 3] - map_from_odom[:3, 3])
+            turned = rotation_angle_deg(transform[:3, :3], map_from_odom[:3, :3])
+            if moved <= cfg.translation_m and turned <= cfg.rotation_deg:
+                self._hypotheses[index] = (map_from_odom, [*stamps, stamp])
+                break
+        else:
+            self._hypotheses.append((map_from_odom, [stamp]))
+            index = len(self._hypotheses) - 1
+        support = len(self._hypotheses[index][1])
+        best_other = max(
+            (len(s) for i, (_, s) in enumerate(self._hypotheses) if i != index), default=0
+        )
+        return support >= cfg.min_support and support > best_other, support
 
 
 @dataclass(frozen=True)
@@ -32,6 +82,7 @@ class RelocalizerCfg:
     min_points: int = 500  # a fused cloud with fewer points sees too little of the room
     instance_threshold: float = 0.5  # cosine below which an object stays unmatched
     box_margin_m: float = 0.15  # an object's centroid this far outside a stored box still counts
+    consensus: ConsensusCfg = field(default_factory=lambda: ConsensusCfg())
     segmentation: SegmentationCfg = field(default_factory=SegmentationCfg)
     pose: PoseCfg = field(default_factory=PoseCfg)
 
@@ -62,6 +113,8 @@ class Relocalization:
     camera_to_odom: np.ndarray
     num_objects: int
     compute_time_s: float
+    confirmed: bool = False  # the pose agrees with the best-supported map_from_odom
+    support: int = 0  # estimates behind that hypothesis, this one included
 
     @property
     def camera_in_scene(self) -> np.ndarray | None:
@@ -83,10 +136,14 @@ class Relocalizer:
         self.mapdb = mapdb
         self.encoder = encoder
         self.estimator = PoseEstimator(self.cfg.pose)
+        # one per map frame: a building's, or a scene's own when it has no pose in a building
+        self._consensus: dict[str, PoseConsensus] = {}
         self._last_stamp: float | None = None
 
     def reset(self) -> None:
+        """Forget the rate limit and the pooled poses (a bag loop, ``~/reset``)."""
         self._last_stamp = None
+        self._consensus.clear()
 
     def due(self, stamp: float, scene_id: str, confidence: float) -> bool:
         """Whether to relocalise now: a confident answer, and the interval has passed."""
@@ -130,6 +187,15 @@ class Relocalizer:
             )
             if isinstance(pose, PoseEstimate) and objects:
                 correspondences = self._associate(scene_id, objects, vectors, pose)
+        confirmed, support = False, 0
+        if isinstance(pose, PoseEstimate):
+            if record.frame_to_building is not None:
+                frame = f"building {record.building_id}"
+                scene_to_map = np.asarray(record.frame_to_building, np.float64).reshape(4, 4)
+            else:  # a scene in its own frame: its poses pool with no other scene's
+                frame, scene_to_map = f"scene {scene_id}", np.eye(4)
+            consensus = self._consensus.setdefault(frame, PoseConsensus(self.cfg.consensus))
+            confirmed, support = consensus.vote(scene_to_map @ pose.map_from_query, stamp)
         return Relocalization(
             stamp=stamp,
             scene_id=scene_id,
@@ -139,6 +205,8 @@ class Relocalizer:
             camera_to_odom=np.asarray(camera_to_odom, np.float64),
             num_objects=num_objects,
             compute_time_s=time.perf_counter() - started,
+            confirmed=confirmed,
+            support=support,
         )
 
     def _can_match(self, scene_id: str) -> bool:

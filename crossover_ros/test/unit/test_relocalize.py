@@ -99,3 +99,36 @@ def test_relocalisation_is_rate_limited_and_needs_a_confident_answer(mapdb):
     assert not relocalizer.due(1.0, "room_a", 0.9)
     assert relocalizer.due(2.0, "room_a", 0.9)
     assert relocalizer.due(-5.0, "room_a", 0.9)  # time went back: a bag loop
+
+
+def _offset(x: float, yaw_deg: float = 0.0) -> np.ndarray:
+    return _pose(yaw_deg, (x, 0.0, 0.0))
+
+
+def test_consensus_confirms_a_pose_the_odometry_agrees_with_not_a_twin():
+    """map_from_odom is the same in every room: an estimate in the wrong look-alike room (a
+    different map_from_odom) never outvotes the established one."""
+    from crossover_ros.pipeline.relocalize import ConsensusCfg, PoseConsensus
+
+    consensus = PoseConsensus(ConsensusCfg(min_support=2, memory_s=100.0))
+    assert consensus.vote(_offset(0.0), 0.0) == (False, 1)  # one estimate is not enough
+    assert consensus.vote(_offset(0.1, 2.0), 2.0) == (True, 2)  # agrees: confirmed
+    assert consensus.vote(_offset(6.0), 4.0) == (False, 1)  # the twin next door
+    assert consensus.vote(_offset(6.05), 6.0) == (False, 2)  # a tie confirms neither
+    assert consensus.vote(_offset(0.05), 8.0) == (True, 3)  # the right one leads again
+    assert consensus.vote(_offset(6.0), 10.0) == (False, 3)  # 3 against 3: still a tie
+    assert consensus.vote(_offset(0.0, 30.0), 12.0) == (False, 1)  # turned: another hypothesis
+    # support older than memory_s is forgotten: odometry drift cannot lock a hypothesis forever
+    assert consensus.vote(_offset(9.0), 200.0) == (False, 1)
+    consensus.reset()
+    assert consensus.vote(_offset(0.0), 201.0) == (False, 1)
+
+
+def test_relocalisation_is_confirmed_by_a_second_agreeing_estimate(mapdb):
+    relocalizer = Relocalizer(mapdb, cfg=RelocalizerCfg(interval_s=0.0))
+    first = relocalizer.relocalize(0.0, "room_a", _query_cloud(), np.eye(4))
+    second = relocalizer.relocalize(1.0, "room_a", _query_cloud(), np.eye(4))
+    assert isinstance(first.pose, PoseEstimate) and not first.confirmed and first.support == 1
+    assert second.confirmed and second.support == 2
+    relocalizer.reset()
+    assert not relocalizer.relocalize(2.0, "room_a", _query_cloud(), np.eye(4)).confirmed

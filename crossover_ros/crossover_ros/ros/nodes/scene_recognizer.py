@@ -502,6 +502,13 @@ class SceneRecognizerNode(Node):
         if pose is None:
             self._warn("no_pose", f"no pose in {found.scene_id}: {found.pose.reason}")
             return
+        if not found.confirmed:  # a single estimate, or one odometry disagrees with
+            self._warn(
+                "unconfirmed_pose",
+                f"pose in {found.scene_id} not confirmed yet ({found.support} agreeing"
+                " estimate(s)); not published",
+            )
+            return
         self._pose_pub.publish(pose)
         if self._initialpose_pub is not None:
             self._initialpose_pub.publish(pose)
