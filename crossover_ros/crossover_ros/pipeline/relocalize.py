@@ -79,6 +79,7 @@ class PoseConsensus:
 class RelocalizerCfg:
     interval_s: float = 2.0  # at most one relocalisation per this much sensor time
     min_confidence: float = 0.0  # the recogniser's confidence needed to try
+    min_keyframes: int = 3  # fused since the answer last changed: one view sees too little
     min_points: int = 500  # a fused cloud with fewer points sees too little of the room
     instance_threshold: float = 0.5  # cosine below which an object stays unmatched
     box_margin_m: float = 0.15  # an object's centroid this far outside a stored box still counts

@@ -280,6 +280,10 @@ class SensorStream:
             relocalization = None
             if result is not None:
                 self.counters["results"] += 1
+                if result.changed and self.fusion is not None and pose is not None:
+                    # another room: the cloud of the one before would not fit it
+                    self.fusion.reset()
+                    self._step("fusion", self.fusion.add, frame, pose)
                 relocalization = self._relocalize(result, pose)
                 waited = 0.0 if synced_at is None else time.monotonic() - synced_at
                 self.stats.result(result.compute_time_s, waited)
@@ -291,6 +295,8 @@ class SensorStream:
         """Correspondences and pose when due; a failure loses the pose (counted, its message kept
         in ``last_relocalization_error``), never the answer."""
         if self.relocalizer is None or self.fusion is None or pose is None:
+            return None
+        if len(self.fusion) < self.relocalizer.cfg.min_keyframes:
             return None
         if not self.relocalizer.due(result.stamp, result.scene_id, result.confidence):
             return None

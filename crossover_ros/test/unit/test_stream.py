@@ -233,7 +233,8 @@ def test_a_bag_loop_resets_window_filter_and_cloud_and_is_counted(mapdb):
     counts = stream.counts()
     assert counts["time_jumps"] == 1 and counts["window_resets"] == 1
     assert counts["odom_time_jumps"] == 1
-    assert stream.recognizer.window_length == 1 and fusion.resets == 1
+    # cloud resets: the first answer (a new room), the loop, the answer after it
+    assert stream.recognizer.window_length == 1 and fusion.resets == 3 and len(fusion) == 1
     assert keyframe.result.scene_id == "green" and keyframe.pose is not None
     assert keyframe.result.changed, "the filter restarted too"
 
@@ -253,8 +254,9 @@ def test_reset_clears_window_filter_and_cloud(mapdb):
     stream = make_stream(mapdb, fusion)
     stream.on_odometry(odometry(1.0))
     feed(stream, 1.0)
+    assert fusion.resets == 1, "a new answer starts a new cloud"
     stream.reset()
-    assert stream.recognizer.window_length == 0 and fusion.resets == 1
+    assert stream.recognizer.window_length == 0 and fusion.resets == 2 and len(fusion) == 0
     assert stream.recognizer.filter.current == ""
 
 
