@@ -473,14 +473,17 @@ class ObservedRelocalization:
     correspondences: tuple[tuple[tuple[float, float, float], int], ...] = ()
 
 
-def observed_relocalization(found: Relocalization, mapdb: MapBase) -> ObservedRelocalization:
-    """What the node would publish for ``found`` (``ros/relocalization.py``), as arrays."""
+def observed_relocalization(
+    found: Relocalization, mapdb: MapBase, stamp_ns: int
+) -> ObservedRelocalization:
+    """What the node would publish for ``found`` (``ros/relocalization.py``), as arrays;
+    ``stamp_ns``: the keyframe header's exact stamp (``found.stamp`` is float seconds)."""
     pose = found.camera_in_scene if found.confirmed else None  # the node publishes no other
     record = mapdb.scene(found.scene_id)
     if pose is not None and record.frame_to_building is not None:
         pose = np.asarray(record.frame_to_building, np.float64).reshape(4, 4) @ pose
     return ObservedRelocalization(
-        stamp_ns=round(found.stamp * 1e9),
+        stamp_ns=stamp_ns,
         scene_id=found.scene_id,
         pose_in_map=pose,
         correspondences=tuple(
@@ -592,7 +595,8 @@ def evaluate_offline(
             matches.append(observed(result, elapsed))
             if result.relocalization is not None:
                 timers.samples["relocalization"].append(result.relocalization.compute_time_s)
-                relocalizations.append(observed_relocalization(result.relocalization, mapdb))
+                found = observed_relocalization(result.relocalization, mapdb, matches[-1].stamp_ns)
+                relocalizations.append(found)
 
     memory_reset = reset_peak_memory()
     started = time.perf_counter()
