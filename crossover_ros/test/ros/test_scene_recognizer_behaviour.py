@@ -76,9 +76,8 @@ def test_every_window_is_published_at_rate_zero_with_markers(ros_context, colour
         rig.close()
     assert [m.scene_id for m in rig.matches] == ["green", "green", "red"]
     assert [m.changed for m in rig.matches] == [True, False, True]
-    # relocalisation tried in the answered room (the stub map stores no clouds: no objects)
-    assert rig.instances and {i.scene_id for i in rig.instances} <= {"green", "red"}
-    assert all(i.correspondences == [] for i in rig.instances)
+    # relocalisation waits for 3 keyframes fused since the answer changed: none here
+    assert rig.instances == []
     markers = rig.markers[-1].markers
     assert markers[0].action == Marker.DELETEALL
     text = markers[1]
