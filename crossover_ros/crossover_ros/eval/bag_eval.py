@@ -593,10 +593,10 @@ def evaluate_offline(
         timers.flush()
         if result is not None:
             matches.append(observed(result, elapsed))
-            if result.relocalization is not None:
-                timers.samples["relocalization"].append(result.relocalization.compute_time_s)
-                found = observed_relocalization(result.relocalization, mapdb, matches[-1].stamp_ns)
-                relocalizations.append(found)
+            found = stream.relocalize(result)  # after the answer, as the node does
+            if found is not None:
+                timers.samples["relocalization"].append(found.compute_time_s)
+                relocalizations.append(observed_relocalization(found, mapdb, matches[-1].stamp_ns))
 
     memory_reset = reset_peak_memory()
     started = time.perf_counter()

@@ -85,9 +85,7 @@ class StreamKeyframe:
 
     ``result`` is the recogniser's answer (None without a recogniser or with an empty map);
     ``header`` the colour image's (stamp kept exact); ``pose`` the camera in ``odom_frame``
-    from odometry (None without); ``relocalization`` the instance correspondences and pose in
-    the answered scene, on the keyframes where one was due. ``frame.color`` may be a view of
-    the message's buffer.
+    from odometry (None without). ``frame.color`` may be a view of the message's buffer.
     """
 
     frame: RGBDFrame
@@ -95,7 +93,6 @@ class StreamKeyframe:
     pose: np.ndarray | None
     odom_frame: str
     result: SceneMatchResult | None
-    relocalization: Relocalization | None = None
 
 
 class SensorStream:
@@ -277,23 +274,26 @@ class SensorStream:
             result = None
             if self.recognizer is not None:
                 result = self._step("recognizer", self.recognizer.recognise, frame)
-            relocalization = None
             if result is not None:
                 self.counters["results"] += 1
                 if result.changed and self.fusion is not None and pose is not None:
                     # another room: the cloud of the one before would not fit it
                     self.fusion.reset()
                     self._step("fusion", self.fusion.add, frame, pose)
-                relocalization = self._relocalize(result, pose)
                 waited = 0.0 if synced_at is None else time.monotonic() - synced_at
                 self.stats.result(result.compute_time_s, waited)
-            return StreamKeyframe(frame, color_msg.header, pose, odom_frame, result, relocalization)
+            return StreamKeyframe(frame, color_msg.header, pose, odom_frame, result)
 
-    def _relocalize(
-        self, result: SceneMatchResult, pose: np.ndarray | None
-    ) -> Relocalization | None:
-        """Correspondences and pose when due; a failure loses the pose (counted, its message kept
-        in ``last_relocalization_error``), never the answer."""
+    def relocalize(self, keyframe: StreamKeyframe | None) -> Relocalization | None:
+        """Correspondences and pose in the keyframe's answered room, when due.
+
+        Called after the answer went out (the node publishes the match first: a pose takes
+        tens to hundreds of milliseconds). A failure loses the pose (counted, its message kept
+        in ``last_relocalization_error``), never the answer.
+        """
+        if keyframe is None or keyframe.result is None:
+            return None
+        result, pose = keyframe.result, keyframe.pose
         if self.relocalizer is None or self.fusion is None or pose is None:
             return None
         if len(self.fusion) < self.relocalizer.cfg.min_keyframes:
@@ -301,9 +301,10 @@ class SensorStream:
         if not self.relocalizer.due(result.stamp, result.scene_id, result.confidence):
             return None
         try:
-            found = self.relocalizer.relocalize(
-                result.stamp, result.scene_id, self.fusion.cloud(), pose
-            )
+            with self._process_lock:  # the cloud and the pooled poses are shared state
+                found = self.relocalizer.relocalize(
+                    result.stamp, result.scene_id, self.fusion.cloud(), pose
+                )
         except (CrossoverError, ValueError) as err:  # ValueError: numpy/open3d on odd input
             self.counters["relocalization_errors"] += 1
             self.last_relocalization_error = f"relocalisation in {result.scene_id} failed: {err}"

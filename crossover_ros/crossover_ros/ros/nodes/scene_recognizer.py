@@ -43,7 +43,7 @@ from crossover_ros.pipeline.encoders import load_encoder
 from crossover_ros.pipeline.hysteresis import HysteresisCfg
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneMatchResult, SceneRecognizer
-from crossover_ros.pipeline.relocalize import Relocalizer, RelocalizerCfg
+from crossover_ros.pipeline.relocalize import Relocalization, Relocalizer, RelocalizerCfg
 from crossover_ros.pipeline.stats import HealthCfg, StreamStats, WarnThrottle, assess
 from crossover_ros.pipeline.stream import (
     FrameRejectedError,
@@ -200,6 +200,7 @@ class SceneRecognizerNode(Node):
         self._answer_lock = threading.Lock()
         self._answer: StreamKeyframe | None = None
         self._outbox: deque[StreamKeyframe] = deque(maxlen=16)
+        self._relocalizations: deque[tuple[StreamKeyframe, Relocalization]] = deque(maxlen=4)
         self._wake = self.create_guard_condition(self._on_results)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._health = HealthCfg(
@@ -356,6 +357,7 @@ class SceneRecognizerNode(Node):
         with self._answer_lock:
             self._answer = None
             self._outbox.clear()
+            self._relocalizations.clear()
 
     # -- configuration helpers -------------------------------------------------------------
     def _map_path(self) -> str:
@@ -423,10 +425,6 @@ class SceneRecognizerNode(Node):
         except FrameRejectedError as err:
             self._warn(err.reason, str(err))
             return
-        errors = stream.counters["relocalization_errors"]
-        if errors != self._relocalization_errors:
-            self._relocalization_errors = errors
-            self._warn("relocalization", stream.last_relocalization_error)
         if keyframe is None:
             return
         if keyframe.result is None:
@@ -435,7 +433,16 @@ class SceneRecognizerNode(Node):
         with self._answer_lock:
             self._answer = keyframe
             self._outbox.append(keyframe)
-        self._wake.trigger()
+        self._wake.trigger()  # the answer goes out now; the pose follows
+        found = stream.relocalize(keyframe)
+        errors = stream.counters["relocalization_errors"]
+        if errors != self._relocalization_errors:
+            self._relocalization_errors = errors
+            self._warn("relocalization", stream.last_relocalization_error)
+        if found is not None:
+            with self._answer_lock:
+                self._relocalizations.append((keyframe, found))
+            self._wake.trigger()
 
     def _on_worker_error(self, err: BaseException) -> None:
         self.get_logger().error(f"recognition failed unexpectedly: {err!r}")
@@ -449,14 +456,15 @@ class SceneRecognizerNode(Node):
     def _on_results(self) -> None:
         """New results from the worker: publish changes at once (every window at rate 0)."""
         with self._answer_lock:
-            results = list(self._outbox)
+            results, relocalizations = list(self._outbox), list(self._relocalizations)
             self._outbox.clear()
+            self._relocalizations.clear()
         every_window = self.params["publish_rate_hz"] <= 0.0
         for keyframe in results:
-            if keyframe.relocalization is not None:
-                self._publish_relocalization(keyframe)
             if every_window or keyframe.result.changed:
                 self._publish(keyframe, keyframe.result.changed)
+        for keyframe, found in relocalizations:
+            self._publish_relocalization(keyframe, found)
 
     def _republish(self) -> None:
         """Timer: the current answer again (changed = false)."""
@@ -488,11 +496,10 @@ class SceneRecognizerNode(Node):
             )
         )
 
-    def _publish_relocalization(self, keyframe: StreamKeyframe) -> None:
+    def _publish_relocalization(self, keyframe: StreamKeyframe, found: Relocalization) -> None:
         """Instance correspondences and, when the evidence held, the pose in the map."""
         if self._instances_pub is None or not self._active:
             return
-        found = keyframe.relocalization
         header = Header(stamp=keyframe.header.stamp, frame_id=keyframe.odom_frame)
         self._last_instances = instance_correspondences(found, header)
         self._instances_pub.publish(self._last_instances)
@@ -523,6 +530,7 @@ class SceneRecognizerNode(Node):
         with self._answer_lock:
             self._answer = None
             self._outbox.clear()
+            self._relocalizations.clear()
         response.success, response.message = True, "window, answer and fused cloud cleared"
         self.get_logger().info("reset: " + response.message)
         return response
