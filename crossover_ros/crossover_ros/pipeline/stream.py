@@ -301,10 +301,9 @@ class SensorStream:
         if not self.relocalizer.due(result.stamp, result.scene_id, result.confidence):
             return None
         try:
-            with self._process_lock:  # the cloud and the pooled poses are shared state
-                found = self.relocalizer.relocalize(
-                    result.stamp, result.scene_id, self.fusion.cloud(), pose
-                )
+            with self._process_lock:  # the cloud changes with every keyframe
+                cloud = self.fusion.cloud()
+            found = self.relocalizer.relocalize(result.stamp, result.scene_id, cloud, pose)
         except (CrossoverError, ValueError) as err:  # ValueError: numpy/open3d on odd input
             self.counters["relocalization_errors"] += 1
             self.last_relocalization_error = f"relocalisation in {result.scene_id} failed: {err}"
@@ -442,7 +441,7 @@ class FrameWorker:
         self.errors = 0
         self._handle = handle
         self._on_error = on_error
-        self._name = name
+        self.name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -463,7 +462,7 @@ class FrameWorker:
             return
         self._stop.clear()
         self.slot.reopen()
-        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> bool:

@@ -185,8 +185,9 @@ class Rig:
             done = stream.counters["frames"] + 1
             self.publish_images(frame, t, **images)
             assert self.wait_for(lambda d=done: stream.counters["frames"] >= d, 30)
-            worker = getattr(self.node, "worker", None)  # the recorder works in the callback
-            assert worker is None or worker.wait_idle(30.0)
+            for name in ("worker", "relocalization_worker"):  # the recorder has neither
+                worker = getattr(self.node, name, None)
+                assert worker is None or worker.wait_idle(30.0)
 
     def call(self, service: str, timeout_s: float = 30.0) -> Trigger.Response:
         client = self.source.create_client(Trigger, f"/{self.node_name}/{service}")

@@ -6,7 +6,9 @@ runs without a lifecycle manager.
 
 Threads: the subscription callbacks only pair colour and depth (cheap) and hand the pair to a
 :class:`FrameWorker`, whose one thread always processes the newest pair (encoder + map query);
-pairs superseded meanwhile are counted as dropped. Results come back to the executor through a
+pairs superseded meanwhile are counted as dropped. Relocalisation (objects, pose: up to hundreds
+of milliseconds) runs in a second worker on the newest answered keyframe, so it never delays
+an answer. Results come back to the executor through a
 guard condition, so every publisher is used from the executor thread only.
 
 Topics (``~`` = the node's name): ``~/scene_match`` (SceneMatch: at ``publish_rate_hz`` and at
@@ -179,6 +181,7 @@ class SceneRecognizerNode(Node):
         self.stream: SensorStream | None = None
         self.stats = StreamStats()
         self.worker: FrameWorker | None = None
+        self.relocalization_worker: FrameWorker | None = None
         self._encoder = None
         self._mapdb: MapBase | None = None
         self._match_pub: LifecyclePublisher | None = None
@@ -275,6 +278,9 @@ class SceneRecognizerNode(Node):
                 PoseWithCovarianceStamped, "/initialpose", 10
             )
         self.worker = FrameWorker(self._process, self._on_worker_error, "scene_recognizer_worker")
+        self.relocalization_worker = FrameWorker(
+            self._relocalize, self._on_worker_error, "scene_recognizer_relocalization"
+        )
         return super().on_configure(state)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -292,6 +298,7 @@ class SceneRecognizerNode(Node):
                 self.create_subscription(Odometry, self.params["odom_topic"], self._on_odom, qos)
             )
         self.worker.start()
+        self.relocalization_worker.start()
         rate = self.params["publish_rate_hz"]
         if rate > 0.0:
             self._publish_timer = self.create_timer(1.0 / rate, self._republish)
@@ -318,8 +325,9 @@ class SceneRecognizerNode(Node):
         return TransitionCallbackReturn.SUCCESS
 
     def destroy_node(self) -> None:
-        if self.worker is not None:
-            self.worker.stop()
+        for worker in (self.worker, self.relocalization_worker):
+            if worker is not None:
+                worker.stop()
         super().destroy_node()
 
     def _stop_processing(self) -> None:
@@ -330,12 +338,13 @@ class SceneRecognizerNode(Node):
         if self._publish_timer is not None:
             self.destroy_timer(self._publish_timer)
             self._publish_timer = None
-        if self.worker is not None and not self.worker.stop():
-            self.get_logger().error("the recognition worker did not stop within 10 s")
+        for worker in (self.worker, self.relocalization_worker):
+            if worker is not None and not worker.stop():
+                self.get_logger().error(f"the {worker.name} worker did not stop within 10 s")
 
     def _release(self) -> None:
         self._stop_processing()
-        self.worker = None
+        self.worker = self.relocalization_worker = None
         for name in (
             "_match_pub",
             "_markers_pub",
@@ -433,7 +442,15 @@ class SceneRecognizerNode(Node):
         with self._answer_lock:
             self._answer = keyframe
             self._outbox.append(keyframe)
-        self._wake.trigger()  # the answer goes out now; the pose follows
+        self._wake.trigger()
+        if stream.relocalizer is not None:
+            self.relocalization_worker.submit(keyframe)
+
+    def _relocalize(self, keyframe: StreamKeyframe) -> None:
+        """Second worker: objects and pose in the keyframe's room, handed to the executor."""
+        stream = self.stream
+        if stream is None:
+            return
         found = stream.relocalize(keyframe)
         errors = stream.counters["relocalization_errors"]
         if errors != self._relocalization_errors:
