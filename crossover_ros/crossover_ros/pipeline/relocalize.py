@@ -175,19 +175,20 @@ class Relocalizer:
             pose = NoPose(f"scene {scene_id} stores no point cloud")
         else:
             objects, vectors = [], None
-            if self._can_match(scene_id):
+            instances = self._scene_instances(scene_id)
+            if instances is not None:
                 objects = segment_objects(xyz, rgb, self.cfg.segmentation)
                 num_objects = len(objects)
                 if objects:
                     vectors = self.encoder.embed_objects(objects)
-                    correspondences = self._match(scene_id, objects, vectors)
+                    correspondences = self._match(scene_id, objects, vectors, instances)
             pairs = [(c.query_centroid, c.map_centroid) for c in correspondences]
             map_xyz, map_rgb = stored
             pose = self.estimator.estimate(
                 xyz, rgb, map_xyz, map_rgb.astype(np.float32) / 255.0, pairs or None, scene_id
             )
             if isinstance(pose, PoseEstimate) and objects:
-                correspondences = self._associate(scene_id, objects, vectors, pose)
+                correspondences = self._associate(objects, vectors, pose, instances)
         confirmed, support = False, 0
         if isinstance(pose, PoseEstimate):
             if record.frame_to_building is not None:
@@ -210,43 +211,47 @@ class Relocalizer:
             support=support,
         )
 
-    def _can_match(self, scene_id: str) -> bool:
-        """A model that embeds objects, and a scene that stores its instances' embeddings."""
+    def _scene_instances(self, scene_id: str) -> _SceneInstances | None:
+        """The scene's instances and their 'point_cloud' embeddings, read once per
+        relocalisation; None unless the model embeds objects and the scene stores them."""
         if not hasattr(self.encoder, "embed_objects"):
-            return False
-        return bool(self.mapdb.instance_embeddings(scene_id, mod.POINT_CLOUD)[0])
-
-    def _instances(self, scene_id: str) -> tuple[dict[int, dict], list[int], np.ndarray]:
+            return None
         ids, stored = self.mapdb.instance_embeddings(scene_id, mod.POINT_CLOUD)
-        return {inst["id"]: inst for inst in self.mapdb.instances(scene_id)}, ids, stored
+        if not ids:
+            return None
+        by_id = {inst["id"]: inst for inst in self.mapdb.instances(scene_id)}
+        return _SceneInstances(by_id, ids, stored)
 
     def _match(
-        self, scene_id: str, objects: list[QueryObject], vectors: np.ndarray
+        self,
+        scene_id: str,
+        objects: list[QueryObject],
+        vectors: np.ndarray,
+        instances: _SceneInstances,
     ) -> list[Correspondence]:
         """Pairs by embedding alone: cosine + Hungarian with a threshold."""
         matching = self.mapdb.match_instances(
             scene_id, vectors, mod.POINT_CLOUD, self.cfg.instance_threshold
         )
-        instances = self._instances(scene_id)[0]
         return [
-            _pair(match.query_index, objects[match.query_index], instances[match.instance_id],
-                  match.score)
+            _pair(match.query_index, objects[match.query_index],
+                  instances.by_id[match.instance_id], match.score)
             for match in matching.matches
         ]  # fmt: skip
 
     def _associate(
         self,
-        scene_id: str,
         objects: list[QueryObject],
         vectors: np.ndarray,
         pose: PoseEstimate,
+        scene: _SceneInstances,
     ) -> list[Correspondence]:
         """Pairs by geometry under ``pose``: each object with the stored instance its centroid
         falls into (the smallest box, if several), one object per instance, best cosine first."""
-        instances, ids, stored = self._instances(scene_id)
+        instances, ids, stored = scene.by_id, scene.ids, scene.stored
         row_of = {instance_id: row for row, instance_id in enumerate(ids)}
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        similarity = (vectors / np.maximum(norms, 1e-12)) @ stored.T if len(ids) else None
+        similarity = (vectors / np.maximum(norms, 1e-12)) @ stored.T
         candidates = []
         for index, obj in enumerate(objects):
             centre = pose.map_from_query[:3, :3] @ obj.centroid + pose.map_from_query[:3, 3]
@@ -266,6 +271,13 @@ class Relocalizer:
                 taken.add(inst["id"])
                 out.append(_pair(index, objects[index], inst, score))
         return sorted(out, key=lambda c: c.query_id)
+
+
+@dataclass(frozen=True)
+class _SceneInstances:
+    by_id: dict[int, dict]  # id, label, centroid, box of each stored instance
+    ids: list[int]  # rows of ``stored``
+    stored: np.ndarray  # (K, D) 'point_cloud' embeddings
 
 
 def _pair(index: int, obj: QueryObject, inst: dict, score: float) -> Correspondence:
