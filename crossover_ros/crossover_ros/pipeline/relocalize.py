@@ -14,17 +14,22 @@ most every ``interval_s`` and only on a confident answer.
 Geometry cannot tell look-alike rooms apart: in the wrong twin the pose fits perfectly, in the
 wrong place. Odometry can: the odometry frame's pose in the map (``map_from_odom``) is the same
 whatever room the robot stands in, so estimates are pooled (:class:`PoseConsensus`) and a pose
-is confirmed only when it agrees with the best-supported ``map_from_odom``, seen at least twice.
+is confirmed only when its ``map_from_odom`` leads, seen at least twice. An estimate that does
+not agree with the leading hypothesis is also fitted to the scene's look-alikes (its nearest
+scenes in the map): if another scene fits the cloud as well (a twin), each gets a vote, so twins
+tie and no pose goes out until a room without a twin breaks the tie.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from crossover_ros.mapdb.base import MapBase
+from crossover_ros.mapdb.records import SceneRecord
 from crossover_ros.model import modalities as mod
 from crossover_ros.pipeline.keyframes import rotation_angle_deg
 from crossover_ros.pipeline.objects import QueryObject, SegmentationCfg, segment_objects
@@ -40,39 +45,65 @@ class ConsensusCfg:
 
 
 class PoseConsensus:
-    """Hypotheses of ``map_from_odom`` with the stamps of the estimates that support them."""
+    """Hypotheses of where the odometry frame lies in a map frame (a building's, or a scene's
+    own), each with the stamps of the estimates that support it. Hypotheses in different map
+    frames compete too: the robot is in one building."""
 
     def __init__(self, cfg: ConsensusCfg | None = None) -> None:
         self.cfg = cfg or ConsensusCfg()
-        self._hypotheses: list[tuple[np.ndarray, list[float]]] = []
+        self._hypotheses: list[tuple[str, np.ndarray, list[float]]] = []
 
     def reset(self) -> None:
         self._hypotheses = []
 
-    def vote(self, map_from_odom: np.ndarray, stamp: float) -> tuple[bool, int]:
-        """Add one estimate; (confirmed, its hypothesis' support). Confirmed: the hypothesis
-        has ``min_support`` and more than any other (a tie confirms neither)."""
-        cfg = self.cfg
+    def vote(
+        self, estimates: Sequence[tuple[str, np.ndarray]], stamp: float
+    ) -> list[tuple[bool, int]]:
+        """Add one relocalisation's ``(map frame, map_from_odom)`` estimates (several when
+        look-alike scenes fit alike); per estimate (confirmed, its hypothesis' support).
+        Confirmed: the hypothesis has ``min_support`` and more than any other (a tie confirms
+        neither)."""
+        self._forget(stamp)
+        indices = []
+        for frame, transform in estimates:
+            index = self._find(frame, transform)
+            if index is None:
+                self._hypotheses.append((frame, transform, [stamp]))
+                index = len(self._hypotheses) - 1
+            elif index not in indices:  # one vote per hypothesis and relocalisation
+                _, _, stamps = self._hypotheses[index]
+                self._hypotheses[index] = (frame, transform, [*stamps, stamp])
+            indices.append(index)
+        return [(self._leads(index), len(self._hypotheses[index][2])) for index in indices]
+
+    def leads(self, frame: str, map_from_odom: np.ndarray) -> bool:
+        """Whether this estimate agrees with the confirmed hypothesis."""
+        index = self._find(frame, map_from_odom)
+        return index is not None and self._leads(index)
+
+    def _forget(self, stamp: float) -> None:
+        """Drop support older than ``memory_s`` (odometry drifts) or from the future (a loop)."""
         kept = []
-        for transform, stamps in self._hypotheses:
-            recent = [t for t in stamps if stamp - cfg.memory_s <= t <= stamp]
+        for frame, transform, stamps in self._hypotheses:
+            recent = [t for t in stamps if stamp - self.cfg.memory_s <= t <= stamp]
             if recent:
-                kept.append((transform, recent))
+                kept.append((frame, transform, recent))
         self._hypotheses = kept
-        for index, (transform, stamps) in enumerate(self._hypotheses):
+
+    def _find(self, frame: str, map_from_odom: np.ndarray) -> int | None:
+        for index, (known_frame, transform, _) in enumerate(self._hypotheses):
+            if known_frame != frame:
+                continue
             moved = np.linalg.norm(transform[:3, 3] - map_from_odom[:3, 3])
             turned = rotation_angle_deg(transform[:3, :3], map_from_odom[:3, :3])
-            if moved <= cfg.translation_m and turned <= cfg.rotation_deg:
-                self._hypotheses[index] = (map_from_odom, [*stamps, stamp])
-                break
-        else:
-            self._hypotheses.append((map_from_odom, [stamp]))
-            index = len(self._hypotheses) - 1
-        support = len(self._hypotheses[index][1])
-        best_other = max(
-            (len(s) for i, (_, s) in enumerate(self._hypotheses) if i != index), default=0
-        )
-        return support >= cfg.min_support and support > best_other, support
+            if moved <= self.cfg.translation_m and turned <= self.cfg.rotation_deg:
+                return index
+        return None
+
+    def _leads(self, index: int) -> bool:
+        support = len(self._hypotheses[index][2])
+        others = (len(s) for i, (_, _, s) in enumerate(self._hypotheses) if i != index)
+        return support >= self.cfg.min_support and support > max(others, default=0)
 
 
 @dataclass(frozen=True)
@@ -83,6 +114,10 @@ class RelocalizerCfg:
     min_points: int = 500  # a fused cloud with fewer points sees too little of the room
     instance_threshold: float = 0.5  # cosine below which an object stays unmatched
     box_margin_m: float = 0.15  # an object's centroid this far outside a stored box still counts
+    max_rivals: int = 4  # look-alike scenes (nearest in the map) checked for a twin that fits
+    # a rival fits alike when it leaves at most this many times the best fit's unexplained share
+    # of the cloud unexplained (twins differ by a few objects: a few percent of the points)
+    rival_ratio: float = 2.0
     consensus: ConsensusCfg = field(default_factory=lambda: ConsensusCfg())
     segmentation: SegmentationCfg = field(default_factory=SegmentationCfg)
     pose: PoseCfg = field(default_factory=PoseCfg)
@@ -116,6 +151,7 @@ class Relocalization:
     compute_time_s: float
     confirmed: bool = False  # the pose agrees with the best-supported map_from_odom
     support: int = 0  # estimates behind that hypothesis, this one included
+    rivals: tuple[str, ...] = ()  # other scenes the cloud fits as well or better (twins)
 
     @property
     def camera_in_scene(self) -> np.ndarray | None:
@@ -137,14 +173,14 @@ class Relocalizer:
         self.mapdb = mapdb
         self.encoder = encoder
         self.estimator = PoseEstimator(self.cfg.pose)
-        # one per map frame: a building's, or a scene's own when it has no pose in a building
-        self._consensus: dict[str, PoseConsensus] = {}
+        self.consensus = PoseConsensus(self.cfg.consensus)
+        self._rivals: dict[str, list[str]] = {}  # scene -> its look-alikes in the map
         self._last_stamp: float | None = None
 
     def reset(self) -> None:
         """Forget the rate limit and the pooled poses (a bag loop, ``~/reset``)."""
         self._last_stamp = None
-        self._consensus.clear()
+        self.consensus.reset()
 
     def due(self, stamp: float, scene_id: str, confidence: float) -> bool:
         """Whether to relocalise now: a confident answer, and the interval has passed."""
@@ -189,15 +225,22 @@ class Relocalizer:
             )
             if isinstance(pose, PoseEstimate) and objects:
                 correspondences = self._associate(objects, vectors, pose, instances)
-        confirmed, support = False, 0
+        confirmed, support, rivals = False, 0, ()
         if isinstance(pose, PoseEstimate):
-            if record.frame_to_building is not None:
-                frame = f"building {record.building_id}"
-                scene_to_map = np.asarray(record.frame_to_building, np.float64).reshape(4, 4)
-            else:  # a scene in its own frame: its poses pool with no other scene's
-                frame, scene_to_map = f"scene {scene_id}", np.eye(4)
-            consensus = self._consensus.setdefault(frame, PoseConsensus(self.cfg.consensus))
-            confirmed, support = consensus.vote(scene_to_map @ pose.map_from_query, stamp)
+            own = self._map_from_odom(record, pose)
+            fits = {scene_id: (pose.fitness, own)}
+            if not self.consensus.leads(*own):
+                fits.update(self._rival_fits(xyz, rgb, scene_id))
+            best_misfit = 1.0 - max(fit for fit, _ in fits.values())
+            alike = {
+                scene: estimate
+                for scene, (fit, estimate) in fits.items()
+                if 1.0 - fit <= self.cfg.rival_ratio * best_misfit
+            }
+            rivals = tuple(scene for scene in alike if scene != scene_id)
+            votes = self.consensus.vote(list(alike.values()), stamp)
+            if scene_id in alike:
+                confirmed, support = votes[list(alike).index(scene_id)]
         return Relocalization(
             stamp=stamp,
             scene_id=scene_id,
@@ -209,7 +252,54 @@ class Relocalizer:
             compute_time_s=time.perf_counter() - started,
             confirmed=confirmed,
             support=support,
+            rivals=rivals,
         )
+
+    @staticmethod
+    def _map_from_odom(record: SceneRecord, pose: PoseEstimate) -> tuple[str, np.ndarray]:
+        """(map frame, map_from_odom) of a pose in the scene: the building's frame, or the
+        scene's own when it has no pose in a building (its poses pool with no other scene's)."""
+        if record.frame_to_building is None:
+            return f"scene {record.scene_id}", pose.map_from_query
+        scene_to_map = np.asarray(record.frame_to_building, np.float64).reshape(4, 4)
+        return f"building {record.building_id}", scene_to_map @ pose.map_from_query
+
+    def _rival_fits(
+        self, xyz: np.ndarray, rgb: np.ndarray, scene_id: str
+    ) -> dict[str, tuple[float, tuple[str, np.ndarray]]]:
+        """Fitness and map_from_odom of the cloud in the scene's look-alikes that it fits (by
+        geometry alone: their objects are not matched)."""
+        out = {}
+        for rival in self._look_alikes(scene_id):
+            stored = self.mapdb.point_cloud(rival)
+            if stored is None:
+                continue
+            map_xyz, map_rgb = stored
+            pose = self.estimator.estimate(
+                xyz, rgb, map_xyz, map_rgb.astype(np.float32) / 255.0, None, rival
+            )
+            if isinstance(pose, PoseEstimate):
+                out[rival] = (pose.fitness, self._map_from_odom(self.mapdb.scene(rival), pose))
+        return out
+
+    def _look_alikes(self, scene_id: str) -> list[str]:
+        """The ``max_rivals`` scenes of other rooms nearest to ``scene_id`` in the map's own
+        embedding space (its 'point_cloud' rows if stored): where a twin would be. The map
+        ranks them, not the recogniser, whose cross-modal ranking often puts a twin far down."""
+        if scene_id not in self._rivals:
+            record = self.mapdb.scene(scene_id)
+            stored = self.mapdb.scene_embeddings(scene_id)
+            modality = mod.POINT_CLOUD if mod.POINT_CLOUD in stored else next(iter(stored), None)
+            found = []
+            if modality is not None and self.cfg.max_rivals > 0:
+                ranked = self.mapdb.query(stored[modality], modality, 4 * self.cfg.max_rivals + 1)
+                found = [
+                    c.scene_id
+                    for c in ranked
+                    if (c.building_id, c.room_id) != (record.building_id, record.room_id)
+                ][: self.cfg.max_rivals]
+            self._rivals[scene_id] = found
+        return self._rivals[scene_id]
 
     def _scene_instances(self, scene_id: str) -> _SceneInstances | None:
         """The scene's instances and their 'point_cloud' embeddings, read once per

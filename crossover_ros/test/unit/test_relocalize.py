@@ -111,17 +111,82 @@ def test_consensus_confirms_a_pose_the_odometry_agrees_with_not_a_twin():
     from crossover_ros.pipeline.relocalize import ConsensusCfg, PoseConsensus
 
     consensus = PoseConsensus(ConsensusCfg(min_support=2, memory_s=100.0))
-    assert consensus.vote(_offset(0.0), 0.0) == (False, 1)  # one estimate is not enough
-    assert consensus.vote(_offset(0.1, 2.0), 2.0) == (True, 2)  # agrees: confirmed
-    assert consensus.vote(_offset(6.0), 4.0) == (False, 1)  # the twin next door
-    assert consensus.vote(_offset(6.05), 6.0) == (False, 2)  # a tie confirms neither
-    assert consensus.vote(_offset(0.05), 8.0) == (True, 3)  # the right one leads again
-    assert consensus.vote(_offset(6.0), 10.0) == (False, 3)  # 3 against 3: still a tie
-    assert consensus.vote(_offset(0.0, 30.0), 12.0) == (False, 1)  # turned: another hypothesis
+
+    def vote(x, stamp, yaw=0.0, frame="building b"):
+        (result,) = consensus.vote([(frame, _offset(x, yaw))], stamp)
+        return result
+
+    assert vote(0.0, 0.0) == (False, 1)  # one estimate is not enough
+    assert vote(0.1, 2.0, 2.0) == (True, 2)  # agrees: confirmed
+    assert consensus.leads("building b", _offset(0.05)) and not consensus.leads("b2", _offset(0))
+    assert vote(6.0, 4.0) == (False, 1)  # the twin next door
+    assert vote(6.05, 6.0) == (False, 2)  # a tie confirms neither
+    assert not consensus.leads("building b", _offset(0.0))
+    assert vote(0.05, 8.0) == (True, 3)  # the right one leads again
+    assert vote(6.0, 10.0) == (False, 3)  # 3 against 3: still a tie
+    assert vote(0.0, 12.0, 30.0) == (False, 1)  # turned: another hypothesis
+    # the same transform in another building's frame is another hypothesis, and competes
+    assert vote(0.0, 13.0, frame="building c") == (False, 1)
+    # one relocalisation that fits twins votes for each, but once per hypothesis
+    assert consensus.vote([("building b", _offset(0.0)), ("building b", _offset(0.1))], 14.0) == [
+        (True, 4),
+        (True, 4),
+    ]
     # support older than memory_s is forgotten: odometry drift cannot lock a hypothesis forever
-    assert consensus.vote(_offset(9.0), 200.0) == (False, 1)
+    assert vote(9.0, 200.0) == (False, 1)
     consensus.reset()
-    assert consensus.vote(_offset(0.0), 201.0) == (False, 1)
+    assert vote(0.0, 201.0) == (False, 1)
+
+
+@pytest.fixture
+def twin_map(tmp_path):
+    """Building b: office_a and its look-alike office_b (same furniture, 6 m apart; near-equal
+    embeddings), and a hall with other furniture 10 m away."""
+    hall_objects = [
+        ((1.0, 1.0, 0.0), (2.2, 1.6, 0.9), (0.6, 0.4, 0.2)),
+        ((3.0, 0.2, 0.0), (4.6, 0.8, 1.6), (0.2, 0.2, 0.7)),
+        ((0.2, 2.8, 0.0), (1.0, 3.8, 0.6), (0.1, 0.6, 0.1)),
+    ]
+    db = MapDatabase.create(tmp_path / "twins.sqlite", "stub", DIM)
+    scenes = {
+        "office_a": (OBJECTS, _pose(0.0, (0.0, 0.0, 0.0)), np.eye(DIM)[0]),
+        "office_b": (OBJECTS, _pose(0.0, (0.0, 6.0, 0.0)), np.eye(DIM)[0] + 0.05 * np.eye(DIM)[1]),
+        "hall": (hall_objects, _pose(90.0, (10.0, 0.0, 0.0)), np.eye(DIM)[2]),
+    }
+    for index, (name, (objects, in_building, vector)) in enumerate(scenes.items()):
+        xyz, rgb = _room(np.random.default_rng(index), objects=objects)
+        record = SceneRecord(name, "b", name, frame_to_building=tuple(in_building.ravel()))
+        cloud = (xyz.astype(np.float32), (rgb * 255).astype(np.uint8))
+        db.add_scene(record, {"point_cloud": vector[None]}, None, cloud)
+    yield db, {name: (objects, in_building) for name, (objects, in_building, _) in scenes.items()}
+    db.close()
+
+
+def test_a_twin_that_fits_as_well_gets_no_pose_until_another_room_breaks_the_tie(twin_map):
+    """The recogniser takes office_a for its twin office_b: the pose fits office_b perfectly,
+    in the wrong place. office_a fits alike, so both hypotheses get a vote and tie; the hall,
+    which has no twin, breaks the tie for the true one. Odometry is the building frame here."""
+    mapdb, scenes = twin_map
+    relocalizer = Relocalizer(mapdb, cfg=RelocalizerCfg(interval_s=0.0))
+
+    def visit(room, answered, stamp, seed):
+        objects, in_building = scenes[room]
+        xyz, rgb = _room(np.random.default_rng(seed), density=600.0, objects=objects)
+        odometry_cloud = (_transform(xyz, in_building).astype(np.float32), rgb.astype(np.float32))
+        return relocalizer.relocalize(stamp, answered, odometry_cloud, np.eye(4))
+
+    for seed, stamp in enumerate((0.0, 1.0)):
+        wrong = visit("office_a", "office_b", stamp, 10 + seed)
+        assert isinstance(wrong.pose, PoseEstimate), wrong.pose  # it does fit office_b...
+        assert wrong.rivals == ("office_a",)  # ...and office_a as well
+        assert not wrong.confirmed  # a tie: neither twin is published
+    hall = visit("hall", "hall", 2.0, 20)
+    assert hall.rivals == () and hall.confirmed and hall.support == 3
+    np.testing.assert_allclose(hall.camera_in_scene, np.linalg.inv(scenes["hall"][1]), atol=0.05)
+    assert not visit("office_a", "office_b", 3.0, 30).confirmed  # still the wrong twin
+    right = visit("office_a", "office_a", 4.0, 40)
+    assert right.confirmed and right.rivals == ()  # agrees with the leader: no rival search
+    np.testing.assert_allclose(right.camera_in_scene, np.eye(4), atol=0.05)
 
 
 def test_relocalisation_is_confirmed_by_a_second_agreeing_estimate(mapdb):

@@ -142,6 +142,14 @@ PARAMETERS = [
         1.0,
     ),
     ParamSpec(
+        "relocalize_twin_checks",
+        4,
+        "A pose that disagrees with the established one is also fitted to this many look-alike"
+        " scenes (nearest in the map); if one fits as well, no pose until another room decides.",
+        0,
+        10,
+    ),
+    ParamSpec(
         "map_frame",
         "map",
         "Frame of ~/pose for scenes stored with their pose in the building (the building frame).",
@@ -247,6 +255,7 @@ class SceneRecognizerNode(Node):
                     RelocalizerCfg(
                         interval_s=self.params["relocalize_interval_s"],
                         min_confidence=self.params["relocalize_min_confidence"],
+                        max_rivals=self.params["relocalize_twin_checks"],
                     ),
                 )
             self.stream = SensorStream(
@@ -526,11 +535,12 @@ class SceneRecognizerNode(Node):
         if pose is None:
             self._warn("no_pose", f"no pose in {found.scene_id}: {found.pose.reason}")
             return
-        if not found.confirmed:  # a single estimate, or one odometry disagrees with
+        if not found.confirmed:  # a single estimate, one odometry disagrees with, or a twin
+            twins = f"; fits {', '.join(found.rivals)} as well" if found.rivals else ""
             self._warn(
                 "unconfirmed_pose",
                 f"pose in {found.scene_id} not confirmed yet ({found.support} agreeing"
-                " estimate(s)); not published",
+                f" estimate(s){twins}); not published",
             )
             return
         self._pose_pub.publish(pose)
