@@ -134,10 +134,16 @@ def embed_global_descriptor(scenes: list[ScanFeatures]) -> EmbeddedScans:
     )
 
 
-def scene_retrieval_table(method: str, emb: EmbeddedScans) -> dict[str, dict]:
-    """Same-scan retrieval: query one scan in modality A among all scans in modality B."""
+def scene_retrieval_table(method: str, emb: EmbeddedScans, any_scan: bool = False) -> dict:
+    """Query one scan in modality A among all scans in modality B. The true scene is the scan
+    itself, or with ``any_scan`` any scan of its room (3RScan's sense of a scene: one space,
+    scanned several times; what a robot asking "which room?" needs)."""
+    if any_scan:
+        keys = [room_key(s) for s in emb.scan_ids]
+        targets = [[j for j, k in enumerate(keys) if k == key] for key in keys]
+    else:
+        targets = np.arange(len(emb.scan_ids))
     rows = {}
-    targets = np.arange(len(emb.scan_ids))
     for a, b in SCENE_PAIRS:
         if a not in emb.scenes or b not in emb.scenes:
             continue
@@ -268,6 +274,7 @@ def evaluate_models(
     methods["Global descriptor"] = embed_global_descriptor(scenes)
     tables: dict[str, dict] = {
         "Scene retrieval (same scan)": {},
+        "Scene retrieval (same room: any of its scans)": {},
         "Temporal scene retrieval (rescan -> other scans of the room)": {},
         "Category recall (room type)": {},
         "Instance matching (within a scan)": {},
@@ -276,11 +283,12 @@ def evaluate_models(
     titles = list(tables)
     for name, emb in methods.items():
         tables[titles[0]].update(scene_retrieval_table(name, emb))
-        tables[titles[1]].update(temporal_table(name, emb, TEMPORAL_PAIRS))
-        tables[titles[2]].update(category_table(name, emb, categories, TEMPORAL_PAIRS))
+        tables[titles[1]].update(scene_retrieval_table(name, emb, any_scan=True))
+        tables[titles[2]].update(temporal_table(name, emb, TEMPORAL_PAIRS))
+        tables[titles[3]].update(category_table(name, emb, categories, TEMPORAL_PAIRS))
         if emb.objects:
-            tables[titles[3]].update(instance_table(name, emb, scenes))
-            tables[titles[4]].update(temporal_instance_table(name, emb, scenes, states))
+            tables[titles[4]].update(instance_table(name, emb, scenes))
+            tables[titles[5]].update(temporal_instance_table(name, emb, scenes, states))
     return tables
 
 

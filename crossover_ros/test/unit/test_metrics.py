@@ -375,3 +375,21 @@ def test_markdown_table_and_json():
     json.dumps(b.to_dict(per_scene=True))
     with pytest.raises(ValueError, match="no rows"):
         format_markdown_table({})
+
+
+def test_scene_retrieval_per_scan_and_per_room():
+    """A query that finds its room's other scan misses at top-1 per scan but hits per room."""
+    from crossover_ros.eval.crossover_eval import EmbeddedScans, scene_retrieval_table
+
+    e = np.eye(4, dtype=np.float32)
+    rgb = np.stack([e[0], e[1], e[2], e[3]])
+    points = np.stack([e[1], e[0], e[2], e[3]])  # room_a's two scans swapped
+    emb = EmbeddedScans(
+        ["room_a_00", "room_a_01", "room_b_00", "room_b_01"],
+        {"rgb": rgb, "point_cloud": points},
+        {"rgb": np.ones(4, bool), "point_cloud": np.ones(4, bool)},
+    )
+    per_scan = scene_retrieval_table("m", emb)["m I->P"]
+    per_room = scene_retrieval_table("m", emb, any_scan=True)["m I->P"]
+    assert per_scan.recall[1] == pytest.approx(0.5) and per_scan.recall[5] == 1.0
+    assert per_room.recall[1] == 1.0
