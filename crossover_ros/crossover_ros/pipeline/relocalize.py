@@ -231,7 +231,8 @@ class Relocalizer:
             fits = {scene_id: (pose.fitness, own)}
             if not self.consensus.leads(*own):
                 fits.update(self._rival_fits(xyz, rgb, scene_id))
-            best_misfit = 1.0 - max(fit for fit, _ in fits.values())
+            # a perfect fit (misfit 0) must not make every twin's last percent decisive
+            best_misfit = max(1.0 - max(fit for fit, _ in fits.values()), 0.01)
             alike = {
                 scene: estimate
                 for scene, (fit, estimate) in fits.items()
