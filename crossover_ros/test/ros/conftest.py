@@ -19,7 +19,8 @@ def ros_context():
 def colour_map(tmp_path):
     """A map of three one-colour rooms, made with the test's colour encoder."""
     import numpy as np
-    from ros_harness import COLOURS, ColourEncoder
+    from fake_encoders import ColourEncoder
+    from ros_harness import COLOURS
 
     from crossover_ros.mapdb import MapDatabase, SceneRecord
 
@@ -38,7 +39,7 @@ def stub_encoder(monkeypatch):
 
     Returns the encoder; set its ``delay_s`` to make recognition slow.
     """
-    from ros_harness import ColourEncoder
+    from fake_encoders import ColourEncoder
 
     from crossover_ros.ros.nodes import scene_recognizer
 

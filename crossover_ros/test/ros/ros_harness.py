@@ -33,33 +33,6 @@ CAMERA_FRAME = "camera_color_optical_frame"
 COLOURS = {"red": (250, 10, 10), "green": (10, 250, 10), "blue": (10, 10, 250)}
 
 
-class ColourEncoder:
-    """Embeds an image by its mean colour (rooms of distinct colours); ``delay_s`` per frame
-    stands in for a heavy encoder."""
-
-    modality = map_modality = "rgb"
-    fingerprint = "colour-v1"
-    dim = 3
-    backend = "stub"
-
-    def __init__(self, delay_s: float = 0.0) -> None:
-        self.delay_s = delay_s
-        self.calls = 0
-
-    def frame_features(self, images):
-        self.calls += 1
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        means = np.stack([img.reshape(-1, 3).mean(axis=0) for img in images]) + 1.0
-        return (means / np.linalg.norm(means, axis=1, keepdims=True)).astype(np.float32)
-
-    def query(self, window):
-        return window
-
-    def embed_scan(self, scan):
-        return {"rgb": self.frame_features(list(scan.color_images()))}, {}
-
-
 def colour_frame(colour, stamp: float, width: int = 64, height: int = 48) -> RGBDFrame:
     """A room of one colour, everything 2 m away, the camera at the origin."""
     color = np.full((height, width, 3), COLOURS.get(colour, colour), np.uint8)

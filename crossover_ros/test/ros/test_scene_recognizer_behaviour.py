@@ -8,8 +8,9 @@ import numpy as np
 import psutil
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
+from fake_encoders import ColourEncoder
 from rclpy.parameter import Parameter
-from ros_harness import ColourEncoder, Rig, colour_frame
+from ros_harness import Rig, colour_frame
 from visualization_msgs.msg import Marker
 
 from crossover_ros.mapdb import MapDatabase

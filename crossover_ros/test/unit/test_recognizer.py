@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from fake_encoders import ColourEncoder
 
 from crossover_ros.errors import CrossoverError
 from crossover_ros.frames import CameraIntrinsics, RGBDFrame
@@ -13,22 +14,6 @@ from crossover_ros.pipeline.recognizer import (
 )
 
 INTRINSICS = CameraIntrinsics.from_fov(8, 6, 60.0)
-
-
-class ColourEncoder:
-    """Embeds an image by its mean colour: rooms of distinct colours are told apart."""
-
-    modality = "rgb"
-    map_modality = "rgb"
-    fingerprint = "colour-v1"
-    dim = 3
-
-    def frame_features(self, images):
-        means = np.stack([img.reshape(-1, 3).mean(axis=0) for img in images]) + 1.0
-        return (means / np.linalg.norm(means, axis=1, keepdims=True)).astype(np.float32)
-
-    def query(self, window):
-        return window
 
 
 def _frame(colour, stamp):

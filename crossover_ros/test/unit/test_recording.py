@@ -2,24 +2,12 @@
 
 import numpy as np
 import pytest
+from fake_encoders import ColourEncoder
 
 from crossover_ros.errors import CrossoverError
 from crossover_ros.frames import CameraIntrinsics, RGBDFrame
 from crossover_ros.mapdb import MapDatabase
 from crossover_ros.pipeline.recording import KeyframeImages, RecordingCfg, SceneRecording
-
-
-class MeanColourEncoder:
-    modality = map_modality = "rgb"
-    fingerprint = "colour-v1"
-    dim = 3
-
-    def frame_features(self, images):
-        means = np.stack([img.reshape(-1, 3).mean(axis=0) for img in images]) + 1.0
-        return (means / np.linalg.norm(means, axis=1, keepdims=True)).astype(np.float32)
-
-    def embed_scan(self, scan):
-        return {"rgb": self.frame_features(list(scan.color_images()))}, {}
 
 
 def test_keyframe_images_stay_bounded_and_spread_over_the_run():
@@ -46,7 +34,7 @@ def _frame(stamp, colour=(200, 50, 50)):
 def test_save_embeds_the_keyframes_and_stores_the_fused_cloud(tmp_path):
     from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
 
-    encoder = MeanColourEncoder()
+    encoder = ColourEncoder()
     recording = SceneRecording(
         RecordingCfg(max_keyframes=4), PointCloudFusion(FusionCfg(max_keyframes=2))
     )
@@ -71,7 +59,7 @@ def test_save_embeds_the_keyframes_and_stores_the_fused_cloud(tmp_path):
 
 
 def test_a_failed_save_keeps_the_recording(tmp_path):
-    encoder = MeanColourEncoder()
+    encoder = ColourEncoder()
     recording = SceneRecording(RecordingCfg(max_keyframes=4))
     recording.add(_frame(1.0), None)
     db = MapDatabase.create(tmp_path / "m.sqlite", "another-model", 3)

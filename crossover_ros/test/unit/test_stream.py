@@ -7,6 +7,7 @@ from types import SimpleNamespace as Ns
 
 import numpy as np
 import pytest
+from fake_encoders import ColourEncoder
 
 from crossover_ros.mapdb import MapDatabase, SceneRecord
 from crossover_ros.pipeline.keyframes import KeyframeCfg
@@ -22,25 +23,6 @@ from crossover_ros.pipeline.stream import (
 
 H, W = 6, 8
 COLOURS = {"red": (250, 10, 10), "green": (10, 250, 10), "blue": (10, 10, 250)}
-
-
-class ColourEncoder:
-    """Embeds an image by its mean colour: rooms of distinct colours are told apart."""
-
-    modality = "rgb"
-    map_modality = "rgb"
-    fingerprint = "colour-v1"
-    dim = 3
-
-    def frame_features(self, images):
-        means = np.stack([img.reshape(-1, 3).mean(axis=0) for img in images]) + 1.0
-        return (means / np.linalg.norm(means, axis=1, keepdims=True)).astype(np.float32)
-
-    def query(self, window):
-        return window
-
-    def embed_scan(self, scan):
-        return {"rgb": self.frame_features(list(scan.color_images()))}, {}
 
 
 # -- message doubles: decode.py reads attributes only ----------------------------------------
