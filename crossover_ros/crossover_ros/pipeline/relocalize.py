@@ -219,10 +219,7 @@ class Relocalizer:
                     vectors = self.encoder.embed_objects(objects)
                     correspondences = self._match(scene_id, objects, vectors, instances)
             pairs = [(c.query_centroid, c.map_centroid) for c in correspondences]
-            map_xyz, map_rgb = stored
-            pose = self.estimator.estimate(
-                xyz, rgb, map_xyz, map_rgb.astype(np.float32) / 255.0, pairs or None, scene_id
-            )
+            pose = self._estimate(cloud, scene_id, stored, pairs or None)
             if isinstance(pose, PoseEstimate) and objects:
                 correspondences = self._associate(objects, vectors, pose, instances)
         confirmed, support, rivals = False, 0, ()
@@ -256,6 +253,18 @@ class Relocalizer:
             rivals=rivals,
         )
 
+    def _estimate(
+        self,
+        cloud: tuple[np.ndarray, np.ndarray],
+        scene_id: str,
+        stored: tuple[np.ndarray, np.ndarray],
+        pairs: list | None = None,
+    ) -> PoseEstimate | NoPose:
+        """Pose of the fused cloud in a scene's stored cloud (its colours are uint8)."""
+        map_xyz, map_rgb = stored
+        rgb = map_rgb.astype(np.float32) / 255.0
+        return self.estimator.estimate(*cloud, map_xyz, rgb, pairs, scene_id)
+
     @staticmethod
     def _map_from_odom(record: SceneRecord, pose: PoseEstimate) -> tuple[str, np.ndarray]:
         """(map frame, map_from_odom) of a pose in the scene: the building's frame, or the
@@ -275,10 +284,7 @@ class Relocalizer:
             stored = self.mapdb.point_cloud(rival)
             if stored is None:
                 continue
-            map_xyz, map_rgb = stored
-            pose = self.estimator.estimate(
-                xyz, rgb, map_xyz, map_rgb.astype(np.float32) / 255.0, None, rival
-            )
+            pose = self._estimate((xyz, rgb), rival, stored)
             if isinstance(pose, PoseEstimate):
                 out[rival] = (pose.fitness, self._map_from_odom(self.mapdb.scene(rival), pose))
         return out
