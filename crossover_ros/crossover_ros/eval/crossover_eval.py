@@ -2,8 +2,12 @@
 
 Methods compared on the same held-out scans:
 - ``crossover``: the unified encoders (stage 3) for scenes, the instance encoder for objects;
+- ``crossover object sets``: the same model, scenes compared object by object (symmetric
+  Chamfer similarity of their object descriptors) instead of by scene vectors; it needs the
+  query's objects (instance masks), which the unified encoders do not;
 - ``instance_baseline``: a model trained at instance level only, without the object transformer
-  and without the scene stages: a scene is the mean of its object embeddings per modality;
+  and without the scene stages: a scene is the mean of its object embeddings per modality (or,
+  as ``object sets``, the set of its object embeddings);
 - ``global_descriptor``: frozen EfficientNet-Lite0 GeM descriptors averaged over frames
   (image <-> image only), the place-recognition baseline the node started with.
 """
@@ -19,13 +23,16 @@ import torch.nn.functional as F  # noqa: N812
 from crossover_ros.eval.metrics import (
     InstanceScene,
     category_recall,
+    cosine_similarity,
     instance_matching,
     scene_retrieval_recall,
     temporal_instance_matching,
     temporal_recall,
 )
+from crossover_ros.mapdb.search import object_set_similarity
 from crossover_ros.model import modalities as mod
 from crossover_ros.model.crossover import CrossOverModel
+from crossover_ros.model.instance_encoder import object_descriptors
 from crossover_ros.train.batches import make_batch
 from crossover_ros.train.features import ScanFeatures
 
@@ -53,7 +60,11 @@ def pair_name(a: str, b: str) -> str:
 
 @dataclass
 class EmbeddedScans:
-    """Per-scan embeddings of one method; rows follow ``scan_ids``."""
+    """Per-scan embeddings of one method; rows follow ``scan_ids``.
+
+    Scenes are compared by the cosine of their ``scenes`` vectors or, with
+    ``scenes_by_objects``, object by object (``object_set_similarity`` of ``object_sets``).
+    """
 
     scan_ids: list[str]
     scenes: dict[str, np.ndarray]  # modality -> (S, D) unit rows
@@ -62,6 +73,23 @@ class EmbeddedScans:
         default_factory=list
     )  # per scan: modality -> (K, D)
     object_masks: list[dict[str, np.ndarray]] = field(default_factory=list)
+    object_sets: list[dict[str, np.ndarray]] = field(default_factory=list)  # present objects
+    scenes_by_objects: bool = False
+
+    def has(self, modality: str) -> bool:
+        return modality in self.scene_masks
+
+    def scene_scores(self, a: str, b: str) -> np.ndarray:
+        """(S, S) scores of every scan in modality ``a`` against every scan in ``b``; pairs where
+        a side lacks its modality score -inf (the masks keep them out of every ranking)."""
+        qm, dm = self.scene_masks[a], self.scene_masks[b]
+        if not self.scenes_by_objects:
+            return cosine_similarity(self.scenes[a], self.scenes[b], qm, dm)
+        scores = np.full((len(qm), len(dm)), -np.inf)
+        for q in np.flatnonzero(qm):
+            for d in np.flatnonzero(dm):
+                scores[q, d] = object_set_similarity(self.object_sets[q][a], self.object_sets[d][b])
+        return scores
 
 
 def room_key(scan_id: str) -> str:
@@ -86,15 +114,30 @@ def embed_crossover(
     for batch in _batches(scenes, 16, num_scene_points):
         for m, vectors in unified_embeddings(model, batch).items():
             collected[m].append(vectors.numpy())
-        objects = model.instance(batch.object_inputs, batch.object_masks, batch.centroids)
+        tokens, objects = model.instance.encode(
+            batch.object_inputs, batch.object_masks, batch.centroids
+        )
+        descriptors = object_descriptors(tokens, objects)
         for i in range(len(batch)):
             k = int(batch.object_valid[i].sum())
+            masks = {m: batch.object_masks[m][i, :k].numpy() for m in objects}
             out.objects.append({m: e[i, :k].numpy() for m, e in objects.items()})
-            out.object_masks.append({m: batch.object_masks[m][i, :k].numpy() for m in objects})
+            out.object_masks.append(masks)
+            out.object_sets.append({m: e[i, :k][masks[m]].numpy() for m, e in descriptors.items()})
     out.scenes = {m: np.concatenate(v) for m, v in collected.items()}
     out.scene_masks = {m: np.ones(len(scenes), bool) for m in collected}
     out.scene_masks[mod.REFERRAL] = np.array([s.has_referrals for s in scenes])
     return out
+
+
+def by_object_sets(emb: EmbeddedScans) -> EmbeddedScans:
+    """The same scans, scenes compared by their object sets (no instance tables again)."""
+    masks = {
+        m: np.array([len(sets[m]) > 0 for sets in emb.object_sets]) for m in emb.object_sets[0]
+    }
+    return EmbeddedScans(
+        emb.scan_ids, {}, masks, object_sets=emb.object_sets, scenes_by_objects=True
+    )
 
 
 @torch.no_grad()
@@ -110,6 +153,9 @@ def embed_instance_baseline(model: CrossOverModel, scenes: list[ScanFeatures]) -
             k = int(batch.object_valid[i].sum())
             out.objects.append({m: e[i, :k].numpy() for m, e in objects.items()})
             out.object_masks.append({m: batch.object_masks[m][i, :k].numpy() for m in objects})
+            out.object_sets.append(
+                {m: e[i, :k][batch.object_masks[m][i, :k]].numpy() for m, e in objects.items()}
+            )
             for m, e in objects.items():
                 mask = batch.object_masks[m][i, :k]
                 mean = e[i, :k][mask].mean(0) if mask.any() else torch.zeros(e.shape[-1])
@@ -145,12 +191,13 @@ def scene_retrieval_table(method: str, emb: EmbeddedScans, any_scan: bool = Fals
         targets = np.arange(len(emb.scan_ids))
     rows = {}
     for a, b in SCENE_PAIRS:
-        if a not in emb.scenes or b not in emb.scenes:
+        if not (emb.has(a) and emb.has(b)):
             continue
         result = scene_retrieval_recall(
-            emb.scenes[a],
-            emb.scenes[b],
+            None,
+            None,
             targets,
+            similarity=emb.scene_scores(a, b),
             query_mask=emb.scene_masks[a],
             database_mask=emb.scene_masks[b],
         )
@@ -165,12 +212,13 @@ def temporal_table(method: str, emb: EmbeddedScans, pairs) -> dict[str, dict]:
     positives = [[j for j, k in enumerate(keys) if k == keys[q] and j != q] for q in queries]
     rows = {}
     for a, b in pairs:
-        if a not in emb.scenes or b not in emb.scenes:
+        if not (emb.has(a) and emb.has(b)):
             continue
         rows[f"{method} {pair_name(a, b)}"] = temporal_recall(
-            emb.scenes[a][queries],
-            emb.scenes[b],
+            None,
+            None,
             positives,
+            similarity=emb.scene_scores(a, b)[queries],
             query_db_index=queries,
             query_mask=emb.scene_masks[a][queries],
             database_mask=emb.scene_masks[b],
@@ -181,15 +229,16 @@ def temporal_table(method: str, emb: EmbeddedScans, pairs) -> dict[str, dict]:
 def category_table(method: str, emb: EmbeddedScans, categories: list[str], pairs) -> dict:
     rows = {}
     for a, b in pairs:
-        if a in emb.scenes and b in emb.scenes:
+        if emb.has(a) and emb.has(b):
             rows[f"{method} {pair_name(a, b)}"] = category_recall(
-                emb.scenes[a],
-                emb.scenes[b],
+                None,
+                None,
                 categories,
                 categories,
                 query_db_index=np.arange(len(categories)),
                 query_mask=emb.scene_masks[a],
                 database_mask=emb.scene_masks[b],
+                similarity=emb.scene_scores(a, b),
             )
     return rows
 
@@ -268,9 +317,11 @@ def evaluate_models(
     states: dict[str, dict[int, str]],
 ) -> dict[str, dict]:
     """Every table of the report: {table title: {row name: metric result}}."""
-    methods = {"CrossOver": embed_crossover(model, scenes)}
+    crossover = embed_crossover(model, scenes)
+    methods = {"CrossOver": crossover, "CrossOver object sets": by_object_sets(crossover)}
     if baseline is not None:
         methods["Instance baseline"] = embed_instance_baseline(baseline, scenes)
+        methods["Instance baseline object sets"] = by_object_sets(methods["Instance baseline"])
     methods["Global descriptor"] = embed_global_descriptor(scenes)
     tables: dict[str, dict] = {
         "Scene retrieval (same scan)": {},

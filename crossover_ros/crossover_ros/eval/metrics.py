@@ -307,13 +307,31 @@ def _normalise_active(x: np.ndarray, active: np.ndarray, name: str) -> np.ndarra
     return out
 
 
-def _sizes(query: np.ndarray, database: np.ndarray) -> tuple[int, int]:
-    """Validate both embedding arrays early; return their row counts."""
-    q = _check_embeddings(query, "query")
-    d = _check_embeddings(database, "database")
-    if q.shape[1] != d.shape[1]:
-        raise MetricsError(f"dimension mismatch: query has {q.shape[1]}, database {d.shape[1]}")
-    return q.shape[0], d.shape[0]
+def _scores(
+    query: np.ndarray | None,
+    database: np.ndarray | None,
+    query_mask: np.ndarray | None,
+    database_mask: np.ndarray | None,
+    similarity: np.ndarray | None,
+) -> np.ndarray:
+    """(Q, S) scores: the cosine of the embedding rows, or ``similarity`` as given by a scorer
+    that is not the cosine of two vectors (scenes compared by their object sets)."""
+    if similarity is None:
+        if query is None or database is None:
+            raise MetricsError("give query and database embeddings, or a similarity matrix")
+        return cosine_similarity(query, database, query_mask, database_mask)
+    if query is not None or database is not None:
+        raise MetricsError("give query and database embeddings or a similarity matrix, not both")
+    sim = np.asarray(similarity)
+    if sim.ndim != 2 or 0 in sim.shape:
+        raise MetricsError(f"similarity must be a non-empty (Q, S) matrix, got shape {sim.shape}")
+    if not np.issubdtype(sim.dtype, np.floating) and not np.issubdtype(sim.dtype, np.integer):
+        raise MetricsError(f"similarity must be real numbers, got dtype {sim.dtype}")
+    qm = _check_mask(query_mask, sim.shape[0], "query_mask")
+    dm = _check_mask(database_mask, sim.shape[1], "database_mask")
+    if not np.isfinite(sim[np.ix_(qm, dm)]).all():
+        raise MetricsError("similarity has NaN or inf between present query and database rows")
+    return sim.astype(np.float64, copy=False)
 
 
 def cosine_similarity(
@@ -393,8 +411,7 @@ def _recall_from_ranks(ranks: np.ndarray, ks: tuple[int, ...]) -> dict[int, floa
 
 
 def _retrieve(
-    query: np.ndarray,
-    database: np.ndarray,
+    sim: np.ndarray,
     acceptable: np.ndarray | None,
     targets: Targets | None,
     *,
@@ -406,7 +423,6 @@ def _retrieve(
     result_type: type[RecallResult] = RecallResult,
 ) -> RecallResult:
     ks = _check_ks(ks)
-    sim = cosine_similarity(query, database, query_mask, database_mask)
     nq, ns = sim.shape
     qm = _check_mask(query_mask, nq, "query_mask")
     dm = _check_mask(database_mask, ns, "database_mask")
@@ -442,13 +458,14 @@ def _retrieve(
 
 
 def scene_retrieval_recall(
-    query: np.ndarray,
-    database: np.ndarray,
+    query: np.ndarray | None,
+    database: np.ndarray | None,
     targets: Targets,
     *,
     ks: Sequence[int] = (1, 5, 10, 20),
     query_mask: np.ndarray | None = None,
     database_mask: np.ndarray | None = None,
+    similarity: np.ndarray | None = None,
     exclude: np.ndarray | None = None,
 ) -> RecallResult:
     """Cross-modal scene retrieval: recall@k of the true scene among the database.
@@ -458,10 +475,14 @@ def scene_retrieval_recall(
     Queries without their modality, or whose acceptable entries are all missing or excluded, are
     not evaluated (counted). The public code keeps only scans that have *both* modalities, on both
     sides; pass ``query_mask & database_mask`` as both masks to reproduce that.
+
+    Every function of this section ranks by the cosine of ``query`` and ``database`` rows, or by
+    a precomputed (Q, S) ``similarity`` (then both embeddings are ``None``): scores of a scorer
+    that is not the cosine of two vectors, such as scenes compared by their object sets.
     """
+    sim = _scores(query, database, query_mask, database_mask, similarity)
     return _retrieve(
-        query,
-        database,
+        sim,
         None,
         targets,
         ks=ks,
@@ -472,8 +493,8 @@ def scene_retrieval_recall(
 
 
 def temporal_recall(
-    query: np.ndarray,
-    database: np.ndarray,
+    query: np.ndarray | None,
+    database: np.ndarray | None,
     positives: Targets,
     *,
     query_db_index: Sequence[int] | np.ndarray | None = None,
@@ -481,6 +502,7 @@ def temporal_recall(
     ks: Sequence[int] = (1, 5, 10),
     query_mask: np.ndarray | None = None,
     database_mask: np.ndarray | None = None,
+    similarity: np.ndarray | None = None,
 ) -> RecallResult:
     """Temporal scene recall: from one scan, find another scan of the same place.
 
@@ -494,7 +516,8 @@ def temporal_recall(
         raise MetricsError(
             "temporal recall needs query_db_index or exclude: the query must not match itself"
         )
-    nq, ns = _sizes(query, database)
+    sim = _scores(query, database, query_mask, database_mask, similarity)
+    nq, ns = sim.shape
     ex = _exclusion_matrix(nq, ns, query_db_index, exclude)
     acceptable = _targets_matrix(positives, nq, ns, "positives")
     clash = np.argwhere(acceptable & ex)
@@ -502,8 +525,7 @@ def temporal_recall(
         q, s = clash[0]
         raise MetricsError(f"positives[{q}] holds {s}, which is excluded (the query itself?)")
     return _retrieve(
-        query,
-        database,
+        sim,
         acceptable,
         None,
         ks=ks,
@@ -527,8 +549,8 @@ def _same_category(qc: np.ndarray, dc: np.ndarray) -> np.ndarray:
 
 
 def category_recall(
-    query: np.ndarray,
-    database: np.ndarray,
+    query: np.ndarray | None,
+    database: np.ndarray | None,
     query_categories: Sequence[Hashable],
     database_categories: Sequence[Hashable],
     *,
@@ -537,6 +559,7 @@ def category_recall(
     ks: Sequence[int] = (1, 5, 10),
     query_mask: np.ndarray | None = None,
     database_mask: np.ndarray | None = None,
+    similarity: np.ndarray | None = None,
 ) -> CategoryRecallResult:
     """Category recall: hit at k when a top-k database entry has the query's category (room type).
 
@@ -544,13 +567,13 @@ def category_recall(
     scene of the same type: pass ``query_db_index`` to do the same. Without it, retrieving the
     true scene is also a hit.
     """
-    nq, ns = _sizes(query, database)
+    sim = _scores(query, database, query_mask, database_mask, similarity)
+    nq, ns = sim.shape
     qc = _check_categories(query_categories, nq, "query_categories")
     dc = _check_categories(database_categories, ns, "database_categories")
     ex = _exclusion_matrix(nq, ns, query_db_index, exclude)
     result = _retrieve(
-        query,
-        database,
+        sim,
         _same_category(qc, dc),
         None,
         ks=ks,
@@ -564,8 +587,8 @@ def category_recall(
 
 
 def intra_category_recall(
-    query: np.ndarray,
-    database: np.ndarray,
+    query: np.ndarray | None,
+    database: np.ndarray | None,
     targets: Targets,
     query_categories: Sequence[Hashable],
     database_categories: Sequence[Hashable],
@@ -573,6 +596,7 @@ def intra_category_recall(
     ks: Sequence[int] = (1, 3, 5),
     query_mask: np.ndarray | None = None,
     database_mask: np.ndarray | None = None,
+    similarity: np.ndarray | None = None,
     exclude: np.ndarray | None = None,
 ) -> IntraCategoryResult:
     """Intra-category recall: the true scene ranked only among database scenes of the query's
@@ -582,7 +606,8 @@ def intra_category_recall(
     categories (as in the public code). A target whose category differs from the query's is an
     error (it could never be found).
     """
-    nq, ns = _sizes(query, database)
+    sim = _scores(query, database, query_mask, database_mask, similarity)
+    nq, ns = sim.shape
     qc = _check_categories(query_categories, nq, "query_categories")
     dc = _check_categories(database_categories, ns, "database_categories")
     same = _same_category(qc, dc)
@@ -592,8 +617,7 @@ def intra_category_recall(
         q, s = off[0]
         raise MetricsError(f"targets[{q}] = {s} has category {dc[s]!r} but the query has {qc[q]!r}")
     overall = _retrieve(
-        query,
-        database,
+        sim,
         acceptable,
         None,
         ks=ks,

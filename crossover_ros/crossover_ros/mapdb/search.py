@@ -178,3 +178,18 @@ def hungarian_match(
         [i for i in range(len(query)) if i not in matched_q],
         sorted(i for i in instance_ids if i not in matched_i),
     )
+
+
+def object_set_similarity(query: np.ndarray, scene: np.ndarray) -> float:
+    """How well two sets of unit object vectors, (M, D) and (N, D), explain each other.
+
+    The mean, over both sets, of each object's best cosine in the other set (a symmetric
+    Chamfer similarity). Comparing scenes object by object keeps what a mean-pooled scene vector
+    blurs: which objects are there, each with its own appearance. An object that has no partner
+    (moved out, occluded) costs its share and no more; both directions count, so a scene is not
+    chosen for holding many objects.
+    """
+    if len(query) == 0 or len(scene) == 0:
+        raise ValueError("object_set_similarity needs at least one object on each side")
+    cosine = query @ scene.T
+    return float(0.5 * (cosine.max(axis=1).mean() + cosine.max(axis=0).mean()))

@@ -49,6 +49,21 @@ def test_score_is_mean_of_best_match_per_query_vector(db_path):
     assert ranked["c"] == pytest.approx(0.5)  # (1 + 0) / 2
 
 
+def test_object_set_similarity_hand_computed():
+    from crossover_ros.mapdb.search import object_set_similarity
+
+    e = np.eye(3)
+    query = np.stack([e[0], e[1]])
+    scene = np.stack([e[0], e[2], (e[1] + e[2]) / np.sqrt(2)])
+    # query -> scene: 1 and 0.7071; scene -> query: 1, 0 and 0.7071
+    expected = 0.5 * ((1 + 0.5**0.5) / 2 + (1 + 0 + 0.5**0.5) / 3)
+    assert object_set_similarity(query, scene) == pytest.approx(expected)
+    assert object_set_similarity(scene, query) == pytest.approx(expected)  # symmetric
+    assert object_set_similarity(query, query) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="at least one object"):
+        object_set_similarity(query, np.zeros((0, 3)))
+
+
 def test_wrong_model_fingerprint_is_refused(db_path):
     MapDatabase.create(db_path, "model-a", 8).close()
     with pytest.raises(MapDatabaseError, match="rebuild"):

@@ -42,6 +42,27 @@ def test_scene_recall_is_cosine_so_scale_does_not_matter():
     assert a.recall == {1: 1 / 3, 2: 2 / 3}
 
 
+def test_precomputed_similarity_ranks_like_the_embeddings():
+    sim = cosine_similarity(QUERIES, DB)
+    by_matrix = scene_retrieval_recall(None, None, [0, 1, 2], ks=(1, 2), similarity=sim)
+    assert by_matrix.ranks.tolist() == [1, 2, 3]
+    t = temporal_recall(None, None, [[1], [0], [1]], query_db_index=[0, 1, 2], similarity=sim)
+    assert t.ranks.tolist() == [1, 1, 3]  # query 2 ranks 3 and 0 above 1 (itself is excluded)
+    with pytest.raises(ValueError, match="not both"):
+        scene_retrieval_recall(QUERIES, DB, [0, 1, 2], similarity=sim)
+    with pytest.raises(ValueError, match="or a similarity matrix"):
+        scene_retrieval_recall(None, DB, [0, 1, 2])
+    with pytest.raises(ValueError, match="NaN or inf"):
+        scene_retrieval_recall(None, None, [0, 1, 2], similarity=np.where(sim > 0.9, np.nan, sim))
+    # a missing row may hold anything: it is masked out of every ranking
+    holes = sim.copy()
+    holes[:, 3] = -np.inf
+    masked = scene_retrieval_recall(
+        None, None, [0, 1, 2], similarity=holes, database_mask=np.array([1, 1, 1, 0], bool)
+    )
+    assert masked.ranks.tolist() == [1, 2, 2]
+
+
 def test_cosine_similarity_values():
     sim = cosine_similarity(np.array([[3.0, 4.0]]), np.array([[1.0, 0.0], [0.0, 2.0]]))
     np.testing.assert_allclose(sim, [[0.6, 0.8]])
@@ -393,3 +414,31 @@ def test_scene_retrieval_per_scan_and_per_room():
     per_room = scene_retrieval_table("m", emb, any_scan=True)["m I->P"]
     assert per_scan.recall[1] == pytest.approx(0.5) and per_scan.recall[5] == 1.0
     assert per_room.recall[1] == 1.0
+
+
+def test_scene_retrieval_by_object_sets():
+    """Two rooms with the same mean object but different objects: scene vectors cannot tell
+    them apart, their object sets can."""
+    from crossover_ros.eval.crossover_eval import (
+        EmbeddedScans,
+        by_object_sets,
+        scene_retrieval_table,
+    )
+
+    e = np.eye(4)
+    room_a = np.stack([e[0], e[1]])  # the mean of both rooms' objects is (1, 1, 1, 1) / 2
+    room_b = np.stack([e[2], e[3]])
+    same = np.full((2, 4), 0.5)
+    emb = EmbeddedScans(
+        ["a_00", "b_00"],
+        {"rgb": same, "point_cloud": same},
+        {"rgb": np.ones(2, bool), "point_cloud": np.ones(2, bool)},
+        object_sets=[
+            {"rgb": room_a, "point_cloud": room_a[::-1]},
+            {"rgb": room_b, "point_cloud": room_b},
+        ],
+    )
+    by_vector = scene_retrieval_table("m", emb)["m I->P"]
+    assert by_vector.ranks.tolist() == [2, 2]  # ties count against the method
+    by_objects = scene_retrieval_table("m", by_object_sets(emb))["m I->P"]
+    assert by_objects.ranks.tolist() == [1, 1]

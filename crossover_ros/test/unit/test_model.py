@@ -9,7 +9,7 @@ import torch
 from crossover_ros.errors import ModelError
 from crossover_ros.model import modalities as mod
 from crossover_ros.model.crossover import CrossOverCfg, CrossOverModel
-from crossover_ros.model.instance_encoder import InstanceEncoder
+from crossover_ros.model.instance_encoder import InstanceEncoder, object_descriptors
 from crossover_ros.model.losses import anchored_info_nce, info_nce
 from crossover_ros.model.point_encoder import (
     PointEncoder,
@@ -58,6 +58,21 @@ def test_instance_encoder_shapes_and_masking():
     masks[mod.REFERRAL][1] = False
     with torch.no_grad():
         assert torch.isfinite(encoder(inputs, masks, centroids)[mod.REFERRAL]).all()
+
+
+def test_object_descriptor_cosine_is_the_mean_of_context_and_token_cosines():
+    torch.manual_seed(0)
+    encoder = InstanceEncoder().eval()
+    inputs, masks, centroids = _object_inputs()
+    with torch.no_grad():
+        tokens, context = encoder.encode(inputs, masks, centroids)
+    described = object_descriptors(tokens, context)[mod.RGB]
+    assert described.shape == (B, K, 512)
+    torch.testing.assert_close(described.norm(dim=-1), torch.ones(B, K))
+    unit_tokens = torch.nn.functional.normalize(tokens[mod.RGB], dim=-1)
+    a, b = (0, 0), (1, 3)
+    expected = 0.5 * (context[mod.RGB][a] @ context[mod.RGB][b] + unit_tokens[a] @ unit_tokens[b])
+    torch.testing.assert_close(described[a] @ described[b], expected)
 
 
 def test_scene_fusion_ignores_missing_modalities():
