@@ -20,6 +20,12 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="train the Instance Baseline instead (stage 1 without the object transformer)",
     )
     parser.add_argument(
+        "--object-set-weight",
+        type=float,
+        help="stage 1: weight of the InfoNCE that tells scenes apart by their object sets"
+        " (default: TrainCfg's)",
+    )
+    parser.add_argument(
         "--point-pairs",
         type=float,
         default=1.0,
@@ -71,6 +77,8 @@ def train_command(args: argparse.Namespace) -> int:
     )
     torch.set_num_threads(os.cpu_count() or 1)  # feature caching ran single-threaded
     cfg = TrainCfg(seed=args.seed)
+    if args.object_set_weight is not None:
+        cfg = replace(cfg, object_set_weight=args.object_set_weight)
     cfg = replace(
         cfg,
         **{
@@ -91,6 +99,7 @@ def train_command(args: argparse.Namespace) -> int:
     stages = tuple(args.stages)
     if args.instance_baseline:
         model_cfg, stages = instance_baseline_cfg(model_cfg), ("stage1",)
+        cfg = replace(cfg, object_set_weight=0.0)  # the baseline knows objects, not scenes
     try:
         _, histories = train_crossover(scenes, args.out, cfg, model_cfg, stages, metadata=metadata)
     finally:

@@ -55,6 +55,11 @@ def scan_id_for(building_id: str, room: int, scan_index: int) -> str:
     return f"{building_id}_room{room:03d}_{scan_index:02d}"
 
 
+def room_key(scan_id: str) -> str:
+    """Scans of the same room share everything but the trailing scan index."""
+    return scan_id.rsplit("_", 1)[0]
+
+
 def read_json(path: Path) -> Any:
     """JSON content, or DataError naming the file."""
     try:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from crossover_ros.data.scan import room_key
 from crossover_ros.eval.metrics import (
     InstanceScene,
     category_recall,
@@ -90,11 +91,6 @@ class EmbeddedScans:
             for d in np.flatnonzero(dm):
                 scores[q, d] = object_set_similarity(self.object_sets[q][a], self.object_sets[d][b])
         return scores
-
-
-def room_key(scan_id: str) -> str:
-    """Scans of the same room share everything but the trailing scan index."""
-    return scan_id.rsplit("_", 1)[0]
 
 
 def _batches(scenes: list[ScanFeatures], size: int, num_scene_points: int | None):

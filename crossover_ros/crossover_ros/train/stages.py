@@ -19,10 +19,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from crossover_ros.data.scan import room_key
 from crossover_ros.errors import ModelError
 from crossover_ros.model import modalities as mod
 from crossover_ros.model.crossover import CrossOverModel
-from crossover_ros.model.losses import anchored_info_nce, info_nce
+from crossover_ros.model.instance_encoder import object_descriptors
+from crossover_ros.model.losses import anchored_info_nce, info_nce, object_set_info_nce
 from crossover_ros.train.batches import SceneBatch, make_batch
 from crossover_ros.train.features import ScanFeatures
 
@@ -47,6 +49,8 @@ class TrainCfg:
     stage2: StageCfg = field(default_factory=lambda: StageCfg(epochs=20, batch_size=16))
     stage3: StageCfg = field(default_factory=lambda: StageCfg(epochs=80, batch_size=16))
     image_anchored_unified_pairs: bool = True
+    object_set_weight: float = 1.0  # stage 1: weight of the scene-by-object-set InfoNCE
+    object_set_temperature: float = 0.05
 
 
 def _object_embeddings(model: CrossOverModel, batch: SceneBatch) -> dict[str, torch.Tensor]:
@@ -60,7 +64,9 @@ def stage1_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torc
     the contextualised embeddings within each scene, against the other objects of that scene:
     contrasted across scenes, the transformer takes a shortcut (it tells scenes apart by their
     context) and the objects of one scene blur together, which is the opposite of what instance
-    matching needs.
+    matching needs. With ``object_set_weight``, scenes are also contrasted by their object sets
+    (``object_set_info_nce`` on the descriptors that scene retrieval compares), so that a room
+    is told from the other rooms by what stands in it, and where.
     """
     tokens, context = model.instance.encode(
         batch.object_inputs, batch.object_masks, batch.centroids
@@ -73,6 +79,16 @@ def stage1_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torc
         scene = {m: e[i] for m, e in context.items()}
         scene_masks = {m: batch.object_masks[m][i] for m in context}
         loss = loss + anchored_info_nce(scene, scene_masks, mod.RGB, scale)[0] / len(batch)
+    if cfg.object_set_weight > 0:
+        rooms = [room_key(scan_id) for scan_id in batch.scan_ids]
+        same_place = torch.tensor([[a == b for b in rooms] for a in rooms], device=scale.device)
+        loss = loss + cfg.object_set_weight * object_set_info_nce(
+            object_descriptors(tokens, context),
+            batch.object_masks,
+            mod.RGB,
+            cfg.object_set_temperature,
+            same_place,
+        )
     return loss
 
 

@@ -75,6 +75,40 @@ def test_object_descriptor_cosine_is_the_mean_of_context_and_token_cosines():
     torch.testing.assert_close(described[a] @ described[b], expected)
 
 
+def test_batched_object_set_similarity_matches_the_map_search_one():
+    from crossover_ros.mapdb.search import object_set_similarity
+    from crossover_ros.model.losses import object_set_info_nce, object_set_similarities
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(3, 5, 8, generator=g), dim=-1)
+    b = torch.nn.functional.normalize(torch.randn(3, 5, 8, generator=g), dim=-1)
+    a_mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
+    b_mask = torch.tensor([[1, 1, 0, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    batched = object_set_similarities(a, a_mask, b, b_mask)
+    for i in range(3):
+        for j in range(3):
+            expected = object_set_similarity(a[i][a_mask[i]].numpy(), b[j][b_mask[j]].numpy())
+            assert batched[i, j].item() == pytest.approx(expected, abs=1e-6)
+    # the same sets in both modalities: the true scene wins, the loss is low; shuffled, it is not
+    same = object_set_info_nce(
+        {mod.RGB: a, mod.POINT_CLOUD: a}, {mod.RGB: a_mask, mod.POINT_CLOUD: a_mask},
+        mod.RGB, 0.05, torch.zeros(3, 3, dtype=torch.bool),
+    )  # fmt: skip
+    shuffled = object_set_info_nce(
+        {mod.RGB: a, mod.POINT_CLOUD: a[[1, 2, 0]]},
+        {mod.RGB: a_mask, mod.POINT_CLOUD: a_mask[[1, 2, 0]]},
+        mod.RGB, 0.05, torch.zeros(3, 3, dtype=torch.bool),
+    )  # fmt: skip
+    assert same.item() < 0.5 < shuffled.item()
+    # another scan of the same room is no negative: with all three one room, nothing to learn
+    one_room = torch.ones(3, 3, dtype=torch.bool)
+    assert object_set_info_nce(
+        {mod.RGB: a, mod.POINT_CLOUD: a[[1, 2, 0]]},
+        {mod.RGB: a_mask, mod.POINT_CLOUD: a_mask[[1, 2, 0]]},
+        mod.RGB, 0.05, one_room,
+    ).item() == pytest.approx(0.0)  # fmt: skip
+
+
 def test_scene_fusion_ignores_missing_modalities():
     torch.manual_seed(0)
     fusion = SceneFusion().eval()
