@@ -76,6 +76,7 @@ class EmbeddedScans:
     object_masks: list[dict[str, np.ndarray]] = field(default_factory=list)
     object_sets: list[dict[str, np.ndarray]] = field(default_factory=list)  # present objects
     scenes_by_objects: bool = False
+    _object_set_scores: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
 
     def has(self, modality: str) -> bool:
         return modality in self.scene_masks
@@ -86,11 +87,15 @@ class EmbeddedScans:
         qm, dm = self.scene_masks[a], self.scene_masks[b]
         if not self.scenes_by_objects:
             return cosine_similarity(self.scenes[a], self.scenes[b], qm, dm)
-        scores = np.full((len(qm), len(dm)), -np.inf)
-        for q in np.flatnonzero(qm):
-            for d in np.flatnonzero(dm):
-                scores[q, d] = object_set_similarity(self.object_sets[q][a], self.object_sets[d][b])
-        return scores
+        if (a, b) not in self._object_set_scores:  # every table asks again; S^2 set matchings
+            scores = np.full((len(qm), len(dm)), -np.inf)
+            for q in np.flatnonzero(qm):
+                for d in np.flatnonzero(dm):
+                    scores[q, d] = object_set_similarity(
+                        self.object_sets[q][a], self.object_sets[d][b]
+                    )
+            self._object_set_scores[(a, b)] = scores
+        return self._object_set_scores[(a, b)]
 
 
 def _batches(scenes: list[ScanFeatures], size: int, num_scene_points: int | None):
