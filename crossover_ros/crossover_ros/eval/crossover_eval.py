@@ -76,7 +76,9 @@ class EmbeddedScans:
     object_masks: list[dict[str, np.ndarray]] = field(default_factory=list)
     object_sets: list[dict[str, np.ndarray]] = field(default_factory=list)  # present objects
     scenes_by_objects: bool = False
-    _object_set_scores: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+    _object_set_scores: dict[tuple[str, str], np.ndarray] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def has(self, modality: str) -> bool:
         return modality in self.scene_masks
@@ -152,13 +154,12 @@ def embed_instance_baseline(model: CrossOverModel, scenes: list[ScanFeatures]) -
         objects = model.instance(batch.object_inputs, batch.object_masks, batch.centroids)
         for i in range(len(batch)):
             k = int(batch.object_valid[i].sum())
+            masks = {m: batch.object_masks[m][i, :k] for m in objects}
             out.objects.append({m: e[i, :k].numpy() for m, e in objects.items()})
-            out.object_masks.append({m: batch.object_masks[m][i, :k].numpy() for m in objects})
-            out.object_sets.append(
-                {m: e[i, :k][batch.object_masks[m][i, :k]].numpy() for m, e in objects.items()}
-            )
+            out.object_masks.append({m: mask.numpy() for m, mask in masks.items()})
+            out.object_sets.append({m: e[i, :k][masks[m]].numpy() for m, e in objects.items()})
             for m, e in objects.items():
-                mask = batch.object_masks[m][i, :k]
+                mask = masks[m]
                 mean = e[i, :k][mask].mean(0) if mask.any() else torch.zeros(e.shape[-1])
                 means[m].append(F.normalize(mean, dim=0).numpy())
                 present[m].append(bool(mask.any()))

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from crossover_ros.data.scan import room_key
 from crossover_ros.eval.bag_eval import Metrics
 
 
@@ -96,7 +97,7 @@ def plot_first_correct(rows: Sequence[Metrics], path: Path) -> Path:
     cdf.grid(alpha=0.3)
     if rows:
         cdf.legend(fontsize=7, loc="lower right")
-        labels = [v.true_scene.rsplit("_", 1)[0] or v.room_id for v in rows[0].visits]
+        labels = [room_key(v.true_scene) or v.room_id for v in rows[0].visits]
         strip.set_xticks(np.arange(len(labels)), labels, rotation=70, fontsize=6)
     strip.axhline(top * 1.05, color="grey", lw=0.5)
     strip.set_ylim(0, top * 1.18)
