@@ -13,7 +13,7 @@ class ColourEncoder:
 
     modality = map_modality = "rgb"
     fingerprint = "colour-v1"
-    dim = 3
+    dim = instance_dim = 3
     backend = "stub"
 
     def __init__(self, delay_s: float = 0.0) -> None:

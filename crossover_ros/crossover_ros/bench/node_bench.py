@@ -135,7 +135,7 @@ def _make_map(path: Path, args, frames) -> str:
 
     encoder = load_encoder(args.model, None, args.num_threads, backend=args.backend)
     images = [f.color for f in _frames(args.scenes, 320, 240, seed=1)]
-    with MapDatabase.create(path, encoder.fingerprint, encoder.dim) as db:
+    with MapDatabase.create(path, encoder.fingerprint, encoder.dim, encoder.instance_dim) as db:
         for i, image in enumerate(images):
             vector = encoder.frame_features([image])
             db.add_scene(SceneRecord(f"scene_{i:03d}", "bench", f"room_{i}"), {"rgb": vector})

@@ -373,9 +373,7 @@ def benchmark_command(args: argparse.Namespace) -> int:
     for model in models:
         name = "instance_baseline" if model == str(baseline) else model
         map_path = root / f"map_{name}.sqlite"
-        if not map_path.is_file():
-            print(f"== map of {len(buildings)} buildings with {name}", flush=True)
-            _build_multi_map(buildings, map_path, model, progress=not args.quiet)
+        _ensure_multi_map(buildings, map_path, model, name, progress=not args.quiet)
         maps.append((str(map_path), model))
     if baseline is None:
         extra.append(unavailable("Instance Baseline", TRAIN_INSTANCE_BASELINE, "I->P"))
@@ -402,19 +400,34 @@ def _find_instance_baseline(path: Path | None) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def _build_multi_map(buildings: list[Path], out: Path, model: str, progress: bool) -> None:
-    """One map of every building's reference scans, made by ``model``."""
+def _ensure_multi_map(
+    buildings: list[Path], out: Path, model: str, name: str, progress: bool
+) -> None:
+    """One map of every building's reference scans, made by ``model``: an existing one is kept
+    while it holds this model's vectors (fingerprint and widths), else made again."""
     from tqdm import tqdm
 
+    from crossover_ros.errors import MapDatabaseError
     from crossover_ros.eval.bag_eval import load_eval_encoder
+    from crossover_ros.mapdb import MapDatabase
     from crossover_ros.mapdb.build import embed_scan, list_scans
     from crossover_ros.mapdb.open import create_map
 
     encoder = load_eval_encoder(model)
+    wanted = (encoder.fingerprint, encoder.dim, encoder.instance_dim)
+    if out.is_file():
+        try:
+            with MapDatabase.open(out) as db:
+                if (db.model_fingerprint, db.embedding_dim, db.instance_dim) == wanted:
+                    return
+        except MapDatabaseError:
+            pass
+        print(f"== {out.name} was made by another model or version: made again", flush=True)
+    print(f"== map of {len(buildings)} buildings with {name}", flush=True)
     scans = [scan for building in buildings for scan in list_scans(building)]
     tmp = out.with_suffix(".partial")
     tmp.unlink(missing_ok=True)
-    mapdb = create_map(tmp, encoder.fingerprint, encoder.dim)
+    mapdb = create_map(tmp, encoder.fingerprint, encoder.dim, encoder.instance_dim)
     try:
         for scan in tqdm(scans, desc="embedding scans", unit="scan", disable=not progress):
             mapdb.add_scenes([embed_scan(scan, encoder)])

@@ -85,7 +85,10 @@ def info_command(args: argparse.Namespace) -> int:
     with db:
         scenes = db.scenes()
         print(f"map: {db.path}")
-        print(f"model: {db.model_fingerprint} ({db.embedding_dim}-d)")
+        print(
+            f"model: {db.model_fingerprint} (scene vectors {db.embedding_dim}-d,"
+            f" instance vectors {db.instance_dim}-d)"
+        )
         print(f"modalities: {', '.join(db.modalities())}")
         print(f"buildings: {', '.join(sorted({s.building_id for s in scenes}))}")
         print(f"scenes: {len(scenes)}")
@@ -134,7 +137,12 @@ def _copy(source_location: str, target_location: str, must_be_new: bool) -> int:
         except MapDatabaseError as err:
             if "not found" not in str(err):
                 raise
-            target = create_map(target_location, source.model_fingerprint, source.embedding_dim)
+            target = create_map(
+                target_location,
+                source.model_fingerprint,
+                source.embedding_dim,
+                source.instance_dim,
+            )
         with target, tqdm(desc="copying scenes", unit="scene") as bar:
             copied = copy_map(source, target, progress=bar.update)
         print(f"copied {copied} scenes from {source.path} to {target.path}")

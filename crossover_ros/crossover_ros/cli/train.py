@@ -29,7 +29,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         "--point-pairs",
         type=float,
         default=1.0,
-        help="share of objects whose image-point pair is seen in stage 1 (missing-modality study)",
+        help="share of training scans whose object point clouds stage 1 sees, a fixed subset"
+        " (the missing-modality study)",
     )
     parser.add_argument(
         "--epochs-scale", type=float, default=1.0, help="multiply every stage's epochs"

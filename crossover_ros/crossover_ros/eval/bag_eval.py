@@ -940,7 +940,7 @@ class InstanceBaselineEncoder:
         self.model = self._crossover.model
         self.map_modality = map_modality
         self.fingerprint = "instance_baseline:" + self._crossover.fingerprint.split(":", 1)[-1]
-        self.dim = self._crossover.dim
+        self.dim = self.instance_dim = self._crossover.instance_dim  # scenes: mean of objects
 
     def frame_features(self, images: list[np.ndarray]) -> np.ndarray:
         size = (self.crop_size, self.crop_size)

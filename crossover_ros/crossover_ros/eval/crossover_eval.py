@@ -33,7 +33,6 @@ from crossover_ros.eval.metrics import (
 from crossover_ros.mapdb.search import object_set_similarity
 from crossover_ros.model import modalities as mod
 from crossover_ros.model.crossover import CrossOverModel
-from crossover_ros.model.instance_encoder import object_descriptors
 from crossover_ros.train.batches import make_batch
 from crossover_ros.train.features import ScanFeatures
 
@@ -64,7 +63,8 @@ class EmbeddedScans:
     """Per-scan embeddings of one method; rows follow ``scan_ids``.
 
     Scenes are compared by the cosine of their ``scenes`` vectors or, with
-    ``scenes_by_objects``, object by object (``object_set_similarity`` of ``object_sets``).
+    ``scenes_by_objects``, object by object (``object_set_similarity`` of their present
+    ``objects``).
     """
 
     scan_ids: list[str]
@@ -74,7 +74,6 @@ class EmbeddedScans:
         default_factory=list
     )  # per scan: modality -> (K, D)
     object_masks: list[dict[str, np.ndarray]] = field(default_factory=list)
-    object_sets: list[dict[str, np.ndarray]] = field(default_factory=list)  # present objects
     scenes_by_objects: bool = False
     _object_set_scores: dict[tuple[str, str], np.ndarray] = field(
         default_factory=dict, init=False, repr=False
@@ -94,7 +93,8 @@ class EmbeddedScans:
             for q in np.flatnonzero(qm):
                 for d in np.flatnonzero(dm):
                     scores[q, d] = object_set_similarity(
-                        self.object_sets[q][a], self.object_sets[d][b]
+                        self.objects[q][a][self.object_masks[q][a]],
+                        self.objects[d][b][self.object_masks[d][b]],
                     )
             self._object_set_scores[(a, b)] = scores
         return self._object_set_scores[(a, b)]
@@ -117,16 +117,11 @@ def embed_crossover(
     for batch in _batches(scenes, 16, num_scene_points):
         for m, vectors in unified_embeddings(model, batch).items():
             collected[m].append(vectors.numpy())
-        tokens, objects = model.instance.encode(
-            batch.object_inputs, batch.object_masks, batch.centroids
-        )
-        descriptors = object_descriptors(tokens, objects)
+        objects = model.instance(batch.object_inputs, batch.object_masks, batch.centroids)
         for i in range(len(batch)):
             k = int(batch.object_valid[i].sum())
-            masks = {m: batch.object_masks[m][i, :k].numpy() for m in objects}
             out.objects.append({m: e[i, :k].numpy() for m, e in objects.items()})
-            out.object_masks.append(masks)
-            out.object_sets.append({m: e[i, :k][masks[m]].numpy() for m, e in descriptors.items()})
+            out.object_masks.append({m: batch.object_masks[m][i, :k].numpy() for m in objects})
     out.scenes = {m: np.concatenate(v) for m, v in collected.items()}
     out.scene_masks = {m: np.ones(len(scenes), bool) for m in collected}
     out.scene_masks[mod.REFERRAL] = np.array([s.has_referrals for s in scenes])
@@ -135,11 +130,14 @@ def embed_crossover(
 
 def by_object_sets(emb: EmbeddedScans) -> EmbeddedScans:
     """The same scans, scenes compared by their object sets (no instance tables again)."""
-    masks = {
-        m: np.array([len(sets[m]) > 0 for sets in emb.object_sets]) for m in emb.object_sets[0]
-    }
+    masks = {m: np.array([mask[m].any() for mask in emb.object_masks]) for m in emb.objects[0]}
     return EmbeddedScans(
-        emb.scan_ids, {}, masks, object_sets=emb.object_sets, scenes_by_objects=True
+        emb.scan_ids,
+        {},
+        masks,
+        objects=emb.objects,
+        object_masks=emb.object_masks,
+        scenes_by_objects=True,
     )
 
 
@@ -157,7 +155,6 @@ def embed_instance_baseline(model: CrossOverModel, scenes: list[ScanFeatures]) -
             masks = {m: batch.object_masks[m][i, :k] for m in objects}
             out.objects.append({m: e[i, :k].numpy() for m, e in objects.items()})
             out.object_masks.append({m: mask.numpy() for m, mask in masks.items()})
-            out.object_sets.append({m: e[i, :k][masks[m]].numpy() for m, e in objects.items()})
             for m, e in objects.items():
                 mask = masks[m]
                 mean = e[i, :k][mask].mean(0) if mask.any() else torch.zeros(e.shape[-1])
@@ -339,7 +336,7 @@ def evaluate_models(
         tables[titles[1]].update(scene_retrieval_table(name, emb, any_scan=True))
         tables[titles[2]].update(temporal_table(name, emb, TEMPORAL_PAIRS))
         tables[titles[3]].update(category_table(name, emb, categories, TEMPORAL_PAIRS))
-        if emb.objects:
+        if emb.objects and not emb.scenes_by_objects:  # instance tables once per model
             tables[titles[4]].update(instance_table(name, emb, scenes))
             tables[titles[5]].update(temporal_instance_table(name, emb, scenes, states))
     return tables

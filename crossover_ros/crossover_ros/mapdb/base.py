@@ -45,7 +45,8 @@ class MapBase(ABC):
     """The map API; subclasses store, this class checks and composes."""
 
     path: str | object
-    embedding_dim: int
+    embedding_dim: int  # scene vectors
+    instance_dim: int  # instance vectors
     model_fingerprint: str
 
     def __enter__(self):
@@ -180,9 +181,9 @@ class MapBase(ABC):
         """
         vectors = np.asarray(vectors, np.float32)
         if vectors.size == 0:
-            vectors = vectors.reshape(0, self.embedding_dim)
+            vectors = vectors.reshape(0, self.instance_dim)
         query = (
-            normalise_rows(check_vectors(vectors, self.embedding_dim, "query"))
+            normalise_rows(check_vectors(vectors, self.instance_dim, "query"))
             if len(vectors)
             else vectors
         )
@@ -210,6 +211,7 @@ class MapBase(ABC):
             "schema_version": SCHEMA_VERSION,
             "model": self.model_fingerprint,
             "embedding_dim": self.embedding_dim,
+            "instance_dim": self.instance_dim,
             "modalities": self.modalities(),
             "buildings": sorted({s.building_id for s in scenes}),
             "scenes": len(scenes),

@@ -132,7 +132,7 @@ def build_map(
     on its own, so an interrupted build keeps the scans done so far.
     """
     scans = list_scans(Path(building_dir), layout, include_rescans)
-    mapdb = create_map(out_path, encoder.fingerprint, encoder.dim)
+    mapdb = create_map(out_path, encoder.fingerprint, encoder.dim, encoder.instance_dim)
     try:
         for scan in tqdm(scans, desc="embedding scans", unit="scan", disable=not progress):
             mapdb.add_scenes([embed_scan(scan, encoder)])

@@ -116,6 +116,8 @@ class MapDatabase(MapBase):
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         self.model_fingerprint = meta["model_fingerprint"]
         self.embedding_dim = int(meta["embedding_dim"])
+        # maps made before instance vectors could differ in width have one width for both
+        self.instance_dim = int(meta.get("instance_dim", self.embedding_dim))
 
     # -- opening ---------------------------------------------------------------------------
     @classmethod
@@ -124,14 +126,19 @@ class MapDatabase(MapBase):
         path: str | Path,
         model_fingerprint: str,
         embedding_dim: int,
+        instance_dim: int | None = None,
         search: SearchCfg | None = None,
     ) -> MapDatabase:
-        """A new, empty database; refuses to overwrite an existing file."""
+        """A new, empty database; refuses to overwrite an existing file. ``instance_dim`` is
+        the width of instance vectors (default: ``embedding_dim``, that of scene vectors)."""
         path = Path(path)
         if path.exists():
             raise MapDatabaseError(f"{path} already exists; remove it or choose another path")
-        if int(embedding_dim) < 1:
-            raise MapDatabaseError(f"embedding_dim must be positive, got {embedding_dim}")
+        instance_dim = embedding_dim if instance_dim is None else instance_dim
+        if min(int(embedding_dim), int(instance_dim)) < 1:
+            raise MapDatabaseError(
+                f"vector widths must be positive, got {embedding_dim} and {instance_dim}"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         db = cls._connect(path)
         with db:
@@ -142,6 +149,7 @@ class MapDatabase(MapBase):
                     ("schema_version", str(SCHEMA_VERSION)),
                     ("model_fingerprint", model_fingerprint),
                     ("embedding_dim", str(int(embedding_dim))),
+                    ("instance_dim", str(int(instance_dim))),
                     ("created_at", str(time.time())),
                 ],
             )
@@ -218,12 +226,14 @@ class MapDatabase(MapBase):
             "SELECT modality, count, vectors FROM scene_embeddings WHERE scene_id = ?",
             (scene_id,),
         )
-        return {m: self._unpack(blob, count, scene_id) for m, count, blob in rows}
+        return {
+            m: self._unpack(blob, count, self.embedding_dim, scene_id) for m, count, blob in rows
+        }
 
-    def _unpack(self, blob: bytes, count: int, scene_id: str) -> np.ndarray:
-        if len(blob) != count * self.embedding_dim * 4:
+    def _unpack(self, blob: bytes, count: int, dim: int, scene_id: str) -> np.ndarray:
+        if len(blob) != count * dim * 4:
             raise MapDatabaseError(f"{self.path}: corrupt vectors of scene {scene_id}")
-        return np.frombuffer(blob, dtype=np.float32).reshape(count, self.embedding_dim)
+        return np.frombuffer(blob, dtype=np.float32).reshape(count, dim)
 
     def instance_embeddings(self, scene_id: str, modality: str) -> tuple[list[int], np.ndarray]:
         rows = self._rows(
@@ -232,8 +242,10 @@ class MapDatabase(MapBase):
             (scene_id, modality),
         )
         if not rows:
-            return [], np.zeros((0, self.embedding_dim), np.float32)
-        matrix = np.stack([self._unpack(blob, 1, scene_id)[0] for _, blob in rows])
+            return [], np.zeros((0, self.instance_dim), np.float32)
+        matrix = np.stack(
+            [self._unpack(blob, 1, self.instance_dim, scene_id)[0] for _, blob in rows]
+        )
         return [r[0] for r in rows], matrix
 
     def point_cloud(self, scene_id: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -247,7 +259,7 @@ class MapDatabase(MapBase):
             (
                 data,
                 check_embeddings(data.record, data.embeddings, self.embedding_dim),
-                check_instances(data.record, data.instances, self.embedding_dim),
+                check_instances(data.record, data.instances, self.instance_dim),
             )
             for data in scenes
         ]

@@ -22,12 +22,19 @@ def open_map(location: str | Path, model_fingerprint: str | None = None) -> MapB
     return MapDatabase.open(location, model_fingerprint)
 
 
-def create_map(location: str | Path, model_fingerprint: str, embedding_dim: int) -> MapBase:
+def create_map(
+    location: str | Path,
+    model_fingerprint: str,
+    embedding_dim: int,
+    instance_dim: int | None = None,
+) -> MapBase:
     if is_postgres_url(location):
         from crossover_ros.mapdb.postgres import PostgresMapDatabase
 
-        return PostgresMapDatabase.create(str(location), model_fingerprint, embedding_dim)
-    return MapDatabase.create(location, model_fingerprint, embedding_dim)
+        return PostgresMapDatabase.create(
+            str(location), model_fingerprint, embedding_dim, instance_dim
+        )
+    return MapDatabase.create(location, model_fingerprint, embedding_dim, instance_dim)
 
 
 def copy_map(
@@ -42,13 +49,16 @@ def copy_map(
     """
     from crossover_ros.errors import MapDatabaseError
 
-    if (source.model_fingerprint, source.embedding_dim) != (
+    if (source.model_fingerprint, source.embedding_dim, source.instance_dim) != (
         target.model_fingerprint,
         target.embedding_dim,
+        target.instance_dim,
     ):
         raise MapDatabaseError(
-            f"{source.path} holds model {source.model_fingerprint} ({source.embedding_dim}-d),"
-            f" {target.path} model {target.model_fingerprint} ({target.embedding_dim}-d):"
+            f"{source.path} holds model {source.model_fingerprint}"
+            f" ({source.embedding_dim}/{source.instance_dim}-d scene/instance vectors),"
+            f" {target.path} model {target.model_fingerprint}"
+            f" ({target.embedding_dim}/{target.instance_dim}-d):"
             " copy only between maps of the same model"
         )
     present = {s.scene_id for s in target.scenes()}

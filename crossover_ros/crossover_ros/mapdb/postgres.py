@@ -107,6 +107,7 @@ class PostgresMapDatabase(MapBase):
         meta = dict(self._fetch("SELECT key, value FROM {s}.meta"))
         self.model_fingerprint = meta["model_fingerprint"]
         self.embedding_dim = int(meta["embedding_dim"])
+        self.instance_dim = int(meta.get("instance_dim", self.embedding_dim))
 
     # -- opening ---------------------------------------------------------------------------
     @staticmethod
@@ -127,13 +128,17 @@ class PostgresMapDatabase(MapBase):
         url: str,
         model_fingerprint: str,
         embedding_dim: int,
+        instance_dim: int | None = None,
         cfg: PgSearchCfg | None = None,
     ) -> PostgresMapDatabase:
         """A new map in its own schema of the server; refuses to overwrite an existing map."""
         base, schema = _split_schema(url)
         dim = int(embedding_dim)
+        instance_dim = dim if instance_dim is None else int(instance_dim)
         if not 1 <= dim <= 2000:
             raise MapDatabaseError(f"pgvector HNSW indexes take 1..2000 dimensions, got {dim}")
+        if instance_dim < 1:
+            raise MapDatabaseError(f"instance_dim must be positive, got {instance_dim}")
         db = cls._connect(base)
         psycopg = _psycopg()
         try:
@@ -145,13 +150,14 @@ class PostgresMapDatabase(MapBase):
                         f" (DROP SCHEMA {schema} CASCADE) or choose another name"
                     )
                 db.execute("CREATE EXTENSION IF NOT EXISTS vector")
-                db.execute(_PG_SCHEMA.format(s=schema, d=dim))
+                db.execute(_PG_SCHEMA.format(s=schema, d=dim, di=instance_dim))
                 db.cursor().executemany(
                     f"INSERT INTO {schema}.meta VALUES (%s, %s)",
                     [
                         ("schema_version", str(SCHEMA_VERSION)),
                         ("model_fingerprint", model_fingerprint),
                         ("embedding_dim", str(dim)),
+                        ("instance_dim", str(instance_dim)),
                         ("created_at", str(time.time())),
                     ],
                 )
@@ -241,7 +247,7 @@ class PostgresMapDatabase(MapBase):
             binary=True,
         )
         if not rows:
-            return [], np.zeros((0, self.embedding_dim), np.float32)
+            return [], np.zeros((0, self.instance_dim), np.float32)
         return [r[0] for r in rows], _stack([r[1] for r in rows])
 
     def point_cloud(self, scene_id: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -256,7 +262,7 @@ class PostgresMapDatabase(MapBase):
             (
                 data,
                 check_embeddings(data.record, data.embeddings, self.embedding_dim),
-                check_instances(data.record, data.instances, self.embedding_dim),
+                check_instances(data.record, data.instances, self.instance_dim),
             )
             for data in scenes
         ]
@@ -299,7 +305,7 @@ class PostgresMapDatabase(MapBase):
                 for m, vectors in emb.items()
                 for i, v in enumerate(vectors)
             ]
-            self._copy_vectors(db, f"{s}.scene_embeddings", rows)
+            self._copy_vectors(db, f"{s}.scene_embeddings", rows, self.embedding_dim)
             instances = [(d.record.scene_id, inst) for d, _, insts in prepared for inst in insts]
             if instances:
                 with db.cursor().copy(f"COPY {s}.instances FROM STDIN") as copy:
@@ -319,7 +325,7 @@ class PostgresMapDatabase(MapBase):
                     for scene_id, inst in instances
                     for m, v in inst.get("embeddings", {}).items()
                 ]
-                self._copy_vectors(db, f"{s}.instance_embeddings", inst_rows)
+                self._copy_vectors(db, f"{s}.instance_embeddings", inst_rows, self.instance_dim)
             for data, _, _ in prepared:
                 if data.cloud is not None:
                     xyz, rgb = data.cloud
@@ -330,11 +336,12 @@ class PostgresMapDatabase(MapBase):
             for name in {m for _, emb, _ in prepared for m in emb}:
                 self._ensure_index(db, name, bits[name])
 
-    def _copy_vectors(self, db, table: str, rows: list[tuple[str, str, int, np.ndarray]]) -> None:
+    def _copy_vectors(
+        self, db, table: str, rows: list[tuple[str, str, int, np.ndarray]], dim: int
+    ) -> None:
         """Binary COPY of (scene_id, modality, int, vector) rows: the fast path for big maps."""
         if not rows:
             return
-        dim = self.embedding_dim
         vec_head = struct.pack(">ihh", 4 + 4 * dim, dim, 0)
         chunks = [b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)]
         for scene_id, modality, number, vector in rows:
@@ -477,7 +484,7 @@ CREATE TABLE {s}.instance_embeddings (
     scene_id TEXT NOT NULL,
     modality TEXT NOT NULL,
     instance_id INTEGER NOT NULL,
-    embedding vector({d}) NOT NULL,
+    embedding vector({di}) NOT NULL,
     PRIMARY KEY (scene_id, instance_id, modality),
     FOREIGN KEY (scene_id, instance_id) REFERENCES {s}.instances(scene_id, instance_id)
         ON DELETE CASCADE

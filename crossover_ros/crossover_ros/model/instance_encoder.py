@@ -63,7 +63,9 @@ class SpatialAttentionLayer(nn.Module):
 
 
 class InstanceEncoder(nn.Module):
-    """Per-modality object embeddings (B, K, D), unit length, from a batch of scenes."""
+    """Per-modality object embeddings, unit length, from a batch of scenes: ``encode`` gives
+    the tokens (D) and contextual embeddings (D) that training and scene fusion use,
+    ``forward`` the two joined (``out_dim`` = 2D), which matching uses."""
 
     def __init__(self, cfg: InstanceEncoderCfg | None = None) -> None:
         super().__init__()
@@ -116,25 +118,34 @@ class InstanceEncoder(nn.Module):
         context = {m: self.contextualise(m, t, centroids, masks[m]) for m, t in tokens.items()}
         return tokens, context
 
+    @property
+    def out_dim(self) -> int:
+        """Width of ``forward``'s object embeddings: [contextual | token]."""
+        return 2 * self.cfg.embed_dim
+
     def forward(
         self,
         inputs: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor],
         centroids: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """inputs/masks per modality (any subset of INSTANCE_MODALITIES) -> embeddings."""
-        return self.encode(inputs, masks, centroids)[1]
+        """inputs/masks per modality (any subset of INSTANCE_MODALITIES) -> the (B, K, out_dim)
+        object embeddings that instances and object sets are matched by (``object_descriptors``).
+        """
+        return object_descriptors(*self.encode(inputs, masks, centroids))
 
 
 def object_descriptors(
     tokens: dict[str, torch.Tensor], context: dict[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
-    """Unit vectors for comparing scenes object by object, from ``InstanceEncoder.encode``.
+    """Unit vectors that objects (and scenes, object by object) are matched by, from
+    ``InstanceEncoder.encode``.
 
     [contextual embedding | token] / sqrt(2): the cosine of two descriptors is the mean of the
     two cosines, so an object is judged by what it is and by where it stands among the others.
     The token alone survives furniture being moved (rescans), the context alone tells
-    look-alike objects apart; on validation buildings the pair beat either part.
+    look-alike objects apart; on validation buildings the pair beat either part, both for
+    instance matching (every pair, rescans too) and for scene retrieval by object sets.
     """
     return {
         m: torch.cat([context[m], F.normalize(tokens[m], dim=-1)], dim=-1) / 2**0.5 for m in context

@@ -27,7 +27,8 @@ class SceneEncoder(Protocol):
     modality: str
     map_modality: str
     fingerprint: str
-    dim: int
+    dim: int  # scene vectors
+    instance_dim: int  # instance vectors
 
     def frame_features(self, images: list[np.ndarray]) -> np.ndarray: ...
 
@@ -52,7 +53,7 @@ class GlobalDescriptorEncoder:
         )
         self.backend = self.backbone.backend.name
         self.fingerprint = self.backbone.fingerprint
-        self.dim = self.backbone.dim
+        self.dim = self.instance_dim = self.backbone.dim  # (it stores no instances)
 
     def frame_features(self, images: list[np.ndarray]) -> np.ndarray:
         return self.backbone.encode(images)
@@ -114,6 +115,7 @@ class CrossOverEncoder:
         self.map_modality = map_modality
         self.fingerprint = self.model.fingerprint()
         self.dim = self.model.cfg.embed_dim
+        self.instance_dim = self.model.instance.out_dim
         self._text = None
 
     def frame_features(self, images: list[np.ndarray]) -> np.ndarray:
@@ -126,7 +128,7 @@ class CrossOverEncoder:
         return self._frames.run({"frames": frames, "mask": mask})["embedding"]
 
     def embed_objects(self, objects: list[QueryObject]) -> np.ndarray:
-        """(K, D) point-cloud embeddings of objects segmented from the robot's fused cloud.
+        """(K, instance_dim) point-cloud embeddings of objects segmented from the robot's cloud.
 
         The same stage-1 path the map's instances took (object point encoder, then the spatial
         transformer over all objects of the view), so they match the map's 'point_cloud'
@@ -138,7 +140,7 @@ class CrossOverEncoder:
         from crossover_ros.train.features import FeatureCfg
 
         if not objects:
-            return np.zeros((0, self.dim), np.float32)
+            return np.zeros((0, self.instance_dim), np.float32)
         points = object_point_sets(objects, FeatureCfg().object_points, np.random.default_rng(0))
         centroids = np.stack([obj.centroid for obj in objects]).astype(np.float32)
         with torch.no_grad():

@@ -182,6 +182,12 @@ def _check_map(encoder: SceneEncoder, mapdb: MapBase) -> None:
             f"map {mapdb.path} was built with {mapdb.model_fingerprint}, the encoder is"
             f" {encoder.fingerprint}: rebuild the map with this model"
         )
+    if (mapdb.embedding_dim, mapdb.instance_dim) != (encoder.dim, encoder.instance_dim):
+        raise CrossoverError(
+            f"map {mapdb.path} holds {mapdb.embedding_dim}-d scene and {mapdb.instance_dim}-d"
+            f" instance vectors, the encoder makes {encoder.dim}-d and {encoder.instance_dim}-d"
+            " (a map made by an older version of this package): rebuild the map"
+        )
     modalities = mapdb.modalities()
     if modalities and encoder.map_modality not in modalities:
         raise CrossoverError(

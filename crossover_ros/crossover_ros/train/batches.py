@@ -81,14 +81,11 @@ def make_batch(
     scenes: list[ScanFeatures],
     rng: np.random.Generator | None = None,
     frame_count: tuple[int, int] | None = None,
-    drop_point_pairs: float = 0.0,
     num_scene_points: int | None = None,
     num_object_points: int | None = None,
 ) -> SceneBatch:
     """Stack scenes; with ``rng``, augment (rotation, frame subsets of ``frame_count`` sizes).
 
-    ``drop_point_pairs`` hides the point-cloud modality of that share of objects: the
-    missing-modality ablation (train with 25/50/75 % of the image-point pairs).
     ``num_scene_points`` / ``num_object_points`` subsample the scene and object clouds (random
     with ``rng``, else evenly spaced): fewer points train faster and still describe the shape.
     """
@@ -124,8 +121,6 @@ def make_batch(
                 inputs[modality] = np.zeros((b, k, *values.shape[1:]), np.float32)
             inputs[modality][i, :n] = values
             masks[modality][i, :n] = getattr(scene, mask_field)
-        if drop_point_pairs > 0 and rng is not None:
-            masks[mod.POINT_CLOUD][i, :n] &= rng.random(n) >= drop_point_pairs
         frame_index = np.arange(len(scene.frame_features))
         if rng is not None and frame_count is not None:
             count = int(rng.integers(frame_count[0], frame_count[1] + 1))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ class StageCfg:
     frame_count: tuple[int, int] = (3, 10)
     num_scene_points: int = 1024
     num_object_points: int = 256
-    drop_point_pairs: float = 0.0
+    drop_point_pairs: float = 0.0  # share of scans trained without object point clouds
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,9 @@ class TrainCfg:
     object_set_temperature: float = 0.05
 
 
-def _object_embeddings(model: CrossOverModel, batch: SceneBatch) -> dict[str, torch.Tensor]:
-    return model.instance(batch.object_inputs, batch.object_masks, batch.centroids)
+def _contextual_embeddings(model: CrossOverModel, batch: SceneBatch) -> dict[str, torch.Tensor]:
+    """The object embeddings scene fusion pools: the object transformer's outputs."""
+    return model.instance.encode(batch.object_inputs, batch.object_masks, batch.centroids)[1]
 
 
 def stage1_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torch.Tensor:
@@ -109,7 +110,7 @@ def _random_modality_subset(
 def stage2_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torch.Tensor:
     """F_S from all modalities must stay itself (and unlike other scenes) from random subsets."""
     with torch.no_grad():
-        embeddings = _object_embeddings(model, batch)
+        embeddings = _contextual_embeddings(model, batch)
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31, (1,))))
     full = model.fusion(embeddings, batch.object_masks)
     scale = model.logit_scales["stage2"]()
@@ -120,7 +121,7 @@ def stage2_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torc
 
 def scene_vectors(model: CrossOverModel, batch: SceneBatch) -> torch.Tensor:
     """F_S of each scene of the batch (stage 1 + 2 outputs)."""
-    return model.fusion(_object_embeddings(model, batch), batch.object_masks)
+    return model.fusion(_contextual_embeddings(model, batch), batch.object_masks)
 
 
 def unified_embeddings(model: CrossOverModel, batch: SceneBatch) -> dict[str, torch.Tensor]:
@@ -193,6 +194,20 @@ def _schedule(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def hide_point_clouds(scenes: list[ScanFeatures], share: float, seed: int) -> list[ScanFeatures]:
+    """The missing-modality ablation: a fixed ``share`` of the scans, chosen once by ``seed``,
+    lose their object point clouds for the whole stage, as in a data set where only some scans
+    have them. (A new random subset every batch would show every image-point pair in time.)"""
+    if share <= 0:
+        return scenes
+    rng = np.random.default_rng([seed, 1])
+    hidden = set(rng.permutation(len(scenes))[: round(share * len(scenes))].tolist())
+    return [
+        replace(s, object_points_mask=np.zeros_like(s.object_points_mask)) if i in hidden else s
+        for i, s in enumerate(scenes)
+    ]
+
+
 def train_stage(
     name: str,
     model: CrossOverModel,
@@ -208,6 +223,7 @@ def train_stage(
     gradients are averaged across processes, and rank 0 writes the checkpoints.
     """
     stage_cfg: StageCfg = getattr(cfg, name)
+    scenes = hide_point_clouds(scenes, stage_cfg.drop_point_pairs, cfg.seed)
     loss_fn, trainable = STAGES[name]
     modules = trainable(model)
     for parameter in model.parameters():
@@ -266,7 +282,6 @@ def train_stage(
                 chosen,
                 rng,
                 frame_count=stage_cfg.frame_count,
-                drop_point_pairs=stage_cfg.drop_point_pairs,
                 num_scene_points=stage_cfg.num_scene_points,
                 num_object_points=stage_cfg.num_object_points,
             )

@@ -67,7 +67,7 @@ class ColourEncoder:
     modality = "rgb"
     map_modality = "rgb"
     fingerprint = "colour:test"
-    dim = 3
+    dim = instance_dim = 3
 
     def frame_features(self, images):
         return np.stack([im.reshape(-1, 3).mean(0) for im in images]).astype(np.float32)

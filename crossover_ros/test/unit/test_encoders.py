@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -40,7 +41,7 @@ def test_map_holds_every_scene_modality_and_instance_embeddings(crossover_map, s
         references = [s for s in load_building(small_building).scans if s.scan_index == 0]
         assert sorted(s.scene_id for s in db.scenes()) == sorted(s.scan_id for s in references)
         ids, vectors = db.instance_embeddings(references[0].scan_id, mod.POINT_CLOUD)
-        assert len(ids) > 0 and vectors.shape == (len(ids), encoder.dim)
+        assert len(ids) > 0 and vectors.shape == (len(ids), encoder.instance_dim)
 
 
 def test_recogniser_ranks_frames_against_point_clouds(crossover_map, small_building):
@@ -59,6 +60,22 @@ def test_recogniser_ranks_frames_against_point_clouds(crossover_map, small_build
     last = results[-1]
     assert last.map_modality == mod.POINT_CLOUD and last.modality == mod.RGB
     assert set(last.candidate_ids) <= {s.scene_id for s in open_map(path).scenes()}
+
+
+def test_relocaliser_matches_segmented_objects_against_the_maps_instances(crossover_map):
+    """The node's path for correspondences: objects segmented from a cloud, embedded by the
+    encoder, matched against the instance vectors the map builder stored (same width)."""
+    from crossover_ros.mapdb import open_map
+    from crossover_ros.pipeline.relocalize import Relocalizer, RelocalizerCfg
+
+    encoder, path = crossover_map
+    with open_map(path, encoder.fingerprint) as db:
+        scene_id = db.scenes()[0].scene_id
+        xyz, rgb = db.point_cloud(scene_id)  # the scene itself, seen from its own frame
+        relocalizer = Relocalizer(db, encoder, RelocalizerCfg(interval_s=0.0))
+        found = relocalizer.relocalize(0.0, scene_id, (xyz, rgb / 255.0), np.eye(4))
+    assert found.num_objects > 0 and found.correspondences
+    assert all(c.score >= relocalizer.cfg.instance_threshold for c in found.correspondences)
 
 
 def test_a_map_of_another_model_is_refused(crossover_map, tmp_path):

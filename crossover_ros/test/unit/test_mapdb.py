@@ -109,3 +109,38 @@ def test_bad_vectors_and_duplicates_leave_the_map_unchanged(db_path):
             db.query(np.ones((1, 3), np.float32), "rgb")
         assert [s.scene_id for s in db.scenes()] == ["a"]
         assert db.query(_unit(rng, 1), "depth") == []
+
+
+def test_instance_vectors_have_their_own_width(db_path):
+    """CrossOver's instance vectors ([context | token]) are twice as wide as its scene vectors;
+    a map made before the two widths could differ reads back with one width for both."""
+    rng = np.random.default_rng(0)
+    chair = {"id": 3, "label": "chair", "centroid": [0.0, 0.0, 0.0]}
+    stored = _unit(rng, 1, 8)
+    with MapDatabase.create(db_path, "m", 4, instance_dim=8) as db:
+        db.add_scene(
+            SceneRecord("s", "b", "r"),
+            {"rgb": _unit(rng, 1, 4)},
+            [{**chair, "embeddings": {"point_cloud": stored[0]}}],
+        )
+        (match,) = db.match_instances("s", stored, "point_cloud").matches
+        assert (match.query_index, match.instance_id) == (0, 3)
+        with pytest.raises(MapDatabaseError, match=r"\(K>0, 8\)"):
+            db.match_instances("s", _unit(rng, 1, 4), "point_cloud")
+        assert db.query(_unit(rng, 1, 4), "rgb")[0].scene_id == "s"
+        with pytest.raises(MapDatabaseError, match=r"\(K>0, 8\)"):  # a scene-width instance
+            db.add_scene(
+                SceneRecord("t", "b", "r"),
+                {"rgb": _unit(rng, 1, 4)},
+                [{**chair, "embeddings": {"point_cloud": _unit(rng, 1, 4)[0]}}],
+            )
+    with MapDatabase.open(db_path, "m") as db:
+        assert (db.embedding_dim, db.instance_dim) == (4, 8)
+        ids, vectors = db.instance_embeddings("s", "point_cloud")
+        assert ids == [3] and vectors.shape == (1, 8)
+        assert db.instance_embeddings("t", "point_cloud")[1].shape == (0, 8)
+        assert [s.scene_id for s in db.scenes()] == ["s"]  # the refused scene left nothing
+    with sqlite3.connect(db_path) as raw:  # as an older version wrote it
+        raw.execute("DELETE FROM meta WHERE key = 'instance_dim'")
+    with MapDatabase.open(db_path, "m") as db:
+        assert db.instance_dim == 4

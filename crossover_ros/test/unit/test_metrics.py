@@ -433,10 +433,11 @@ def test_scene_retrieval_by_object_sets():
         ["a_00", "b_00"],
         {"rgb": same, "point_cloud": same},
         {"rgb": np.ones(2, bool), "point_cloud": np.ones(2, bool)},
-        object_sets=[
+        objects=[
             {"rgb": room_a, "point_cloud": room_a[::-1]},
             {"rgb": room_b, "point_cloud": room_b},
         ],
+        object_masks=[{"rgb": np.ones(2, bool), "point_cloud": np.ones(2, bool)}] * 2,
     )
     by_vector = scene_retrieval_table("m", emb)["m I->P"]
     assert by_vector.ranks.tolist() == [2, 2]  # ties count against the method

@@ -20,7 +20,13 @@ from crossover_ros.model.point_encoder import (
 from crossover_ros.model.scene_encoder import SceneFusion
 from crossover_ros.model.unified import ScenePointEncoderCfg
 from crossover_ros.train.batches import make_batch
-from crossover_ros.train.stages import StageCfg, TrainCfg, train_stage, unified_embeddings
+from crossover_ros.train.stages import (
+    StageCfg,
+    TrainCfg,
+    hide_point_clouds,
+    train_stage,
+    unified_embeddings,
+)
 from crossover_ros.train.synthetic import synthetic_scenes
 
 B, K = 3, 5
@@ -47,7 +53,7 @@ def test_instance_encoder_shapes_and_masking():
         out = encoder(inputs, masks, centroids)
         assert set(out) == set(mod.INSTANCE_MODALITIES)
         for embeddings in out.values():
-            assert embeddings.shape == (B, K, 256)
+            assert embeddings.shape == (B, K, 2 * 256)  # [context | token]
             torch.testing.assert_close(embeddings.norm(dim=-1), torch.ones(B, K))
         # a masked-out object cannot change the other objects' embeddings
         inputs[mod.POINT_CLOUD][0, 2] += 10.0
@@ -66,8 +72,9 @@ def test_object_descriptor_cosine_is_the_mean_of_context_and_token_cosines():
     inputs, masks, centroids = _object_inputs()
     with torch.no_grad():
         tokens, context = encoder.encode(inputs, masks, centroids)
-    described = object_descriptors(tokens, context)[mod.RGB]
-    assert described.shape == (B, K, 512)
+        described = encoder(inputs, masks, centroids)[mod.RGB]  # what matching compares
+    assert described.shape == (B, K, encoder.out_dim)
+    torch.testing.assert_close(described, object_descriptors(tokens, context)[mod.RGB])
     torch.testing.assert_close(described.norm(dim=-1), torch.ones(B, K))
     unit_tokens = torch.nn.functional.normalize(tokens[mod.RGB], dim=-1)
     a, b = (0, 0), (1, 3)
@@ -282,3 +289,22 @@ def test_tiny_training_decreases_loss_and_retrieves_far_above_chance(tmp_path: P
     # resuming a finished stage trains nothing more and keeps the history
     again = train_stage("stage3", model, scenes, cfg, tmp_path, progress=False)
     assert again == history
+
+
+def test_missing_modality_ablation_hides_a_fixed_share_of_the_scans():
+    """The same scans lose their object point clouds for the whole stage, nothing else does."""
+    scenes = synthetic_scenes(20, np.random.default_rng(0))
+    kept = hide_point_clouds(scenes, 0.75, seed=0)
+    hidden = [s.scan_id for s in kept if not s.object_points_mask.any()]
+    assert len(hidden) == 15
+    assert [s.scan_id for s in hide_point_clouds(scenes, 0.75, seed=0)] == [s.scan_id for s in kept]
+    assert hidden == [
+        s.scan_id for s in hide_point_clouds(scenes, 0.75, seed=0) if not s.object_points_mask.any()
+    ]
+    assert hidden != [
+        s.scan_id for s in hide_point_clouds(scenes, 0.75, seed=1) if not s.object_points_mask.any()
+    ]
+    for before, after in zip(scenes, kept, strict=True):
+        assert before.object_points_mask.all()  # the caller's scenes are left as they were
+        assert after.object_image_mask.all() and after.object_mesh_mask.all()
+    assert hide_point_clouds(scenes, 0.0, seed=0) is scenes

@@ -98,6 +98,16 @@ def test_map_of_another_model_is_refused(mapdb):
         SceneRecognizer(Other(), mapdb)
 
 
+def test_map_of_the_same_model_with_other_vector_widths_is_refused(tmp_path):
+    """Same weights, instance vectors of an older definition: matching them would fail later."""
+    encoder = ColourEncoder()
+    with (
+        MapDatabase.create(tmp_path / "old.sqlite", encoder.fingerprint, 3, 6) as db,
+        pytest.raises(CrossoverError, match=r"3-d and 3-d.*rebuild"),
+    ):
+        SceneRecognizer(encoder, db)
+
+
 def test_confidence_is_low_for_near_ties():
     assert softmax_confidence([0.9, 0.9], 0.01) == pytest.approx(0.5)
     assert softmax_confidence([0.9, 0.5], 0.01) > 0.99

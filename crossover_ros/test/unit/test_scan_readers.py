@@ -20,7 +20,7 @@ class MeanColourEncoder:
     """A tiny stand-in encoder: mean colour of each image, 3-d."""
 
     fingerprint = "mean-colour"
-    dim = 3
+    dim = instance_dim = 3
     modality = "rgb"
     map_modality = "rgb"
 

@@ -190,7 +190,9 @@ class MapRecorderNode(Node):
         if not location:
             raise MapDatabaseError("map_path is empty: name the map to record into")
         if not is_postgres_url(location) and not Path(location).exists():
-            return create_map(location, self._encoder.fingerprint, self._encoder.dim)
+            return create_map(
+                location, self._encoder.fingerprint, self._encoder.dim, self._encoder.instance_dim
+            )
         return open_map(location, self._encoder.fingerprint)
 
     # -- sensors ---------------------------------------------------------------------------
