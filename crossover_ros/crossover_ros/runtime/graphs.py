@@ -14,9 +14,10 @@ What is not a graph, and why:
   embeddings fit one grid; its preprocessing resizes every image to it).
 * MiniLM's tokenizer is string processing, not a tensor op: the ``text`` graph starts from token
   ids and attention mask; tokenisation stays in Python (:func:`tokenize`).
-* The instance encoder's object transformer (context over a scene's objects) runs only when a map
-  is built and stays in PyTorch; the per-modality projections (with the object point encoders,
-  the costly part) are graphs.
+* The instance encoder's object transformer (context over a scene's objects) runs in PyTorch,
+  when a map is built and when the relocaliser embeds segmented objects (it exports to ONNX,
+  the tests hold it, but is no runtime graph yet); the per-modality projections (with the object
+  point encoders, the costly part) are graphs.
 """
 
 from __future__ import annotations

@@ -265,6 +265,52 @@ def test_exported_fps_and_knn_pick_what_pytorch_picks(tmp_path):
         )
 
 
+def test_object_transformer_exports_with_any_object_count(tmp_path):
+    """What the relocaliser runs on segmented objects (point encoder, object transformer,
+    [context | token]) exports too, though it runs in PyTorch today: same embeddings from
+    ONNX Runtime for any number of objects, with TensorRT-parsable ops."""
+    import onnx
+    import onnxruntime as ort
+
+    from crossover_ros.model import modalities as mod
+    from crossover_ros.model.instance_encoder import InstanceEncoder
+
+    class PointObjects(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = InstanceEncoder()
+
+        def forward(self, points, centroids):
+            mask = torch.ones(points.shape[:2], dtype=torch.bool)
+            embedded = self.encoder({mod.POINT_CLOUD: points}, {mod.POINT_CLOUD: mask}, centroids)
+            return embedded[mod.POINT_CLOUD]
+
+    torch.manual_seed(0)
+    graph = PointObjects().eval()
+    path = tmp_path / "objects.onnx"
+    torch.onnx.export(
+        graph,
+        (torch.randn(1, 5, 64, 6), torch.randn(1, 5, 3)),
+        str(path),
+        input_names=["points", "centroids"],
+        output_names=["embeddings"],
+        dynamic_axes={"points": {1: "objects"}, "centroids": {1: "objects"}},
+        opset_version=export_module.OPSET,
+        dynamo=False,
+    )
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    attention_ops = {"Softmax", "Greater", "Not", "Or", "Identity"}  # in TensorRT's ONNX op list
+    assert ops <= TENSORRT_OPS | attention_ops, ops - TENSORRT_OPS - attention_ops
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for count in (1, 5, 12):
+        points, centroids = torch.randn(1, count, 64, 6), torch.randn(1, count, 3)
+        with torch.no_grad():
+            expected = graph(points, centroids).numpy()
+        (got,) = session.run(None, {"points": points.numpy(), "centroids": centroids.numpy()})
+        assert got.shape == (1, count, 512)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 # -- backends and the auto choice -----------------------------------------------------------------
 def test_runtime_cfg_refuses_unknown_settings():
     with pytest.raises(RuntimeBackendError, match="backend"):
