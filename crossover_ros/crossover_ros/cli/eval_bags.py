@@ -404,25 +404,24 @@ def _ensure_multi_map(
     buildings: list[Path], out: Path, model: str, name: str, progress: bool
 ) -> None:
     """One map of every building's reference scans, made by ``model``: an existing one is kept
-    while it holds this model's vectors (fingerprint and widths), else made again."""
+    while the recogniser would take it (``check_map``: same model, widths, ranked modality)."""
     from tqdm import tqdm
 
-    from crossover_ros.errors import MapDatabaseError
+    from crossover_ros.errors import CrossoverError
     from crossover_ros.eval.bag_eval import load_eval_encoder
     from crossover_ros.mapdb import MapDatabase
     from crossover_ros.mapdb.build import embed_scan, list_scans
     from crossover_ros.mapdb.open import create_map
+    from crossover_ros.pipeline.recognizer import check_map
 
     encoder = load_eval_encoder(model)
-    wanted = (encoder.fingerprint, encoder.dim, encoder.instance_dim)
     if out.is_file():
         try:
             with MapDatabase.open(out) as db:
-                if (db.model_fingerprint, db.embedding_dim, db.instance_dim) == wanted:
-                    return
-        except MapDatabaseError:
-            pass
-        print(f"== {out.name} was made by another model or version: made again", flush=True)
+                check_map(encoder, db)
+            return
+        except CrossoverError as err:
+            print(f"== {out.name} is out of date ({err}): made again", flush=True)
     print(f"== map of {len(buildings)} buildings with {name}", flush=True)
     scans = [scan for building in buildings for scan in list_scans(building)]
     tmp = out.with_suffix(".partial")
@@ -433,6 +432,7 @@ def _ensure_multi_map(
             mapdb.add_scenes([embed_scan(scan, encoder)])
     finally:
         mapdb.close()
-    for suffix in ("-wal", "-shm"):
+    for suffix in ("-wal", "-shm"):  # the old map's journal must not replay onto the new one
         Path(str(tmp) + suffix).unlink(missing_ok=True)
+        Path(str(out) + suffix).unlink(missing_ok=True)
     tmp.replace(out)

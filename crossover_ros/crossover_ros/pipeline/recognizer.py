@@ -89,7 +89,7 @@ class SceneRecognizer:
 
     def __init__(self, encoder: SceneEncoder, mapdb: MapBase, cfg: RecognizerCfg | None = None):
         self.cfg = cfg or RecognizerCfg()
-        _check_map(encoder, mapdb)
+        check_map(encoder, mapdb)
         self.encoder = encoder
         self.mapdb = mapdb
         self.keyframes = KeyframeSelector(self.cfg.keyframes)
@@ -113,7 +113,7 @@ class SceneRecognizer:
         The map must come from the same model; the window is kept (same embedding space), the
         filter restarts (the new map may name other scenes).
         """
-        _check_map(self.encoder, mapdb)
+        check_map(self.encoder, mapdb)
         with self._lock:
             old, self.mapdb = self.mapdb, mapdb
             self.filter.reset()
@@ -175,8 +175,9 @@ class SceneRecognizer:
             )
 
 
-def _check_map(encoder: SceneEncoder, mapdb: MapBase) -> None:
-    """The map must hold this model's vectors of the modality ranked against (if any scene)."""
+def check_map(encoder: SceneEncoder, mapdb: MapBase) -> None:
+    """The map must hold this model's vectors of the modality ranked against (if any scene);
+    a ``CrossoverError`` that says why not."""
     if mapdb.model_fingerprint != encoder.fingerprint:
         raise CrossoverError(
             f"map {mapdb.path} was built with {mapdb.model_fingerprint}, the encoder is"

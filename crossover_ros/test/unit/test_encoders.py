@@ -78,6 +78,28 @@ def test_relocaliser_matches_segmented_objects_against_the_maps_instances(crosso
     assert all(c.score >= relocalizer.cfg.instance_threshold for c in found.correspondences)
 
 
+def test_benchmark_keeps_a_current_map_and_makes_a_stale_one_again(
+    small_building, checkpoint, tmp_path
+):
+    """``eval --benchmark`` reuses its maps; one the recogniser would refuse is rebuilt."""
+    import sqlite3
+    from contextlib import closing
+
+    from crossover_ros.cli.eval_bags import _ensure_multi_map
+
+    path = tmp_path / "map_crossover.sqlite"
+    _ensure_multi_map([small_building], path, str(checkpoint), "crossover", progress=False)
+    made = path.stat().st_mtime_ns
+    _ensure_multi_map([small_building], path, str(checkpoint), "crossover", progress=False)
+    assert path.stat().st_mtime_ns == made
+    with closing(sqlite3.connect(path)) as db, db:  # as a version before instance widths wrote it
+        db.execute("DELETE FROM meta WHERE key = 'instance_dim'")
+    _ensure_multi_map([small_building], path, str(checkpoint), "crossover", progress=False)
+    with closing(sqlite3.connect(path)) as db:
+        (width,) = db.execute("SELECT value FROM meta WHERE key = 'instance_dim'").fetchone()
+    assert int(width) == CrossOverModel.load(checkpoint)[0].instance.out_dim
+
+
 def test_a_map_of_another_model_is_refused(crossover_map, tmp_path):
     from crossover_ros.mapdb import open_map
 
