@@ -151,7 +151,8 @@ class ImageDescriptorEncoder:
         for image in images:
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ModelError(f"expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
-            tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+            # the float copy is made by numpy: the image may be a read-only view of a message
+            tensor = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1) / 255.0
             size = size or (self.cfg.input_height, self.cfg.input_width)
             if tuple(tensor.shape[1:]) != size:
                 tensor = F.interpolate(

@@ -6,11 +6,23 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 
-def info_nce(a: torch.Tensor, b: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE between paired unit vectors a[i] <-> b[i] (N, D); 0 for N < 2."""
+def info_nce(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    logit_scale: torch.Tensor,
+    same_place: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Symmetric InfoNCE between paired unit vectors a[i] <-> b[i] (N, D); 0 for N < 2.
+
+    ``same_place`` (N, N) marks pairs that show one place (another scan of the room): they are
+    not negatives and are left out of the softmax.
+    """
     if a.shape[0] < 2:
         return a.new_zeros(())
     logits = logit_scale * a @ b.T
+    if same_place is not None:
+        eye = torch.eye(len(logits), dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(same_place & ~eye, float("-inf"))
     target = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
@@ -20,12 +32,14 @@ def anchored_info_nce(
     masks: dict[str, torch.Tensor],
     anchor: str,
     logit_scale: torch.Tensor,
+    same_place: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Sum of InfoNCE(anchor, m) over modalities m, on the rows where both are present.
 
     Embeddings are (N, D) (flatten (B, K, D) object tokens first); masks are (N,) booleans. A
     modality paired with the anchor on fewer than two rows adds nothing, so training works with
-    partly paired data (the missing-modality setting of the paper).
+    partly paired data (the missing-modality setting of the paper). ``same_place`` as in
+    :func:`info_nce`, over the N rows.
     """
     total = embeddings[anchor].new_zeros(())
     parts = {}
@@ -33,7 +47,8 @@ def anchored_info_nce(
         if modality == anchor:
             continue
         both = masks[anchor] & masks[modality]
-        loss = info_nce(embeddings[anchor][both], vectors[both], logit_scale)
+        rows_same = None if same_place is None else same_place[both][:, both]
+        loss = info_nce(embeddings[anchor][both], vectors[both], logit_scale, rows_same)
         parts[modality] = float(loss.detach())
         total = total + loss
     return total, parts

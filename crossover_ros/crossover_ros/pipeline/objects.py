@@ -1,10 +1,10 @@
 """Objects in the robot's fused point cloud, without a segmentation network.
 
-Instance correspondences need the query's objects. A segmentation node may publish masks; when
-none does, this geometric segmentation is the fallback: the large planes (floor, walls, ceiling)
-are removed with RANSAC and what stands in the room is split into Euclidean clusters (DBSCAN).
-Objects that touch each other merge, small ones vanish: good enough to anchor a pose, and the
-instance matcher leaves what it cannot pair unmatched.
+Instance correspondences need the query's objects. The node takes no instance masks (no
+segmentation network runs offline here), so objects come from geometry: the large planes (floor,
+walls, ceiling) are removed with RANSAC and what stands in the room is split into Euclidean
+clusters (DBSCAN). Objects that touch each other merge, small ones vanish: good enough to anchor
+a pose, and the instance matcher leaves what it cannot pair unmatched.
 """
 
 from __future__ import annotations

@@ -77,14 +77,29 @@ def _jitter_scene(points: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def _crop_subset_means(
+    crops: np.ndarray, has_crop: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """(K, I): each object's mean over a random non-empty subset of its crops (K, C, I), zero
+    without crops. A rescan sees an object from other viewpoints than the map did; training on
+    crop subsets makes its image embedding depend less on which views were averaged."""
+    counts = has_crop.sum(axis=1)
+    sizes = rng.integers(1, np.maximum(counts, 1) + 1)
+    scores = np.where(has_crop, rng.random(has_crop.shape), np.inf)
+    keep = has_crop & (scores.argsort(axis=1).argsort(axis=1) < sizes[:, None])
+    return (crops * keep[..., None]).sum(axis=1) / np.maximum(keep.sum(axis=1), 1)[:, None]
+
+
 def make_batch(
     scenes: list[ScanFeatures],
     rng: np.random.Generator | None = None,
     frame_count: tuple[int, int] | None = None,
     num_scene_points: int | None = None,
     num_object_points: int | None = None,
+    crop_subsets: bool = False,
 ) -> SceneBatch:
-    """Stack scenes; with ``rng``, augment (rotation, frame subsets of ``frame_count`` sizes).
+    """Stack scenes; with ``rng``, augment (rotation, frame subsets of ``frame_count`` sizes,
+    and with ``crop_subsets`` each object's image as the mean of a random subset of its crops).
 
     ``num_scene_points`` / ``num_object_points`` subsample the scene and object clouds (random
     with ``rng``, else evenly spaced): fewer points train faster and still describe the shape.
@@ -115,6 +130,10 @@ def make_batch(
         labels[i, :n] = scene.object_label_ids
         for modality, (field, mask_field) in OBJECT_FIELDS.items():
             values = getattr(scene, field)
+            if modality == mod.RGB and crop_subsets and rng is not None:
+                values = _crop_subset_means(
+                    scene.object_crop_features, scene.object_crop_frames >= 0, rng
+                )
             if modality in (mod.POINT_CLOUD, mod.MESH):
                 values = _rotate_xyz(_subsample(values, num_object_points, rng, axis=1), rotation)
             if inputs[modality] is None:

@@ -41,7 +41,7 @@ from crossover_ros.data.scan import Scan, ScanInfo, load_building, load_scan
 from crossover_ros.errors import DataError
 from crossover_ros.train.crops import crop_square, instance_boxes, square_crop_window
 
-FORMAT = "crossover_ros.scan_features/1"
+FORMAT = "crossover_ros.scan_features/2"  # 2: per-crop object image features
 IMAGE_DIM = 2560  # EfficientNet-Lite0's pooled width; other backbones' arrays are "I" wide
 TEXT_DIM = 384
 
@@ -327,11 +327,10 @@ def extract_scan_features(
         crops, batch_size=32, size=(cfg.crop_size, cfg.crop_size)
     )
     width = image_encoder.feature_dim
-    object_image = np.zeros((len(ids), width), np.float32)
+    object_crops = np.zeros((*crop_frames.shape, width), np.float32)
+    object_crops[crop_frames >= 0] = crop_features  # crops come row by row, slot by slot
     counts = (crop_frames >= 0).sum(axis=1)
-    owners = np.repeat(np.arange(len(ids)), counts)
-    np.add.at(object_image, owners, crop_features)
-    object_image[counts > 0] /= counts[counts > 0, None]
+    object_image = object_crops.sum(axis=1) / np.maximum(counts, 1)[:, None].astype(np.float32)
 
     frame_indices = np.sort(farthest_point_sample_poses(poses, cfg.max_frames))
     frame_features = image_encoder.pooled_features([colors[i] for i in frame_indices])
@@ -379,6 +378,7 @@ def extract_scan_features(
         "object_sizes": sizes.astype(np.float32),
         "object_image": object_image,
         "object_image_mask": counts > 0,
+        "object_crop_features": object_crops,
         "object_crop_frames": crop_frames,
         "object_crop_windows": crop_windows,
         "object_points": object_points,
@@ -449,6 +449,7 @@ class ScanFeatures:
     object_sizes: np.ndarray  # (K, 3) float32 box extents
     object_image: np.ndarray  # (K, I) float32 mean of crop features (I: image feature width)
     object_image_mask: np.ndarray  # (K,) bool
+    object_crop_features: np.ndarray  # (K, C, I) float32 each crop's features, 0 where none
     object_crop_frames: np.ndarray  # (K, C) int64 frame of each crop, -1 none
     object_crop_windows: np.ndarray  # (K, C, 3) int64 (x0, y0, side) in that frame
     object_points: np.ndarray  # (K, P, 6) float32 xyz - centroid, rgb in [0, 1]
@@ -483,6 +484,7 @@ _ARRAY_SPECS: dict[str, tuple[str, tuple[str | int, ...]]] = {
     "object_sizes": ("float32", ("K", 3)),
     "object_image": ("float32", ("K", "I")),
     "object_image_mask": ("bool", ("K",)),
+    "object_crop_features": ("float32", ("K", "C", "I")),
     "object_crop_frames": ("int64", ("K", "C")),
     "object_crop_windows": ("int64", ("K", "C", 3)),
     "object_points": ("float32", ("K", "P", 6)),

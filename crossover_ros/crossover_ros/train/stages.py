@@ -40,17 +40,26 @@ class StageCfg:
     num_scene_points: int = 1024
     num_object_points: int = 256
     drop_point_pairs: float = 0.0  # share of scans trained without object point clouds
+    crop_subsets: bool = False  # objects' images from random subsets of their crops
 
 
 @dataclass(frozen=True)
 class TrainCfg:
     seed: int = 0
-    stage1: StageCfg = field(default_factory=lambda: StageCfg(epochs=40, batch_size=8))
+    stage1: StageCfg = field(
+        default_factory=lambda: StageCfg(epochs=40, batch_size=8, crop_subsets=True)
+    )
     stage2: StageCfg = field(default_factory=lambda: StageCfg(epochs=20, batch_size=16))
     stage3: StageCfg = field(default_factory=lambda: StageCfg(epochs=80, batch_size=16))
     image_anchored_unified_pairs: bool = True
     object_set_weight: float = 1.0  # stage 1: weight of the scene-by-object-set InfoNCE
     object_set_temperature: float = 0.05
+
+
+def _same_place(batch: SceneBatch, device: torch.device) -> torch.Tensor:
+    """(B, B): True where two scans of the batch show the same room."""
+    rooms = [room_key(scan_id) for scan_id in batch.scan_ids]
+    return torch.tensor([[a == b for b in rooms] for a in rooms], device=device)
 
 
 def _contextual_embeddings(model: CrossOverModel, batch: SceneBatch) -> dict[str, torch.Tensor]:
@@ -81,14 +90,12 @@ def stage1_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torc
         scene_masks = {m: batch.object_masks[m][i] for m in context}
         loss = loss + anchored_info_nce(scene, scene_masks, mod.RGB, scale)[0] / len(batch)
     if cfg.object_set_weight > 0:
-        rooms = [room_key(scan_id) for scan_id in batch.scan_ids]
-        same_place = torch.tensor([[a == b for b in rooms] for a in rooms], device=scale.device)
         loss = loss + cfg.object_set_weight * object_set_info_nce(
             object_descriptors(tokens, context),
             batch.object_masks,
             mod.RGB,
             cfg.object_set_temperature,
-            same_place,
+            _same_place(batch, scale.device),
         )
     return loss
 
@@ -141,14 +148,15 @@ def stage3_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torc
     unified = unified_embeddings(model, batch)
     scale = model.logit_scales["stage3"]()
     has_referral = batch.referral_mask.any(dim=1)
+    same_place = _same_place(batch, target.device)
     loss = target.new_zeros(())
     for modality, vectors in unified.items():
-        rows = has_referral if modality == mod.REFERRAL else slice(None)
-        loss = loss + info_nce(vectors[rows], target[rows], scale)
+        rows = has_referral if modality == mod.REFERRAL else torch.ones_like(has_referral)
+        loss = loss + info_nce(vectors[rows], target[rows], scale, same_place[rows][:, rows])
     if cfg.image_anchored_unified_pairs:
         masks = {m: torch.ones(len(batch), dtype=torch.bool) for m in unified}
         masks[mod.REFERRAL] = has_referral
-        pairs, _ = anchored_info_nce(unified, masks, mod.RGB, scale)
+        pairs, _ = anchored_info_nce(unified, masks, mod.RGB, scale, same_place)
         loss = loss + pairs
     return loss
 
@@ -284,6 +292,7 @@ def train_stage(
                 frame_count=stage_cfg.frame_count,
                 num_scene_points=stage_cfg.num_scene_points,
                 num_object_points=stage_cfg.num_object_points,
+                crop_subsets=stage_cfg.crop_subsets,
             )
             loss = loss_fn(model, batch, cfg)
             optimizer.zero_grad()

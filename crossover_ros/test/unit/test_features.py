@@ -118,6 +118,12 @@ def test_shapes_dtypes_and_masks(arrays: dict[str, np.ndarray], scan: Scan) -> N
     # rows without data are zero, rows with data are not
     image, mask = arrays["object_image"], arrays["object_image_mask"]
     assert np.all(image[~mask] == 0) and np.all(np.abs(image[mask]).sum(axis=1) > 0)
+    # each crop's features are kept (training draws subsets); the object's image is their mean
+    crops, has_crop = arrays["object_crop_features"], arrays["object_crop_frames"] >= 0
+    assert crops.shape == (k, CFG.crops_per_object, IMAGE_DIM) and crops.dtype == np.float32
+    assert np.all(crops[~has_crop] == 0) and np.all(np.abs(crops[has_crop]).sum(axis=1) > 0)
+    mean = crops.sum(axis=1)[mask] / has_crop.sum(axis=1)[mask, None]
+    assert np.allclose(image[mask], mean, atol=1e-6)
     assert np.all(arrays["object_mesh_mask"])  # every object has faces
     text, text_mask = arrays["object_text"], arrays["object_text_mask"]
     assert np.allclose(np.linalg.norm(text[text_mask], axis=1), 1.0, atol=1e-5)

@@ -242,6 +242,52 @@ def test_losses_reward_alignment_and_skip_missing_pairs():
     assert float(total) == 0.0 and parts == {"y": 0.0}
 
 
+def test_other_scans_of_a_room_are_not_negatives():
+    """Two scans of one room (rows 0 and 1) embedded alike: a loss against them as negatives;
+    marked as the same place, they leave the softmax and the loss is that of the rest."""
+    torch.manual_seed(0)
+    a = torch.nn.functional.normalize(torch.randn(6, 16), dim=-1)
+    a[1] = a[0]
+    scale = torch.tensor(10.0)
+    same = torch.zeros(6, 6, dtype=torch.bool)
+    same[0, 1] = same[1, 0] = True
+    masked = info_nce(a, a, scale, same)
+    assert masked < info_nce(a, a, scale) - 0.1
+    without_twin = torch.cat([a[:1], a[2:]])
+    singles = info_nce(without_twin, without_twin, scale)
+    assert torch.allclose(masked, singles, atol=0.05)
+    rows = {"x": torch.ones(6, dtype=torch.bool), "y": torch.ones(6, dtype=torch.bool)}
+    anchored, _ = anchored_info_nce({"x": a, "y": a}, rows, "x", scale, same)
+    assert torch.allclose(anchored, masked)
+
+
+def test_crop_subsets_average_some_of_each_objects_crops():
+    from crossover_ros.train.batches import _crop_subset_means
+
+    rng = np.random.default_rng(0)
+    crops = np.zeros((3, 3, 4), np.float32)
+    crops[0] = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]  # three crops
+    crops[1, 0] = [0, 0, 0, 5]  # one crop
+    has = np.array([[True] * 3, [True, False, False], [False] * 3])  # object 2: no crop
+    seen = set()
+    for _ in range(200):
+        means = _crop_subset_means(crops, has, rng)
+        np.testing.assert_allclose(means[1], [0, 0, 0, 5])
+        assert np.all(means[2] == 0)
+        used = means[0] > 0
+        assert used.any() and not used[3]
+        np.testing.assert_allclose(means[0][used], 1.0 / used.sum())
+        seen.add(tuple(used[:3]))
+    assert len(seen) == 7  # every non-empty subset of the three crops occurs
+    scene = synthetic_scenes(1, rng)[0]
+    scene.object_crop_features = np.stack([scene.object_image, -scene.object_image], axis=1)
+    scene.object_crop_frames = np.zeros((scene.num_objects, 2), np.int64)
+    plain = make_batch([scene], np.random.default_rng(1))
+    drawn = make_batch([scene], np.random.default_rng(1), crop_subsets=True)
+    assert torch.equal(plain.object_inputs["rgb"][0], torch.from_numpy(scene.object_image))
+    assert not torch.equal(drawn.object_inputs["rgb"], plain.object_inputs["rgb"])
+
+
 def test_checkpoint_round_trip_and_clear_errors(tmp_path: Path):
     model = CrossOverModel()
     path = tmp_path / "m.safetensors"
