@@ -15,9 +15,12 @@ Geometry cannot tell look-alike rooms apart: in the wrong twin the pose fits per
 wrong place. Odometry can: the odometry frame's pose in the map (``map_from_odom``) is the same
 whatever room the robot stands in, so estimates are pooled (:class:`PoseConsensus`) and a pose
 is confirmed only when its ``map_from_odom`` leads, seen at least twice. An estimate that does
-not agree with the leading hypothesis is also fitted to the scene's look-alikes (its nearest
-scenes in the map): if another scene fits the cloud as well (a twin), each gets a vote, so twins
-tie and no pose goes out until a room without a twin breaks the tie.
+not agree with the leading hypothesis is also fitted to rival scenes: the scene's look-alikes
+(its nearest scenes in the map), the recogniser's runners-up, and the scenes where the pooled
+hypotheses put the cloud. Every rival that fits the cloud about as well or better gets a vote
+too: twins tie, so no pose goes out until a room without a twin breaks the tie, and a stranger
+that fits nearly as well as the right room (a room of another building, say) never gathers
+support unopposed.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from crossover_ros.mapdb.base import MapBase
-from crossover_ros.mapdb.records import SceneRecord
+from crossover_ros.mapdb.records import SceneCandidate, SceneRecord
 from crossover_ros.model import modalities as mod
 from crossover_ros.pipeline.keyframes import rotation_angle_deg
 from crossover_ros.pipeline.objects import QueryObject, SegmentationCfg, segment_objects
@@ -55,6 +58,13 @@ class PoseConsensus:
 
     def reset(self) -> None:
         self._hypotheses = []
+
+    def hypotheses(self, stamp: float) -> list[tuple[str, np.ndarray, int]]:
+        """(map frame, map_from_odom, support) of the hypotheses remembered at ``stamp``, best
+        supported first."""
+        self._forget(stamp)
+        ranked = sorted(self._hypotheses, key=lambda h: -len(h[2]))
+        return [(frame, transform, len(stamps)) for frame, transform, stamps in ranked]
 
     def vote(
         self, estimates: Sequence[tuple[str, np.ndarray]], stamp: float
@@ -115,6 +125,9 @@ class RelocalizerCfg:
     instance_threshold: float = 0.5  # cosine below which an object stays unmatched
     box_margin_m: float = 0.15  # an object's centroid this far outside a stored box still counts
     max_rivals: int = 4  # look-alike scenes (nearest in the map) checked for a twin that fits
+    max_candidates: int = 3  # the recogniser's runners-up (other rooms) checked as rivals too
+    max_predictions: int = 3  # hypotheses (best supported) whose predicted scene is checked
+    scene_margin_m: float = 0.5  # a cloud centred this far outside a scene's bounds is not in it
     # a rival fits alike when it leaves at most this many times the best fit's unexplained share
     # of the cloud unexplained (twins differ by a few objects: a few percent of the points)
     rival_ratio: float = 2.0
@@ -175,6 +188,8 @@ class Relocalizer:
         self.estimator = PoseEstimator(self.cfg.pose)
         self.consensus = PoseConsensus(self.cfg.consensus)
         self._rivals: dict[str, list[str]] = {}  # scene -> its look-alikes in the map
+        self._frames: dict[str, list[SceneRecord]] | None = None  # map frame -> its rooms
+        self._bounds: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}  # scene -> cloud's
         self._last_stamp: float | None = None
 
     def reset(self) -> None:
@@ -196,8 +211,10 @@ class Relocalizer:
         scene_id: str,
         cloud: tuple[np.ndarray, np.ndarray],
         camera_to_odom: np.ndarray,
+        candidates: Sequence[str] = (),
     ) -> Relocalization:
-        """Correspondences and pose of the fused ``cloud`` (odometry frame) in ``scene_id``."""
+        """Correspondences and pose of the fused ``cloud`` (odometry frame) in ``scene_id``;
+        ``candidates``: the recogniser's ranking of this window (its runners-up are rivals)."""
         started = time.perf_counter()
         self._last_stamp = stamp
         xyz, rgb = cloud
@@ -227,7 +244,7 @@ class Relocalizer:
             own = self._map_from_odom(record, pose)
             fits = {scene_id: (pose.fitness, own)}
             if not self.consensus.leads(*own):
-                fits.update(self._rival_fits(xyz, rgb, scene_id))
+                fits.update(self._rival_fits(xyz, rgb, record, candidates, stamp))
             # a perfect fit (misfit 0) must not make every twin's last percent decisive
             best_misfit = max(1.0 - max(fit for fit, _ in fits.values()), 0.01)
             alike = {
@@ -259,35 +276,81 @@ class Relocalizer:
         scene_id: str,
         stored: tuple[np.ndarray, np.ndarray],
         pairs: list | None = None,
+        guesses: Sequence[np.ndarray] = (),
     ) -> PoseEstimate | NoPose:
         """Pose of the fused cloud in a scene's stored cloud (its colours are uint8)."""
         map_xyz, map_rgb = stored
         rgb = map_rgb.astype(np.float32) / 255.0
-        return self.estimator.estimate(*cloud, map_xyz, rgb, pairs, scene_id)
+        return self.estimator.estimate(*cloud, map_xyz, rgb, pairs, scene_id, guesses)
 
     @staticmethod
     def _map_from_odom(record: SceneRecord, pose: PoseEstimate) -> tuple[str, np.ndarray]:
-        """(map frame, map_from_odom) of a pose in the scene: the building's frame, or the
-        scene's own when it has no pose in a building (its poses pool with no other scene's)."""
-        if record.frame_to_building is None:
-            return f"scene {record.scene_id}", pose.map_from_query
-        scene_to_map = np.asarray(record.frame_to_building, np.float64).reshape(4, 4)
-        return f"building {record.building_id}", scene_to_map @ pose.map_from_query
+        """(map frame, map_from_odom) of a pose in the scene."""
+        return _map_frame(record), _scene_to_map(record) @ pose.map_from_query
 
     def _rival_fits(
-        self, xyz: np.ndarray, rgb: np.ndarray, scene_id: str
+        self,
+        xyz: np.ndarray,
+        rgb: np.ndarray,
+        record: SceneRecord,
+        candidates: Sequence[str],
+        stamp: float,
     ) -> dict[str, tuple[float, tuple[str, np.ndarray]]]:
-        """Fitness and map_from_odom of the cloud in the scene's look-alikes that it fits (by
-        geometry alone: their objects are not matched)."""
+        """Fitness and map_from_odom of the cloud in the rival scenes that it fits (by geometry
+        alone: their objects are not matched)."""
         out = {}
-        for rival in self._look_alikes(scene_id):
+        for rival, guesses in self._rivals_of(xyz, record, candidates, stamp).items():
             stored = self.mapdb.point_cloud(rival)
             if stored is None:
                 continue
-            pose = self._estimate((xyz, rgb), rival, stored)
+            pose = self._estimate((xyz, rgb), rival, stored, guesses=guesses)
             if isinstance(pose, PoseEstimate):
                 out[rival] = (pose.fitness, self._map_from_odom(self.mapdb.scene(rival), pose))
         return out
+
+    def _rivals_of(
+        self, xyz: np.ndarray, record: SceneRecord, candidates: Sequence[str], stamp: float
+    ) -> dict[str, list[np.ndarray]]:
+        """Scenes of other rooms to fit the cloud to, each with guessed poses: the scene's
+        look-alikes in the map (twins), the recogniser's runners-up (rooms it hesitates
+        over), and where the best-supported hypotheses put the cloud (with their pose as
+        the guess; a hypothesis from an earlier room predicts this one)."""
+        rivals: dict[str, list[np.ndarray]] = {s: [] for s in self._look_alikes(record.scene_id)}
+        others = [c for c in map(self.mapdb.scene, candidates) if _room(c) != _room(record)]
+        for other in others[: self.cfg.max_candidates]:
+            rivals.setdefault(other.scene_id, [])
+        centre = xyz.mean(axis=0)
+        for frame, map_from_odom, _ in self.consensus.hypotheses(stamp)[: self.cfg.max_predictions]:
+            for scene in self._scenes_in(frame):
+                bounds = self._cloud_bounds(scene.scene_id)
+                if _room(scene) == _room(record) or bounds is None:
+                    continue
+                low, high = bounds
+                scene_from_odom = np.linalg.inv(_scene_to_map(scene)) @ map_from_odom
+                inside = scene_from_odom[:3, :3] @ centre + scene_from_odom[:3, 3]
+                margin = self.cfg.scene_margin_m
+                if np.all(inside >= low - margin) and np.all(inside <= high + margin):
+                    rivals.setdefault(scene.scene_id, []).append(scene_from_odom)
+        return rivals
+
+    def _scenes_in(self, frame: str) -> list[SceneRecord]:
+        """The scenes in a map frame, one per room (its rescans would predict alike)."""
+        if self._frames is None:
+            self._frames, seen = {}, set()
+            for scene in self.mapdb.scenes():
+                if _room(scene) not in seen:
+                    seen.add(_room(scene))
+                    self._frames.setdefault(_map_frame(scene), []).append(scene)
+        return self._frames.get(frame, [])
+
+    def _cloud_bounds(self, scene_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """Lower and upper corner of the scene's stored cloud (None without one), read once."""
+        if scene_id not in self._bounds:
+            stored = self.mapdb.point_cloud(scene_id)
+            self._bounds[scene_id] = (
+                None if stored is None else (stored[0].min(axis=0), stored[0].max(axis=0))
+            )
+        return self._bounds[scene_id]
 
     def _look_alikes(self, scene_id: str) -> list[str]:
         """The ``max_rivals`` scenes of other rooms nearest to ``scene_id`` in the map's own
@@ -300,11 +363,9 @@ class Relocalizer:
             found = []
             if modality is not None and self.cfg.max_rivals > 0:
                 ranked = self.mapdb.query(stored[modality], modality, 4 * self.cfg.max_rivals + 1)
-                found = [
-                    c.scene_id
-                    for c in ranked
-                    if (c.building_id, c.room_id) != (record.building_id, record.room_id)
-                ][: self.cfg.max_rivals]
+                found = [c.scene_id for c in ranked if _room(c) != _room(record)][
+                    : self.cfg.max_rivals
+                ]
             self._rivals[scene_id] = found
         return self._rivals[scene_id]
 
@@ -375,6 +436,24 @@ class _SceneInstances:
     by_id: dict[int, dict]  # id, label, centroid, box of each stored instance
     ids: list[int]  # rows of ``stored``
     stored: np.ndarray  # (K, D) 'point_cloud' embeddings
+
+
+def _map_frame(record: SceneRecord) -> str:
+    """The frame a scene's poses pool in: its building's, or its own when it has no pose in a
+    building (then they pool with no other scene's)."""
+    if record.frame_to_building is None:
+        return f"scene {record.scene_id}"
+    return f"building {record.building_id}"
+
+
+def _scene_to_map(record: SceneRecord) -> np.ndarray:
+    if record.frame_to_building is None:
+        return np.eye(4)
+    return np.asarray(record.frame_to_building, np.float64).reshape(4, 4)
+
+
+def _room(place: SceneRecord | SceneCandidate) -> tuple[str, str]:
+    return place.building_id, place.room_id
 
 
 def _pair(index: int, obj: QueryObject, inst: dict, score: float) -> Correspondence:

@@ -303,7 +303,9 @@ class SensorStream:
         try:
             with self._process_lock:  # the cloud changes with every keyframe
                 cloud = self.fusion.cloud()
-            found = self.relocalizer.relocalize(result.stamp, result.scene_id, cloud, pose)
+            found = self.relocalizer.relocalize(
+                result.stamp, result.scene_id, cloud, pose, result.candidate_ids
+            )
         except (CrossoverError, ValueError) as err:  # ValueError: numpy/open3d on odd input
             self.counters["relocalization_errors"] += 1
             self.last_relocalization_error = f"relocalisation in {result.scene_id} failed: {err}"

@@ -193,10 +193,13 @@ class PoseEstimator:
         map_rgb: np.ndarray | None,
         correspondences: Sequence[tuple[np.ndarray, np.ndarray]] | np.ndarray | None = None,
         map_key: str | None = None,
+        guesses: Sequence[np.ndarray] = (),
     ) -> PoseEstimate | NoPose:
         """map_from_query of the query cloud (odometry frame) in the scene cloud's frame.
 
         ``correspondences``: matched instance centroids as (query, map) pairs, (K, 2, 3).
+        ``guesses``: 4x4 poses to refine first (say, where odometry puts the cloud); like
+        centroid poses, they spare the global search when one fits clearly.
         ``map_key`` names the scene for the preparation cache (else its content is hashed).
         Colours (uint8 or 0..1) ride along in the open3d clouds; the point-to-plane refinement
         does not use them (lighting differs between a scan and a visit).
@@ -233,8 +236,10 @@ class PoseEstimator:
                 cfg.centroid_max_samples,
             )
             refined += self._refine(query, target, [h.transform for h in found], "centroids", pivot)
-        # centroid poses that do not fit clearly (biased centroids, wrong matches): the global
-        # search's poses compete with them, and the loser counts as the runner-up
+        if len(guesses):
+            refined += self._refine(query, target, list(guesses), "guess", pivot)
+        # centroid poses or guesses that do not fit clearly (biased centroids, wrong matches):
+        # the global search's poses compete with them, and the loser counts as the runner-up
         if not refined or max(r[0] for r in refined) < cfg.centroid_trust_fitness:
             method, transforms = self._global(query, target)
             refined += self._refine(query, target, transforms, method, pivot)

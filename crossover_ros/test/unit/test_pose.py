@@ -167,6 +167,21 @@ def test_centroid_correspondences_with_outliers(scene, estimator):
     assert result.method == "centroids+icp"
 
 
+def test_a_guessed_pose_is_refined_without_the_global_search(scene, estimator):
+    """Odometry's prediction, 20 cm and 3 degrees off, is the first guess: it fits clearly, so
+    the global search is spared; a far-off guess still falls back to it."""
+    truth = _pose(110.0, (-1.0, 2.0, 0.0))
+    xyz, rgb = _query(np.random.default_rng(8), truth)
+    near = _pose(113.0, (-0.8, 2.1, 0.0))
+    result = estimator.estimate(xyz, rgb, *scene, map_key="room", guesses=[near])
+    _check(result, truth)
+    assert result.method == "guess+icp"
+    far = _pose(20.0, (3.0, -2.0, 0.0))
+    result = estimator.estimate(xyz, rgb, *scene, map_key="room", guesses=[far])
+    _check(result, truth)
+    assert result.method == "correlative+icp"
+
+
 def test_back_faces_are_removed(scene):
     xyz, _ = scene
     cloud = to_o3d(xyz).voxel_down_sample(0.08)

@@ -1,5 +1,7 @@
 """Relocalisation: objects of the fused cloud matched to a scene's instances, pose in the scene."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 from test_pose import OBJECTS, _pose, _room, _transform
@@ -138,27 +140,44 @@ def test_consensus_confirms_a_pose_the_odometry_agrees_with_not_a_twin():
     assert vote(0.0, 201.0) == (False, 1)
 
 
+HALL_OBJECTS = [
+    ((1.0, 1.0, 0.0), (2.2, 1.6, 0.9), (0.6, 0.4, 0.2)),
+    ((3.0, 0.2, 0.0), (4.6, 0.8, 1.6), (0.2, 0.2, 0.7)),
+    ((0.2, 2.8, 0.0), (1.0, 3.8, 0.6), (0.1, 0.6, 0.1)),
+]
+
+
+def _building_map(path, scenes):
+    """A map of ``{name: (building, objects, pose in the building, embedding)}`` (one room each)
+    and the scenes' ``(objects, pose in the building)``."""
+    db = MapDatabase.create(path, "stub", DIM)
+    for index, (name, (building, objects, in_building, vector)) in enumerate(scenes.items()):
+        xyz, rgb = _room(np.random.default_rng(index), objects=objects)
+        record = SceneRecord(name, building, name, frame_to_building=tuple(in_building.ravel()))
+        cloud = (xyz.astype(np.float32), (rgb * 255).astype(np.uint8))
+        db.add_scene(record, {"point_cloud": vector[None]}, None, cloud)
+    return db, {name: (objects, pose) for name, (_, objects, pose, _) in scenes.items()}
+
+
+def _visit(relocalizer, scenes, room, answered, stamp, seed, candidates=()):
+    """Relocalise in ``answered`` with a cloud of ``room`` (odometry is the building frame)."""
+    objects, in_building = scenes[room]
+    xyz, rgb = _room(np.random.default_rng(seed), density=600.0, objects=objects)
+    odometry_cloud = (_transform(xyz, in_building).astype(np.float32), rgb.astype(np.float32))
+    return relocalizer.relocalize(stamp, answered, odometry_cloud, np.eye(4), candidates)
+
+
 @pytest.fixture
 def twin_map(tmp_path):
     """Building b: office_a and its look-alike office_b (same furniture, 6 m apart; near-equal
     embeddings), and a hall with other furniture 10 m away."""
-    hall_objects = [
-        ((1.0, 1.0, 0.0), (2.2, 1.6, 0.9), (0.6, 0.4, 0.2)),
-        ((3.0, 0.2, 0.0), (4.6, 0.8, 1.6), (0.2, 0.2, 0.7)),
-        ((0.2, 2.8, 0.0), (1.0, 3.8, 0.6), (0.1, 0.6, 0.1)),
-    ]
-    db = MapDatabase.create(tmp_path / "twins.sqlite", "stub", DIM)
     scenes = {
         "office_a": (OBJECTS, _pose(0.0, (0.0, 0.0, 0.0)), np.eye(DIM)[0]),
         "office_b": (OBJECTS, _pose(0.0, (0.0, 6.0, 0.0)), np.eye(DIM)[0] + 0.05 * np.eye(DIM)[1]),
-        "hall": (hall_objects, _pose(90.0, (10.0, 0.0, 0.0)), np.eye(DIM)[2]),
+        "hall": (HALL_OBJECTS, _pose(90.0, (10.0, 0.0, 0.0)), np.eye(DIM)[2]),
     }
-    for index, (name, (objects, in_building, vector)) in enumerate(scenes.items()):
-        xyz, rgb = _room(np.random.default_rng(index), objects=objects)
-        record = SceneRecord(name, "b", name, frame_to_building=tuple(in_building.ravel()))
-        cloud = (xyz.astype(np.float32), (rgb * 255).astype(np.uint8))
-        db.add_scene(record, {"point_cloud": vector[None]}, None, cloud)
-    yield db, {name: (objects, in_building) for name, (objects, in_building, _) in scenes.items()}
+    db, rooms = _building_map(tmp_path / "twins.sqlite", {n: ("b", *s) for n, s in scenes.items()})
+    yield db, rooms
     db.close()
 
 
@@ -167,13 +186,7 @@ def test_a_twin_that_fits_as_well_gets_no_pose_until_another_room_breaks_the_tie
     in the wrong place. office_a fits alike, so both hypotheses get a vote and tie; the hall,
     which has no twin, breaks the tie for the true one. Odometry is the building frame here."""
     mapdb, scenes = twin_map
-    relocalizer = Relocalizer(mapdb, cfg=RelocalizerCfg(interval_s=0.0))
-
-    def visit(room, answered, stamp, seed):
-        objects, in_building = scenes[room]
-        xyz, rgb = _room(np.random.default_rng(seed), density=600.0, objects=objects)
-        odometry_cloud = (_transform(xyz, in_building).astype(np.float32), rgb.astype(np.float32))
-        return relocalizer.relocalize(stamp, answered, odometry_cloud, np.eye(4))
+    visit = partial(_visit, Relocalizer(mapdb, cfg=RelocalizerCfg(interval_s=0.0)), scenes)
 
     for seed, stamp in enumerate((0.0, 1.0)):
         wrong = visit("office_a", "office_b", stamp, 10 + seed)
@@ -197,3 +210,59 @@ def test_relocalisation_is_confirmed_by_a_second_agreeing_estimate(mapdb):
     assert second.confirmed and second.support == 2
     relocalizer.reset()
     assert not relocalizer.relocalize(2.0, "room_a", _query_cloud(), np.eye(4)).confirmed
+
+
+@pytest.fixture
+def stranger_map(tmp_path):
+    """Building b: an office and a hall; building c: a stranger, a room like the office but
+    without its wardrobe (the office's cloud fits it by about 87 %, the office by 95 %). The
+    embeddings are far apart: no scene is another's look-alike in the map."""
+    stranger = [obj for obj in OBJECTS if obj is not OBJECTS[1]]
+    scenes = {
+        "office": ("b", OBJECTS, _pose(0.0, (0.0, 0.0, 0.0)), np.eye(DIM)[0]),
+        "hall": ("b", HALL_OBJECTS, _pose(90.0, (10.0, 0.0, 0.0)), np.eye(DIM)[2]),
+        "stranger": ("c", stranger, _pose(0.0, (0.0, 0.0, 0.0)), np.eye(DIM)[4]),
+    }
+    db, rooms = _building_map(tmp_path / "stranger.sqlite", scenes)
+    yield db, rooms
+    db.close()
+
+
+def test_a_stranger_the_recogniser_hesitates_over_gets_no_pose(stranger_map):
+    """The recogniser answers the stranger with the office as its runner-up: the cloud fits the
+    stranger well enough for a pose, but the office better, so the stranger never gathers the
+    support to be published. Without the runner-up it would be, on the second estimate."""
+    mapdb, scenes = stranger_map
+    cfg = RelocalizerCfg(interval_s=0.0, max_rivals=0)
+    visit = partial(_visit, Relocalizer(mapdb, cfg=cfg), scenes)
+    for seed, stamp in enumerate((0.0, 1.0)):
+        found = visit("office", "stranger", stamp, 10 + seed, candidates=["stranger", "office"])
+        assert isinstance(found.pose, PoseEstimate) and found.pose.fitness > 0.8, found.pose
+        assert not found.confirmed and found.rivals == ("office",)
+    unguarded = partial(_visit, Relocalizer(mapdb, cfg=cfg), scenes)
+    assert not unguarded("office", "stranger", 0.0, 10).confirmed
+    assert unguarded("office", "stranger", 1.0, 11).confirmed  # the failure guarded against
+
+
+def test_a_stranger_in_another_building_is_checked_against_where_odometry_puts_the_robot(
+    stranger_map,
+):
+    """The robot saw the hall (one estimate in building b), walks into the office, and the
+    recogniser answers the stranger with no runner-up. Building b's hypothesis puts the cloud
+    in the office: it fits better there, so building b gains the support, not the stranger."""
+    mapdb, scenes = stranger_map
+    cfg = RelocalizerCfg(interval_s=0.0, max_rivals=0)
+    visit = partial(_visit, Relocalizer(mapdb, cfg=cfg), scenes)
+    hall = visit("hall", "hall", 0.0, 20)
+    assert isinstance(hall.pose, PoseEstimate) and hall.support == 1
+    for seed, stamp in enumerate((1.0, 2.0)):
+        found = visit("office", "stranger", stamp, 10 + seed)
+        assert not found.confirmed and found.rivals == ("office",)
+    right = visit("office", "office", 3.0, 40)
+    assert right.confirmed and right.support == 4
+    np.testing.assert_allclose(right.camera_in_scene, np.eye(4), atol=0.05)
+    blind = RelocalizerCfg(interval_s=0.0, max_rivals=0, max_predictions=0)
+    unguarded = partial(_visit, Relocalizer(mapdb, cfg=blind), scenes)
+    unguarded("hall", "hall", 0.0, 20)
+    assert not unguarded("office", "stranger", 1.0, 10).confirmed
+    assert unguarded("office", "stranger", 2.0, 11).confirmed  # the failure guarded against

@@ -150,6 +150,21 @@ PARAMETERS = [
         10,
     ),
     ParamSpec(
+        "relocalize_runner_up_checks",
+        3,
+        "... and to this many of the recogniser's runners-up (other rooms it hesitates over).",
+        0,
+        10,
+    ),
+    ParamSpec(
+        "relocalize_prediction_checks",
+        3,
+        "... and to the room where each of this many pooled hypotheses (best supported) puts"
+        " the robot, so a stranger that fits nearly as well never gathers support unopposed.",
+        0,
+        10,
+    ),
+    ParamSpec(
         "map_frame",
         "map",
         "Frame of ~/pose for scenes stored with their pose in the building (the building frame).",
@@ -256,6 +271,8 @@ class SceneRecognizerNode(Node):
                         interval_s=self.params["relocalize_interval_s"],
                         min_confidence=self.params["relocalize_min_confidence"],
                         max_rivals=self.params["relocalize_twin_checks"],
+                        max_candidates=self.params["relocalize_runner_up_checks"],
+                        max_predictions=self.params["relocalize_prediction_checks"],
                     ),
                 )
             self.stream = SensorStream(
