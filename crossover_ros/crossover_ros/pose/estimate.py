@@ -73,7 +73,7 @@ class PoseCfg:
     # ... and if it then leaves less than this many times the best's unexplained share of the
     # query unexplained: NoPose (misfits compare better than fitnesses near 1)
     ambiguity_ratio: float = 1.5
-    map_cache_size: int = 8
+    map_cache_size: int = 16  # scenes kept prepared: the answered one and its rivals (up to 11)
 
 
 @dataclass(frozen=True)
