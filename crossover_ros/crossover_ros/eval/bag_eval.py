@@ -50,6 +50,7 @@ from crossover_ros.pipeline.keyframes import rotation_angle_deg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
 from crossover_ros.pipeline.relocalize import Relocalization, Relocalizer, RelocalizerCfg
 from crossover_ros.pipeline.stream import SensorStream, StreamCfg, StreamKeyframe
+from crossover_ros.pipeline.verification import GeometricVerifier, VerificationCfg
 
 COLOR, DEPTH, CAMERA_INFO, ODOMETRY, GROUND_TRUTH = (
     "color",
@@ -79,6 +80,7 @@ STAGES = (
     "frame_features",  # the image backbone on the keyframe
     "query_encoder",  # window of frame features -> query vectors
     "map_search",  # top-k against the map database
+    "verification",  # the best candidates re-ranked by the window's depth (pipeline/verification)
     "relocalization",  # objects, instance matching and pose in the answered room, when due
     "end_to_end",  # offline: message read -> match; live: frame published -> match received
     "per_frame",  # a frame that did not become a keyframe, end to end
@@ -109,6 +111,7 @@ class BagEvalCfg:
     relocalizer: RelocalizerCfg | None = field(
         default_factory=lambda: RelocalizerCfg(min_confidence=0.5)
     )
+    verification: VerificationCfg = field(default_factory=VerificationCfg)  # top_k 0: off
     box_margin_m: float = 0.15  # a matched object counts as right this close to its true box
     wrong_pose_m: float = 0.5  # issue 8: a pose this far off, or this many degrees, is wrong
     wrong_pose_deg: float = 10.0
@@ -375,47 +378,33 @@ class StageTimers:
         return done
 
 
-class TimedEncoder:
-    """Wraps a scene encoder; times ``frame_features`` and ``query``."""
+class Timed:
+    """Wraps an object (encoder, map, verifier); times the named methods into their stages."""
 
-    def __init__(self, encoder: Any, timers: StageTimers) -> None:
-        self._encoder = encoder
+    def __init__(self, target: Any, timers: StageTimers, stages: dict[str, str]) -> None:
+        self._target = target
         self._timers = timers
+        self._stages = stages
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._encoder, name)
+        attribute = getattr(self._target, name)
+        stage = self._stages.get(name)
+        if stage is None:
+            return attribute
 
-    def frame_features(self, images: list[np.ndarray]) -> np.ndarray:
-        started = time.perf_counter()
-        try:
-            return self._encoder.frame_features(images)
-        finally:
-            self._timers.add("frame_features", time.perf_counter() - started)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return attribute(*args, **kwargs)
+            finally:
+                self._timers.add(stage, time.perf_counter() - started)
 
-    def query(self, window: np.ndarray) -> np.ndarray:
-        started = time.perf_counter()
-        try:
-            return self._encoder.query(window)
-        finally:
-            self._timers.add("query_encoder", time.perf_counter() - started)
+        return timed
 
 
-class TimedMap:
-    """Wraps a map database; times ``query``."""
-
-    def __init__(self, mapdb: MapBase, timers: StageTimers) -> None:
-        self._mapdb = mapdb
-        self._timers = timers
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._mapdb, name)
-
-    def query(self, *args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return self._mapdb.query(*args, **kwargs)
-        finally:
-            self._timers.add("map_search", time.perf_counter() - started)
+ENCODER_STAGES = {"frame_features": "frame_features", "query": "query_encoder"}
+MAP_STAGES = {"query": "map_search"}
+VERIFIER_STAGES = {"rerank": "verification"}
 
 
 # -- peak memory ----------------------------------------------------------------------------------
@@ -548,7 +537,12 @@ def evaluate_offline(
         top_k=cfg.top_k,
         confidence_temperature=cfg.recognizer.confidence_temperature,
     )
-    recognizer = SceneRecognizer(TimedEncoder(encoder, timers), TimedMap(mapdb, timers), rcfg)
+    verifier = None
+    if cfg.verification.top_k > 0:
+        verifier = Timed(GeometricVerifier(cfg.verification), timers, VERIFIER_STAGES)
+    recognizer = SceneRecognizer(
+        Timed(encoder, timers, ENCODER_STAGES), Timed(mapdb, timers, MAP_STAGES), rcfg, verifier
+    )
     stream = SensorStream(
         recognizer,
         cfg.stream,

@@ -1,7 +1,9 @@
 """Scene recognition over a sliding window of keyframes, independent of ROS.
 
 A frame is encoded only if it is a keyframe; the last ``window_size`` keyframe embeddings form
-the query against the map database. Each window's ranking goes through a temporal filter
+the query against the map database. With a :class:`GeometricVerifier`, the best candidates are
+re-ranked by how well the window's fused depth fits their stored clouds
+(:mod:`crossover_ros.pipeline.verification`). Each window's ranking goes through a temporal filter
 (:mod:`crossover_ros.pipeline.hysteresis`), so one odd keyframe does not flip the room. A time
 jump backwards (a bag loop) empties the window and the filter, and is counted.
 
@@ -15,6 +17,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -24,6 +27,9 @@ from crossover_ros.mapdb.base import MapBase
 from crossover_ros.pipeline.encoders import SceneEncoder
 from crossover_ros.pipeline.hysteresis import HysteresisCfg, SceneHysteresis
 from crossover_ros.pipeline.keyframes import KeyframeCfg, KeyframeSelector
+
+if TYPE_CHECKING:  # it needs open3d, which recognition alone does not
+    from crossover_ros.pipeline.verification import GeometricVerifier
 
 
 @dataclass(frozen=True)
@@ -42,8 +48,9 @@ class SceneMatchResult:
     ``scene_id`` is the filtered answer ("" until the filter accepted a scene); ``score`` and
     ``confidence`` are that scene's in this window (NaN and 0 if it is not among the
     candidates). The candidates are this window's raw ranking: ``candidate_ids[0]`` can differ
-    from ``scene_id`` while a challenger has not yet won. ``changed``: this window switched
-    ``scene_id``.
+    from ``scene_id`` while a challenger has not yet won. Their scores are the map's cosines, or
+    with geometric verification ``fitness + score_weight * cosine`` (``candidate_fitness``: NaN
+    where not fitted). ``changed``: this window switched ``scene_id``.
     """
 
     stamp: float
@@ -58,6 +65,7 @@ class SceneMatchResult:
     compute_time_s: float
     changed: bool = False
     candidate_confidences: list[float] = field(default_factory=list)
+    candidate_fitness: list[float] = field(default_factory=list)  # NaN: not verified
 
 
 def softmax_confidence(scores: list[float], temperature: float) -> float:
@@ -87,11 +95,18 @@ class SceneRecognizer:
     query, filter); callers that need to act between the two (fusion) call them separately.
     """
 
-    def __init__(self, encoder: SceneEncoder, mapdb: MapBase, cfg: RecognizerCfg | None = None):
+    def __init__(
+        self,
+        encoder: SceneEncoder,
+        mapdb: MapBase,
+        cfg: RecognizerCfg | None = None,
+        verifier: GeometricVerifier | None = None,
+    ):
         self.cfg = cfg or RecognizerCfg()
         check_map(encoder, mapdb)
         self.encoder = encoder
         self.mapdb = mapdb
+        self.verifier = verifier  # re-ranks each window's candidates by depth, when given
         self.keyframes = KeyframeSelector(self.cfg.keyframes)
         self.filter = SceneHysteresis(self.cfg.hysteresis)
         self.time_resets = 0  # windows emptied because time went backwards (bag loops)
@@ -103,6 +118,8 @@ class SceneRecognizer:
         """Forget the window and the filtered scene, e.g. on a relocalisation request."""
         with self._lock:
             self._window.clear()
+            if self.verifier is not None:
+                self.verifier.reset()
             self.keyframes.reset()
             self.filter.reset()
             self._last_stamp = None
@@ -117,6 +134,8 @@ class SceneRecognizer:
         with self._lock:
             old, self.mapdb = self.mapdb, mapdb
             self.filter.reset()
+            if self.verifier is not None:
+                self.verifier.forget_scenes()
         return old
 
     @property
@@ -130,7 +149,7 @@ class SceneRecognizer:
         with self._lock:
             if not self.accept(frame.stamp, pose):
                 return None
-            return self.recognise(frame)
+            return self.recognise(frame, pose)
 
     def accept(self, stamp: float, pose: np.ndarray | None = None) -> bool:
         """Is a frame at ``stamp`` (camera ``pose``) a keyframe? Time going back resets first."""
@@ -141,17 +160,30 @@ class SceneRecognizer:
             self._last_stamp = stamp
             return self.keyframes.accept(stamp, pose)
 
-    def recognise(self, frame: RGBDFrame) -> SceneMatchResult | None:
-        """Add an accepted keyframe to the window and query; None if the map has no scenes."""
+    def recognise(
+        self, frame: RGBDFrame, pose: np.ndarray | None = None
+    ) -> SceneMatchResult | None:
+        """Add an accepted keyframe (camera ``pose`` in the odometry frame, if known) to the
+        window and query; None if the map has no scenes."""
         with self._lock:
             started = time.perf_counter()
             self._window.append(self.encoder.frame_features([frame.color])[0])
+            if self.verifier is not None:
+                self.verifier.add(frame, pose)
             queries = self.encoder.query(np.stack(self._window))
-            candidates = self.mapdb.query(queries, self.encoder.map_modality, top_k=self.cfg.top_k)
+            top_k = self.cfg.top_k
+            if self.verifier is not None:  # verify more than are published, if asked to
+                top_k = max(top_k, self.verifier.cfg.top_k)
+            candidates = self.mapdb.query(queries, self.encoder.map_modality, top_k=top_k)
             if not candidates:
                 return None
             ids = [c.scene_id for c in candidates]
             scores = [c.score for c in candidates]
+            fitness = [math.nan] * len(ids)
+            if self.verifier is not None:
+                ids, scores, fitness = self.verifier.rerank(self.mapdb, ids, scores)
+            top_k = self.cfg.top_k
+            ids, scores, fitness = ids[:top_k], scores[:top_k], fitness[:top_k]
             confidences = softmax_confidences(scores, self.cfg.confidence_temperature)
             decision = self.filter.update(ids, confidences)
             if decision.scene_id in ids:
@@ -172,6 +204,7 @@ class SceneRecognizer:
                 compute_time_s=time.perf_counter() - started,
                 changed=decision.changed,
                 candidate_confidences=confidences,
+                candidate_fitness=fitness,
             )
 
 

@@ -273,7 +273,7 @@ class SensorStream:
                 self._step("fusion", self.fusion.add, frame, pose)
             result = None
             if self.recognizer is not None:
-                result = self._step("recognizer", self.recognizer.recognise, frame)
+                result = self._step("recognizer", self.recognizer.recognise, frame, pose)
             if result is not None:
                 self.counters["results"] += 1
                 if result.changed and self.fusion is not None and pose is not None:

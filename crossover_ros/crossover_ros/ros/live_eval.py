@@ -19,11 +19,13 @@ from rclpy.parameter import Parameter
 
 from crossover_ros.errors import CrossoverError
 from crossover_ros.eval.bag_eval import (
+    ENCODER_STAGES,
+    MAP_STAGES,
+    VERIFIER_STAGES,
     BagEvalCfg,
     RunRecord,
     StageTimers,
-    TimedEncoder,
-    TimedMap,
+    Timed,
     pair_name,
     peak_memory_mb,
     read_bag,
@@ -55,6 +57,8 @@ def node_parameters(
         "publish_rate_hz": 0.0,  # one SceneMatch per query window, no periodic repeats
         "fuse_cloud": cfg.fusion is not None,
         "relocalize": cfg.relocalizer is not None,
+        "verify_candidates": int(cfg.verification.top_k),
+        "verify_score_weight": float(cfg.verification.score_weight),
     }
     if cfg.fusion is not None:
         params["fusion_pixel_stride"] = int(cfg.fusion.pixel_stride)
@@ -87,8 +91,10 @@ class InProcessNode:
         recognizer = getattr(self.stream, "recognizer", None)
         if recognizer is None or not hasattr(recognizer, "encoder"):
             return False
-        recognizer.encoder = TimedEncoder(recognizer.encoder, timers)
-        recognizer.mapdb = TimedMap(recognizer.mapdb, timers)
+        recognizer.encoder = Timed(recognizer.encoder, timers, ENCODER_STAGES)
+        recognizer.mapdb = Timed(recognizer.mapdb, timers, MAP_STAGES)
+        if recognizer.verifier is not None:
+            recognizer.verifier = Timed(recognizer.verifier, timers, VERIFIER_STAGES)
         return True
 
     def stop(self) -> None:

@@ -121,6 +121,23 @@ PARAMETERS = [
         100.0,
     ),
     ParamSpec(
+        "verify_candidates",
+        10,
+        "Re-rank this many of each window's best candidates by how well the window's fused"
+        " depth fits their stored clouds (needs odometry; 0: rank by the scene vectors alone;"
+        " each costs about 30 ms once its scene is prepared).",
+        0,
+        50,
+    ),
+    ParamSpec(
+        "verify_score_weight",
+        0.03,
+        "Ranking score of a verified candidate: fitness + this x its scene-vector score (the"
+        " fit decides; the vector breaks ties between look-alikes).",
+        0.0,
+        10.0,
+    ),
+    ParamSpec(
         "fuse_cloud",
         True,
         "Fuse the keyframes' depth into a point cloud in the odometry frame (for pose"
@@ -214,6 +231,7 @@ class SceneRecognizerNode(Node):
         self._initialpose_pub: LifecyclePublisher | None = None
         self._last_instances: InstanceCorrespondences | None = None
         self._relocalization_errors = 0
+        self._verification_failures = 0
         self._sensor_subscriptions: list = []
         self._publish_timer = None
         self._active = False
@@ -276,7 +294,7 @@ class SceneRecognizerNode(Node):
                     ),
                 )
             self.stream = SensorStream(
-                SceneRecognizer(self._encoder, self._mapdb, cfg),
+                SceneRecognizer(self._encoder, self._mapdb, cfg, self._make_verifier()),
                 StreamCfg(
                     sync_slop_s=self.params["sync_slop_s"],
                     odom_max_age_s=self.params["odom_max_age_s"],
@@ -419,6 +437,27 @@ class SceneRecognizerNode(Node):
             return None
         return PointCloudFusion(FusionCfg(pixel_stride=self.params["fusion_pixel_stride"]))
 
+    def _make_verifier(self):
+        if self.params["verify_candidates"] <= 0:
+            return None
+        try:
+            from crossover_ros.pipeline.fusion import FusionCfg
+            from crossover_ros.pipeline.verification import GeometricVerifier, VerificationCfg
+        except ImportError as err:  # open3d missing: rank by the scene vectors alone
+            self.get_logger().warning(f"no geometric verification ({err})")
+            return None
+        fusion = FusionCfg(
+            pixel_stride=self.params["fusion_pixel_stride"],
+            max_keyframes=self.params["window_size"],
+        )
+        return GeometricVerifier(
+            VerificationCfg(
+                top_k=self.params["verify_candidates"],
+                score_weight=self.params["verify_score_weight"],
+                fusion=fusion,
+            )
+        )
+
     def _log_map(self, what: str) -> None:
         self._scenes = len(self._mapdb.scenes())
         self._scenes_checked = time.monotonic()
@@ -465,6 +504,10 @@ class SceneRecognizerNode(Node):
         if keyframe.result is None:
             self._warn("empty_map", "the map has no scenes: no answer to publish")
             return
+        verifier = stream.recognizer.verifier
+        if verifier is not None and verifier.failures != self._verification_failures:
+            self._verification_failures = verifier.failures  # the answer went out unverified
+            self._warn("verification", verifier.last_error)
         with self._answer_lock:
             self._answer = keyframe
             self._outbox.append(keyframe)

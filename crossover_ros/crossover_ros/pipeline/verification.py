@@ -1,0 +1,105 @@
+"""Geometric verification: the recogniser's best candidates re-ranked by how well the query
+window's depth fits each one's stored cloud.
+
+Scene vectors rank rooms by appearance, and a shortlist holds the right room far more often than
+its first place does (bench A: R@10 91 %, R@1 28 % for CrossOver I->P). The depth of the window's
+keyframes, fused in the odometry frame, tells rooms apart by their shape: it fits the right
+room's stored cloud and not a stranger's. Place recognition re-ranks its shortlist by spatial
+verification for the same reason. The fit decides; the scene vector's cosine breaks ties, which
+look-alike twins (same shape) leave.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crossover_ros.errors import CrossoverError
+from crossover_ros.frames import RGBDFrame
+from crossover_ros.mapdb.base import MapBase
+from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
+from crossover_ros.pose.estimate import PoseCfg, PoseEstimator
+
+
+@dataclass(frozen=True)
+class VerificationCfg:
+    # chosen on a validation benchmark (seed 400): 10 fitted beat 5 by 7-8 points of R@1; a
+    # weight of 0.03 ranks within a point of the fit alone. Look-alikes fit alike but not
+    # equally: a fit 0.01-0.03 better decides over the score (counting such fits as ties, for
+    # the score to decide, cost 1-7 points there: the fit knows more than a weak vector)
+    top_k: int = 10  # candidates fitted, best first (0: off); the rest rank below them
+    score_weight: float = 0.03  # ranking score = fitness + score_weight * the scene score
+    min_points: int = 500  # a window cloud with fewer points is not verified
+    fusion: FusionCfg = field(default_factory=lambda: FusionCfg(max_keyframes=6))
+    pose: PoseCfg = field(default_factory=lambda: PoseCfg(map_cache_size=16))
+
+
+class GeometricVerifier:
+    """Keeps the fused cloud of the recogniser's window and re-ranks candidates with it.
+
+    Scenes are prepared once each (about 0.2 s) and kept; a fit then costs tens of
+    milliseconds. Not thread-safe: the recogniser calls it under its lock.
+    """
+
+    def __init__(self, cfg: VerificationCfg | None = None) -> None:
+        self.cfg = cfg or VerificationCfg()
+        self.window = PointCloudFusion(self.cfg.fusion)
+        self.estimator = PoseEstimator(self.cfg.pose)
+        self.failures = 0  # fits that raised (odd input); the candidates kept their order
+        self.last_error = ""
+
+    def add(self, frame: RGBDFrame, camera_to_odom: np.ndarray | None) -> None:
+        """Add a keyframe to the window; one without a pose breaks the chain, so the window
+        restarts (its cloud would mix frames that odometry does not relate)."""
+        if camera_to_odom is None:
+            self.window.reset()
+            return
+        self.window.add(frame, camera_to_odom)
+
+    def reset(self) -> None:
+        self.window.reset()
+
+    def forget_scenes(self) -> None:
+        """Drop the prepared scene clouds (another map: the same ids may name other clouds)."""
+        self.estimator = PoseEstimator(self.cfg.pose)
+
+    def rerank(
+        self, mapdb: MapBase, ids: Sequence[str], scores: Sequence[float]
+    ) -> tuple[list[str], list[float], list[float]]:
+        """(ids, ranking scores, fitness), ranked by ``fitness + score_weight * score``: the
+        first ``top_k`` candidates are fitted; the others, and scenes without a stored cloud,
+        count as fitness 0 (fitness NaN: not fitted). Unchanged (the map's scores, all NaN)
+        when no candidate could be fitted, the window sees too little or verification is off."""
+        ids, scores = list(ids), [float(s) for s in scores]
+        unverified = [float("nan")] * len(ids)
+        xyz, rgb = self.window.cloud()
+        if self.cfg.top_k <= 0 or len(xyz) < self.cfg.min_points or not ids:
+            return ids, scores, unverified
+        try:
+            fitness = [self._fit(mapdb, scene_id, xyz, rgb) for scene_id in ids[: self.cfg.top_k]]
+        except (CrossoverError, ValueError, RuntimeError) as err:  # a bad stored cloud, odd input
+            self.failures += 1
+            self.last_error = f"verification failed: {err}"
+            return ids, scores, unverified
+        if all(np.isnan(fitness)):  # no stored clouds: nothing to verify against
+            return ids, scores, unverified
+        fits = fitness + unverified[len(fitness) :]
+        ranked = [
+            (0.0 if np.isnan(f) else f) + self.cfg.score_weight * s
+            for f, s in zip(fits, scores, strict=True)
+        ]
+        order = sorted(range(len(ids)), key=lambda i: -ranked[i])
+        return [ids[i] for i in order], [ranked[i] for i in order], [fits[i] for i in order]
+
+    def _fit(self, mapdb: MapBase, scene_id: str, xyz: np.ndarray, rgb: np.ndarray) -> float:
+        """Share of the window's points on the scene's stored cloud at the best pose found
+        (the estimate's fitness, also when it gives no pose: ambiguous, low overlap); NaN
+        without a stored cloud."""
+        stored = mapdb.point_cloud(scene_id)
+        if stored is None:
+            return float("nan")
+        map_xyz, map_rgb = stored
+        colours = map_rgb.astype(np.float32) / 255.0
+        return float(self.estimator.estimate(xyz, rgb, map_xyz, colours, None, scene_id).fitness)
