@@ -80,7 +80,7 @@ STAGES = (
     "frame_features",  # the image backbone on the keyframe
     "query_encoder",  # window of frame features -> query vectors
     "map_search",  # top-k against the map database
-    "verification",  # the best candidates re-ranked by the window's depth (pipeline/verification)
+    "verification",  # the keyframe fused, the best candidates re-ranked by the window's depth
     "relocalization",  # objects, instance matching and pose in the answered room, when due
     "end_to_end",  # offline: message read -> match; live: frame published -> match received
     "per_frame",  # a frame that did not become a keyframe, end to end
@@ -404,7 +404,7 @@ class Timed:
 
 ENCODER_STAGES = {"frame_features": "frame_features", "query": "query_encoder"}
 MAP_STAGES = {"query": "map_search"}
-VERIFIER_STAGES = {"rerank": "verification"}
+VERIFIER_STAGES = {"add": "verification", "rerank": "verification"}
 
 
 # -- peak memory ----------------------------------------------------------------------------------

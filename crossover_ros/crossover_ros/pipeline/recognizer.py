@@ -171,10 +171,11 @@ class SceneRecognizer:
             if self.verifier is not None:
                 self.verifier.add(frame, pose)
             queries = self.encoder.query(np.stack(self._window))
-            top_k = self.cfg.top_k
-            if self.verifier is not None:  # verify more than are published, if asked to
-                top_k = max(top_k, self.verifier.cfg.top_k)
-            candidates = self.mapdb.query(queries, self.encoder.map_modality, top_k=top_k)
+            published = self.cfg.top_k
+            wanted = published  # the verifier may fit more than are published
+            if self.verifier is not None:
+                wanted = max(published, self.verifier.cfg.top_k)
+            candidates = self.mapdb.query(queries, self.encoder.map_modality, top_k=wanted)
             if not candidates:
                 return None
             ids = [c.scene_id for c in candidates]
@@ -182,8 +183,7 @@ class SceneRecognizer:
             fitness = [math.nan] * len(ids)
             if self.verifier is not None:
                 ids, scores, fitness = self.verifier.rerank(self.mapdb, ids, scores)
-            top_k = self.cfg.top_k
-            ids, scores, fitness = ids[:top_k], scores[:top_k], fitness[:top_k]
+            ids, scores, fitness = ids[:published], scores[:published], fitness[:published]
             confidences = softmax_confidences(scores, self.cfg.confidence_temperature)
             decision = self.filter.update(ids, confidences)
             if decision.scene_id in ids:
