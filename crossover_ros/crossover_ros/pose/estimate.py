@@ -159,6 +159,7 @@ class PoseEstimator:
         if len(self.cfg.icp_distances_m) != len(self.cfg.icp_iterations):
             raise ValueError("icp_distances_m and icp_iterations need the same length")
         self._maps: OrderedDict[str, PreparedCloud] = OrderedDict()
+        self._last_query: tuple[np.ndarray, np.ndarray | None, PreparedCloud] | None = None
 
     def prepare_map(
         self, map_xyz: np.ndarray, map_rgb: np.ndarray | None = None, key: str | None = None
@@ -211,14 +212,7 @@ class PoseEstimator:
         def no_pose(reason: str, fit: float = 0.0, guess: np.ndarray | None = None) -> NoPose:
             return NoPose(reason, fit, time.perf_counter() - start, guess)
 
-        query = prepare_cloud(
-            query_xyz,
-            query_rgb,
-            cfg.query_voxel_m,
-            cfg.coarse_voxel_m,
-            fine_normals=False,
-            max_fine_points=cfg.max_query_points,
-        )
+        query = self._prepare_query(query_xyz, query_rgb)
         if len(query.fine.points) < cfg.min_points:
             return no_pose(f"too few query points ({len(query.fine.points)} < {cfg.min_points})")
         target = self.prepare_map(map_xyz, map_rgb, map_key)
@@ -280,6 +274,26 @@ class PoseEstimator:
             quality.constraint,
             runner_up,
         )
+
+    def _prepare_query(self, xyz: np.ndarray, rgb: np.ndarray | None) -> PreparedCloud:
+        """The query's preparation; reused when the same read-only arrays come again (one
+        window's cloud fitted to several scenes), so it cannot have changed in between."""
+        last = self._last_query
+        if last is not None and last[0] is xyz and last[1] is rgb:
+            return last[2]
+        cfg = self.cfg
+        prepared = prepare_cloud(
+            xyz,
+            rgb,
+            cfg.query_voxel_m,
+            cfg.coarse_voxel_m,
+            fine_normals=False,
+            max_fine_points=cfg.max_query_points,
+        )
+        read_only = not np.asarray(xyz).flags.writeable
+        read_only = read_only and (rgb is None or not np.asarray(rgb).flags.writeable)
+        self._last_query = (xyz, rgb, prepared) if read_only else None
+        return prepared
 
     def _global(self, query: PreparedCloud, target: PreparedCloud) -> tuple[str, list[np.ndarray]]:
         """(method, hypotheses) of the global search (none with ``global_method="none"``)."""

@@ -182,6 +182,23 @@ def test_a_guessed_pose_is_refined_without_the_global_search(scene, estimator):
     assert result.method == "correlative+icp"
 
 
+def test_a_read_only_query_is_prepared_once_for_several_scenes(scene):
+    """One window's cloud fitted to several scenes: prepared once, the same poses as fresh."""
+    truth = _pose(30.0, (0.5, 1.0, 0.0))
+    xyz, rgb = _query(np.random.default_rng(9), truth)
+    estimator = PoseEstimator(PoseCfg())
+    fresh = estimator.estimate(xyz, rgb, *scene, map_key="room")
+    assert estimator._last_query is None  # writable arrays may change: never reused
+    xyz.flags.writeable = rgb.flags.writeable = False
+    first = estimator.estimate(xyz, rgb, *scene, map_key="room")
+    prepared = estimator._last_query[2]
+    again = estimator.estimate(xyz, rgb, *scene, map_key="room")
+    assert estimator._last_query[2] is prepared
+    for result in (first, again):
+        np.testing.assert_allclose(result.map_from_query, fresh.map_from_query, atol=1e-9)
+        assert result.fitness == fresh.fitness
+
+
 def test_back_faces_are_removed(scene):
     xyz, _ = scene
     cloud = to_o3d(xyz).voxel_down_sample(0.08)
