@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
 
@@ -316,8 +317,8 @@ class Relocalizer:
         over), and where the best-supported hypotheses put the cloud (with their pose as
         the guess; a hypothesis from an earlier room predicts this one)."""
         rivals: dict[str, list[np.ndarray]] = {s: [] for s in self._look_alikes(record.scene_id)}
-        others = [c for c in map(self.mapdb.scene, candidates) if _room(c) != _room(record)]
-        for other in others[: self.cfg.max_candidates]:
+        others = (c for c in map(self.mapdb.scene, candidates) if _room(c) != _room(record))
+        for other in islice(others, self.cfg.max_candidates):  # reads no more records than used
             rivals.setdefault(other.scene_id, [])
         centre = xyz.mean(axis=0)
         for frame, map_from_odom, _ in self.consensus.hypotheses(stamp)[: self.cfg.max_predictions]:
