@@ -273,7 +273,9 @@ def _bench(args: argparse.Namespace, building) -> None:
                 runs.append((WRONG, scenes[_other_room(building, info.room_id)], None))
             for mode, (key, map_xyz, map_rgb, _), corr in runs:
                 cpu = time.process_time()
-                result = estimator.estimate(xyz, rgb, map_xyz, map_rgb, corr, map_key=key)
+                result = estimator.estimate(
+                    xyz, rgb, estimator.prepare_map(map_xyz, map_rgb, key), corr
+                )
                 cpu = time.process_time() - cpu
                 record, line = _evaluate(result, cpu, camera_to_odom[-1], truth, mode)
                 records.append(record)

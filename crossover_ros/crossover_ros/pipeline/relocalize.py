@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 
 import numpy as np
@@ -38,6 +39,7 @@ from crossover_ros.model import modalities as mod
 from crossover_ros.pipeline.keyframes import rotation_angle_deg
 from crossover_ros.pipeline.objects import QueryObject, SegmentationCfg, segment_objects
 from crossover_ros.pose.estimate import NoPose, PoseCfg, PoseEstimate, PoseEstimator
+from crossover_ros.pose.registration import PreparedCloud
 
 
 @dataclass(frozen=True)
@@ -220,12 +222,11 @@ class Relocalizer:
         self._last_stamp = stamp
         xyz, rgb = cloud
         record = self.mapdb.scene(scene_id)
-        stored = self.mapdb.point_cloud(scene_id)
         correspondences: list[Correspondence] = []
         num_objects = 0
         if len(xyz) < self.cfg.min_points:
             pose: PoseEstimate | NoPose = NoPose(f"fused cloud has {len(xyz)} points")
-        elif stored is None:
+        elif (target := self._prepared(scene_id)) is None:
             pose = NoPose(f"scene {scene_id} stores no point cloud")
         else:
             objects, vectors = [], None
@@ -237,7 +238,7 @@ class Relocalizer:
                     vectors = self.encoder.embed_objects(objects)
                     correspondences = self._match(scene_id, objects, vectors, instances)
             pairs = [(c.query_centroid, c.map_centroid) for c in correspondences]
-            pose = self._estimate(cloud, scene_id, stored, pairs or None)
+            pose = self.estimator.estimate(xyz, rgb, target, pairs or None)
             if isinstance(pose, PoseEstimate) and objects:
                 correspondences = self._associate(objects, vectors, pose, instances)
         confirmed, support, rivals = False, 0, ()
@@ -271,18 +272,9 @@ class Relocalizer:
             rivals=rivals,
         )
 
-    def _estimate(
-        self,
-        cloud: tuple[np.ndarray, np.ndarray],
-        scene_id: str,
-        stored: tuple[np.ndarray, np.ndarray],
-        pairs: list | None = None,
-        guesses: Sequence[np.ndarray] = (),
-    ) -> PoseEstimate | NoPose:
-        """Pose of the fused cloud in a scene's stored cloud (its colours are uint8)."""
-        map_xyz, map_rgb = stored
-        rgb = map_rgb.astype(np.float32) / 255.0
-        return self.estimator.estimate(*cloud, map_xyz, rgb, pairs, scene_id, guesses)
+    def _prepared(self, scene_id: str) -> PreparedCloud | None:
+        """The scene's stored cloud, prepared for fitting (decoded only when not yet prepared)."""
+        return self.estimator.scene(scene_id, partial(self.mapdb.point_cloud, scene_id))
 
     @staticmethod
     def _map_from_odom(record: SceneRecord, pose: PoseEstimate) -> tuple[str, np.ndarray]:
@@ -301,10 +293,10 @@ class Relocalizer:
         alone: their objects are not matched)."""
         out = {}
         for rival, guesses in self._rivals_of(xyz, record, candidates, stamp).items():
-            stored = self.mapdb.point_cloud(rival)
-            if stored is None:
+            target = self._prepared(rival)
+            if target is None:
                 continue
-            pose = self._estimate((xyz, rgb), rival, stored, guesses=guesses)
+            pose = self.estimator.estimate(xyz, rgb, target, guesses=guesses)
             if isinstance(pose, PoseEstimate):
                 out[rival] = (pose.fitness, self._map_from_odom(self.mapdb.scene(rival), pose))
         return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -97,9 +98,7 @@ class GeometricVerifier:
         """Share of the window's points on the scene's stored cloud at the best pose found
         (the estimate's fitness, also when it gives no pose: ambiguous, low overlap); NaN
         without a stored cloud."""
-        stored = mapdb.point_cloud(scene_id)
-        if stored is None:
+        scene = self.estimator.scene(scene_id, partial(mapdb.point_cloud, scene_id))
+        if scene is None:
             return float("nan")
-        map_xyz, map_rgb = stored
-        colours = map_rgb.astype(np.float32) / 255.0
-        return float(self.estimator.estimate(xyz, rgb, map_xyz, colours, None, scene_id).fitness)
+        return float(self.estimator.estimate(xyz, rgb, scene).fitness)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -186,22 +186,32 @@ class PoseEstimator:
             self._maps.popitem(last=False)
         return prepared
 
+    def scene(
+        self, key: str, load: Callable[[], tuple[np.ndarray, np.ndarray | None] | None]
+    ) -> PreparedCloud | None:
+        """The prepared cloud of scene ``key``; ``load()`` gives its (xyz, colours), or None
+        without one, and is called only when the scene is not prepared yet: a map's stored
+        cloud is decoded once, however often a robot fits the room."""
+        if key not in self._maps:
+            loaded = load()
+            return None if loaded is None else self.prepare_map(*loaded, key=key)
+        self._maps.move_to_end(key)
+        return self._maps[key]
+
     def estimate(
         self,
         query_xyz: np.ndarray,
         query_rgb: np.ndarray | None,
-        map_xyz: np.ndarray,
-        map_rgb: np.ndarray | None,
+        target: PreparedCloud,
         correspondences: Sequence[tuple[np.ndarray, np.ndarray]] | np.ndarray | None = None,
-        map_key: str | None = None,
         guesses: Sequence[np.ndarray] = (),
     ) -> PoseEstimate | NoPose:
-        """map_from_query of the query cloud (odometry frame) in the scene cloud's frame.
+        """map_from_query of the query cloud (odometry frame) in the frame of the scene cloud
+        ``target`` (from :meth:`prepare_map` or :meth:`scene`).
 
         ``correspondences``: matched instance centroids as (query, map) pairs, (K, 2, 3).
         ``guesses``: 4x4 poses to refine first (say, where odometry puts the cloud); like
         centroid poses, they spare the global search when one fits clearly.
-        ``map_key`` names the scene for the preparation cache (else its content is hashed).
         Colours (uint8 or 0..1) ride along in the open3d clouds; the point-to-plane refinement
         does not use them (lighting differs between a scan and a visit).
         """
@@ -215,7 +225,6 @@ class PoseEstimator:
         query = self._prepare_query(query_xyz, query_rgb)
         if len(query.fine.points) < cfg.min_points:
             return no_pose(f"too few query points ({len(query.fine.points)} < {cfg.min_points})")
-        target = self.prepare_map(map_xyz, map_rgb, map_key)
         if len(target.fine.points) < cfg.min_points:
             return no_pose(f"too few scene points ({len(target.fine.points)} < {cfg.min_points})")
 
@@ -370,4 +379,6 @@ def estimate_pose(
     cfg: PoseCfg | None = None,
 ) -> PoseEstimate | NoPose:
     """One-shot :meth:`PoseEstimator.estimate` (prepares the scene cloud every call)."""
-    return PoseEstimator(cfg).estimate(query_xyz, query_rgb, map_xyz, map_rgb, correspondences)
+    estimator = PoseEstimator(cfg)
+    target = estimator.prepare_map(map_xyz, map_rgb)
+    return estimator.estimate(query_xyz, query_rgb, target, correspondences)

@@ -104,6 +104,12 @@ def estimator():
     return PoseEstimator(PoseCfg())
 
 
+@pytest.fixture(scope="module")
+def room(scene, estimator):
+    """The scene's cloud, prepared once, as a robot's map scenes are."""
+    return estimator.prepare_map(*scene, key="room")
+
+
 def _check(result, truth, metres=0.03, degrees=1.0):
     assert isinstance(result, PoseEstimate), getattr(result, "reason", result)
     assert translation_error_m(result.map_from_query, truth) < metres
@@ -137,10 +143,10 @@ def test_centroid_ransac_rejects_wrong_matches():
     assert centroid_ransac(query[:1], target[:1]) == []
 
 
-def test_global_registration_recovers_a_known_pose(scene, estimator):
+def test_global_registration_recovers_a_known_pose(room, estimator):
     truth = _pose(37.0, (2.0, -1.0, 0.3))
     xyz, rgb = _query(np.random.default_rng(5), truth)
-    result = estimator.estimate(xyz, rgb, *scene, map_key="room")
+    result = estimator.estimate(xyz, rgb, room)
     _check(result, truth)
     assert result.method == "correlative+icp"
     assert result.fitness > 0.8 and result.num_inliers > 500
@@ -149,35 +155,35 @@ def test_global_registration_recovers_a_known_pose(scene, estimator):
     assert np.sqrt(cov[0, 0]) < 0.05 and np.sqrt(cov[5, 5]) < np.radians(2.0)
 
 
-def test_a_small_tilt_is_refined(scene, estimator):
+def test_a_small_tilt_is_refined(room, estimator):
     truth = _pose(-100.0, (-3.0, 0.5, -0.2), tilt_deg=1.5)
     xyz, rgb = _query(np.random.default_rng(6), truth)
-    _check(estimator.estimate(xyz, rgb, *scene, map_key="room"), truth)
+    _check(estimator.estimate(xyz, rgb, room), truth)
 
 
-def test_centroid_correspondences_with_outliers(scene, estimator):
+def test_centroid_correspondences_with_outliers(room, estimator):
     truth = _pose(200.0, (1.0, 6.0, 0.0))
     xyz, rgb = _query(np.random.default_rng(7), truth)
     map_centroids = [0.5 * (np.add(lo, hi)) for lo, hi, _ in OBJECTS]
     to_query = np.linalg.inv(truth)
     pairs = [(_transform(c[None], to_query)[0] + 0.15, c) for c in map_centroids]
     pairs.append((_transform(map_centroids[0][None], to_query)[0], map_centroids[2]))  # wrong
-    result = estimator.estimate(xyz, rgb, *scene, correspondences=pairs, map_key="room")
+    result = estimator.estimate(xyz, rgb, room, correspondences=pairs)
     _check(result, truth)
     assert result.method == "centroids+icp"
 
 
-def test_a_guessed_pose_is_refined_without_the_global_search(scene, estimator):
+def test_a_guessed_pose_is_refined_without_the_global_search(room, estimator):
     """Odometry's prediction, 20 cm and 3 degrees off, is the first guess: it fits clearly, so
     the global search is spared; a far-off guess still falls back to it."""
     truth = _pose(110.0, (-1.0, 2.0, 0.0))
     xyz, rgb = _query(np.random.default_rng(8), truth)
     near = _pose(113.0, (-0.8, 2.1, 0.0))
-    result = estimator.estimate(xyz, rgb, *scene, map_key="room", guesses=[near])
+    result = estimator.estimate(xyz, rgb, room, guesses=[near])
     _check(result, truth)
     assert result.method == "guess+icp"
     far = _pose(20.0, (3.0, -2.0, 0.0))
-    result = estimator.estimate(xyz, rgb, *scene, map_key="room", guesses=[far])
+    result = estimator.estimate(xyz, rgb, room, guesses=[far])
     _check(result, truth)
     assert result.method == "correlative+icp"
 
@@ -187,12 +193,13 @@ def test_a_read_only_query_is_prepared_once_for_several_scenes(scene):
     truth = _pose(30.0, (0.5, 1.0, 0.0))
     xyz, rgb = _query(np.random.default_rng(9), truth)
     estimator = PoseEstimator(PoseCfg())
-    fresh = estimator.estimate(xyz, rgb, *scene, map_key="room")
+    room = estimator.prepare_map(*scene, key="room")
+    fresh = estimator.estimate(xyz, rgb, room)
     assert estimator._last_query is None  # writable arrays may change: never reused
     xyz.flags.writeable = rgb.flags.writeable = False
-    first = estimator.estimate(xyz, rgb, *scene, map_key="room")
+    first = estimator.estimate(xyz, rgb, room)
     prepared = estimator._last_query[2]
-    again = estimator.estimate(xyz, rgb, *scene, map_key="room")
+    again = estimator.estimate(xyz, rgb, room)
     assert estimator._last_query[2] is prepared
     for result in (first, again):
         np.testing.assert_allclose(result.map_from_query, fresh.map_from_query, atol=1e-9)
@@ -218,8 +225,8 @@ def _wall(rng, n=4000):
     return np.column_stack([rng.uniform(0.8, 3.0, n), np.full(n, 4.0), rng.uniform(0.8, 2.2, n)])
 
 
-def test_flat_wall_gives_no_pose(scene, estimator):
-    result = estimator.estimate(_wall(np.random.default_rng(8)), None, *scene, map_key="room")
+def test_flat_wall_gives_no_pose(room, estimator):
+    result = estimator.estimate(_wall(np.random.default_rng(8)), None, room)
     assert isinstance(result, NoPose)
 
 
@@ -249,13 +256,26 @@ def test_another_room_gives_no_pose(estimator):
     other_room = _room(rng, objects=other)
     truth = _pose(10.0, (0.5, 0.5, 0.0))
     xyz, rgb = _query(np.random.default_rng(11), truth)
-    result = estimator.estimate(xyz, rgb, *other_room, map_key="other")
+    result = estimator.estimate(xyz, rgb, estimator.prepare_map(*other_room, key="other"))
     assert isinstance(result, NoPose), result
 
 
-def test_bad_correspondences_raise(scene, estimator):
+def test_a_stored_cloud_is_read_only_until_prepared(scene):
+    """The map decodes a scene's cloud once; later fits use the prepared one."""
+    estimator, reads = PoseEstimator(PoseCfg()), []
+
+    def load():
+        reads.append(1)
+        return scene
+
+    first = estimator.scene("room", load)
+    assert estimator.scene("room", load) is first and len(reads) == 1
+    assert estimator.scene("empty", lambda: None) is None
+
+
+def test_bad_correspondences_raise(scene, room, estimator):
     with pytest.raises(ValueError):
-        estimator.estimate(scene[0], None, *scene, correspondences=np.zeros((3, 3)))
+        estimator.estimate(scene[0], None, room, correspondences=np.zeros((3, 3)))
     with pytest.raises(ValueError):
         PoseEstimator(PoseCfg(global_method="magic"))
 
