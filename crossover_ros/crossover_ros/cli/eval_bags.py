@@ -85,6 +85,14 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         " verify_candidates (0: rank by the scene vectors alone)",
     )
     run.add_argument(
+        "--object-candidates",
+        type=int,
+        default=20,
+        help="offline: re-score this many best candidates by the objects the region encoder"
+        " finds in the window's frames, as the node's object_candidates (models with a region"
+        " encoder; 0: off)",
+    )
+    run.add_argument(
         "--verify-score-weight",
         type=float,
         default=0.03,
@@ -139,6 +147,7 @@ def _cfg(args: argparse.Namespace):
     from crossover_ros.data.bag import BagTopics
     from crossover_ros.errors import CrossoverError
     from crossover_ros.eval.bag_eval import BagEvalCfg
+    from crossover_ros.pipeline.object_ranking import ObjectRankingCfg
     from crossover_ros.pipeline.verification import VerificationCfg
 
     topics = BagTopics(
@@ -150,8 +159,8 @@ def _cfg(args: argparse.Namespace):
     )
     if any(k < 1 for k in args.ks):
         raise CrossoverError(f"--ks must be positive, got {args.ks}")
-    if args.verify_candidates < 0:
-        raise CrossoverError(f"--verify-candidates must be >= 0, got {args.verify_candidates}")
+    if args.verify_candidates < 0 or args.object_candidates < 0:
+        raise CrossoverError("--verify-candidates and --object-candidates must be >= 0")
     return BagEvalCfg(
         topics=topics,
         ground_truth=args.ground_truth,
@@ -160,6 +169,7 @@ def _cfg(args: argparse.Namespace):
         verification=VerificationCfg(
             top_k=args.verify_candidates, score_weight=args.verify_score_weight
         ),
+        object_ranking=ObjectRankingCfg(top_k=args.object_candidates),
     )
 
 

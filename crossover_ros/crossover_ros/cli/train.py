@@ -13,7 +13,13 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--buildings", type=Path, nargs="+", required=True)
     parser.add_argument("--cache", type=Path, required=True, help="frozen-feature cache folder")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder (resumable)")
-    parser.add_argument("--stages", nargs="+", default=["stage1", "stage2", "stage3"])
+    parser.add_argument(
+        "--stages",
+        nargs="+",
+        default=["stage1", "stage2", "stage3", "regions"],
+        choices=["stage1", "stage2", "stage3", "regions"],
+        help="stages to train, in order (regions: the region encoder, after stage 1)",
+    )
     parser.add_argument(
         "--instance-baseline",
         action="store_true",
@@ -87,7 +93,7 @@ def train_command(args: argparse.Namespace) -> int:
                 getattr(cfg, name),
                 epochs=max(1, round(getattr(cfg, name).epochs * args.epochs_scale)),
             )
-            for name in ("stage1", "stage2", "stage3")
+            for name in ("stage1", "stage2", "stage3", "regions")
         },
     )
     cfg = replace(cfg, stage1=replace(cfg.stage1, drop_point_pairs=1.0 - args.point_pairs))

@@ -47,6 +47,7 @@ from crossover_ros.model import modalities as mod
 from crossover_ros.pipeline.decode import odometry_to_pose
 from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
 from crossover_ros.pipeline.keyframes import rotation_angle_deg
+from crossover_ros.pipeline.object_ranking import ObjectRankingCfg, ObjectSetRanker
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
 from crossover_ros.pipeline.relocalize import Relocalization, Relocalizer, RelocalizerCfg
 from crossover_ros.pipeline.stream import SensorStream, StreamCfg, StreamKeyframe
@@ -80,6 +81,7 @@ STAGES = (
     "frame_features",  # the image backbone on the keyframe
     "query_encoder",  # window of frame features -> query vectors
     "map_search",  # top-k against the map database
+    "object_ranking",  # the best candidates re-scored by the objects in the window's frames
     "verification",  # the keyframe fused, the best candidates re-ranked by the window's depth
     "relocalization",  # objects, instance matching and pose in the answered room, when due
     "end_to_end",  # offline: message read -> match; live: frame published -> match received
@@ -112,6 +114,8 @@ class BagEvalCfg:
         default_factory=lambda: RelocalizerCfg(min_confidence=0.5)
     )
     verification: VerificationCfg = field(default_factory=VerificationCfg)  # top_k 0: off
+    # models with a region encoder only; top_k 0: off
+    object_ranking: ObjectRankingCfg = field(default_factory=ObjectRankingCfg)
     box_margin_m: float = 0.15  # a matched object counts as right this close to its true box
     wrong_pose_m: float = 0.5  # issue 8: a pose this far off, or this many degrees, is wrong
     wrong_pose_deg: float = 10.0
@@ -402,9 +406,14 @@ class Timed:
         return timed
 
 
-ENCODER_STAGES = {"frame_features": "frame_features", "query": "query_encoder"}
+ENCODER_STAGES = {
+    "frame_features": "frame_features",
+    "frame_objects": "frame_features",
+    "query": "query_encoder",
+}
 MAP_STAGES = {"query": "map_search"}
 VERIFIER_STAGES = {"add": "verification", "rerank": "verification"}
+RANKER_STAGES = {"add": "object_ranking", "rerank": "object_ranking"}
 
 
 # -- peak memory ----------------------------------------------------------------------------------
@@ -540,8 +549,15 @@ def evaluate_offline(
     verifier = None
     if cfg.verification.top_k > 0:
         verifier = Timed(GeometricVerifier(cfg.verification), timers, VERIFIER_STAGES)
+    ranker = None
+    if cfg.object_ranking.top_k > 0 and getattr(encoder, "finds_objects", False):
+        ranker = Timed(ObjectSetRanker(rcfg.window_size, cfg.object_ranking), timers, RANKER_STAGES)
     recognizer = SceneRecognizer(
-        Timed(encoder, timers, ENCODER_STAGES), Timed(mapdb, timers, MAP_STAGES), rcfg, verifier
+        Timed(encoder, timers, ENCODER_STAGES),
+        Timed(mapdb, timers, MAP_STAGES),
+        rcfg,
+        verifier,
+        ranker,
     )
     stream = SensorStream(
         recognizer,

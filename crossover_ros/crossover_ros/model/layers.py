@@ -53,3 +53,19 @@ class LogitScale(nn.Module):
 
     def forward(self) -> torch.Tensor:
         return self.log_scale.exp().clamp(max=self.max_value)
+
+
+def grid_mean(features: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """(B, C, H, W) -> (B, rows * columns, C): the mean over each cell of a ``grid`` laid on the
+    map, row by row, with the cell bounds of ``adaptive_avg_pool2d`` (cells overlap where the
+    map does not divide). Written with fixed slices, so it exports to ONNX at any map size."""
+    rows, columns = grid
+    height, width = features.shape[-2:]
+    cells = []
+    for r in range(rows):
+        # ceil as a floor of positives: ONNX divides integers towards zero, not down
+        top, bottom = (r * height) // rows, ((r + 1) * height + rows - 1) // rows
+        for c in range(columns):
+            left, right = (c * width) // columns, ((c + 1) * width + columns - 1) // columns
+            cells.append(features[:, :, top:bottom, left:right].mean(dim=(2, 3)))
+    return torch.stack(cells, dim=1)

@@ -48,9 +48,9 @@ class GlobalDescriptorEncoder:
         from crossover_ros.runtime.backends import RuntimeCfg
 
         runtime = runtime or RuntimeCfg(num_threads=num_threads)
-        self.backbone, _ = _runtime_encoders(
+        self.backbone = _runtime_encoders(
             ImageDescriptorEncoder(num_threads=num_threads), None, runtime
-        )
+        )[0]
         self.backend = self.backbone.backend.name
         self.fingerprint = self.backbone.fingerprint
         self.dim = self.instance_dim = self.backbone.dim  # (it stores no instances)
@@ -110,22 +110,43 @@ class CrossOverEncoder:
         image = image_encoder_for_model(
             self.model.cfg, metadata, image_weights, where=str(checkpoint)
         )
-        self.backbone, self._frames = _runtime_encoders(image, self.model, runtime)
+        self.backbone, self._graphs = _runtime_encoders(image, self.model, runtime)
         self.backend = self.backbone.backend.name
         self.map_modality = map_modality
         self.fingerprint = self.model.fingerprint()
         self.dim = self.model.cfg.embed_dim
         self.instance_dim = self.model.instance.out_dim
+        self.finds_objects = self.model.regions is not None  # frame_objects works
         self._text = None
 
     def frame_features(self, images: list[np.ndarray]) -> np.ndarray:
         return self.backbone.pooled_features(images)
 
+    def frame_objects(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """:meth:`frame_features`, and the objects the region encoder finds in each frame
+        ((K, instance_dim) unit descriptors each, K may be 0): one backbone pass, both graphs
+        in the chosen backend."""
+        from scipy.special import expit
+
+        regions_encoder = self.model.regions
+        if regions_encoder is None:
+            raise ModelError(
+                "this checkpoint has no region encoder (crossover_ros train --stages regions)"
+            )
+        frames = self.backbone.encoder.preprocess(images).numpy()
+        seen = self._graphs["frame_regions"].run({"images": frames})
+        found = []
+        for regions in seen["regions"]:
+            cells = self._graphs["regions"].run({"regions": regions})
+            shows = expit(cells["objectness"]) >= regions_encoder.cfg.min_objectness
+            found.append(cells["embedding"][shows])
+        return seen["pooled"], found
+
     def query(self, window: np.ndarray) -> np.ndarray:
         """(F, I) frame features -> (1, D): the frame-set encoder, in the chosen backend."""
         frames = np.asarray(window, dtype=np.float32)[None]
         mask = np.ones(frames.shape[:2], dtype=np.float32)
-        return self._frames.run({"frames": frames, "mask": mask})["embedding"]
+        return self._graphs["frames"].run({"frames": frames, "mask": mask})["embedding"]
 
     def embed_objects(self, objects: list[QueryObject]) -> np.ndarray:
         """(K, instance_dim) point-cloud embeddings of objects segmented from the robot's cloud.
@@ -214,19 +235,34 @@ def default_model_path() -> Path:
 
 def _runtime_encoders(
     image: ImageDescriptorEncoder, model: CrossOverModel | None, runtime: RuntimeCfg
-) -> tuple[BackendImageEncoder, WithFallback | None]:
-    """The image backbone and (with a CrossOver model) the frame-set encoder, in one backend
-    choice: the image encoder as ``ImageDescriptorEncoder``'s drop-in, the frame-set as a graph."""
+) -> tuple[BackendImageEncoder, dict[str, WithFallback]]:
+    """The image backbone and (with a CrossOver model) its graphs the recogniser runs, in one
+    backend choice: the image encoder as ``ImageDescriptorEncoder``'s drop-in; the frame-set
+    encoder and, with a region encoder, frame regions and regions, as graphs by name."""
     from crossover_ros.runtime.adapters import BackendImageEncoder, WithFallback
     from crossover_ros.runtime.backends import create_backends
-    from crossover_ros.runtime.graphs import FRAMES, IMAGE, crossover_graphs, image_graph
+    from crossover_ros.runtime.graphs import (
+        FRAME_REGIONS,
+        FRAMES,
+        IMAGE,
+        REGIONS,
+        crossover_graphs,
+        frame_regions_graph,
+        image_graph,
+    )
 
     graphs = {IMAGE: image_graph(image)}
     if model is not None:
-        graphs[FRAMES] = crossover_graphs(model)[FRAMES]
+        model_graphs = crossover_graphs(model)
+        graphs[FRAMES] = model_graphs[FRAMES]
+        if model.regions is not None:
+            graphs[FRAME_REGIONS] = frame_regions_graph(image, model.regions.cfg.grid)
+            graphs[REGIONS] = model_graphs[REGIONS]
     backends = create_backends(graphs, runtime)
-    frames = WithFallback(graphs[FRAMES], backends[FRAMES]) if model is not None else None
-    return BackendImageEncoder(image, graphs[IMAGE], backends[IMAGE]), frames
+    encoder = BackendImageEncoder(image, graphs[IMAGE], backends[IMAGE])
+    return encoder, {
+        name: WithFallback(graph, backends[name]) for name, graph in graphs.items() if name != IMAGE
+    }
 
 
 def load_encoder(

@@ -1,8 +1,10 @@
 """Scene recognition over a sliding window of keyframes, independent of ROS.
 
 A frame is encoded only if it is a keyframe; the last ``window_size`` keyframe embeddings form
-the query against the map database. With a :class:`GeometricVerifier`, the best candidates are
-re-ranked by how well the window's fused depth fits their stored clouds
+the query against the map database. With an :class:`ObjectSetRanker`, the best candidates are
+re-scored by how well their stored objects explain the objects found in the window's frames
+(:mod:`crossover_ros.pipeline.object_ranking`); with a :class:`GeometricVerifier`, the best are
+then re-ranked by how well the window's fused depth fits their stored clouds
 (:mod:`crossover_ros.pipeline.verification`). Each window's ranking goes through a temporal filter
 (:mod:`crossover_ros.pipeline.hysteresis`), so one odd keyframe does not flip the room. A time
 jump backwards (a bag loop) empties the window and the filter, and is counted.
@@ -27,6 +29,7 @@ from crossover_ros.mapdb.base import MapBase
 from crossover_ros.pipeline.encoders import SceneEncoder
 from crossover_ros.pipeline.hysteresis import HysteresisCfg, SceneHysteresis
 from crossover_ros.pipeline.keyframes import KeyframeCfg, KeyframeSelector
+from crossover_ros.pipeline.object_ranking import ObjectSetRanker
 
 if TYPE_CHECKING:  # it needs open3d, which recognition alone does not
     from crossover_ros.pipeline.verification import GeometricVerifier
@@ -48,9 +51,10 @@ class SceneMatchResult:
     ``scene_id`` is the filtered answer ("" until the filter accepted a scene); ``score`` and
     ``confidence`` are that scene's in this window (NaN and 0 if it is not among the
     candidates). The candidates are this window's raw ranking: ``candidate_ids[0]`` can differ
-    from ``scene_id`` while a challenger has not yet won. Their scores are the map's cosines, or
-    with geometric verification ``fitness + score_weight * cosine`` (``candidate_fitness``: NaN
-    where not fitted). ``changed``: this window switched ``scene_id``.
+    from ``scene_id`` while a challenger has not yet won. Their scores are the map's cosines (with
+    object ranking: how well the scene's objects explain the window's), or with geometric
+    verification ``fitness + score_weight * that score`` (``candidate_fitness``: NaN where not
+    fitted). ``changed``: this window switched ``scene_id``.
     """
 
     stamp: float
@@ -101,12 +105,16 @@ class SceneRecognizer:
         mapdb: MapBase,
         cfg: RecognizerCfg | None = None,
         verifier: GeometricVerifier | None = None,
+        ranker: ObjectSetRanker | None = None,
     ):
         self.cfg = cfg or RecognizerCfg()
         check_map(encoder, mapdb)
+        if ranker is not None and not getattr(encoder, "finds_objects", False):
+            raise CrossoverError("ranking by objects needs a CrossOver model with a region encoder")
         self.encoder = encoder
         self.mapdb = mapdb
         self.verifier = verifier  # re-ranks each window's candidates by depth, when given
+        self.ranker = ranker  # re-scores them by the objects in the window's frames, when given
         self.keyframes = KeyframeSelector(self.cfg.keyframes)
         self.filter = SceneHysteresis(self.cfg.hysteresis)
         self.time_resets = 0  # windows emptied because time went backwards (bag loops)
@@ -120,6 +128,8 @@ class SceneRecognizer:
             self._window.clear()
             if self.verifier is not None:
                 self.verifier.reset()
+            if self.ranker is not None:
+                self.ranker.reset()
             self.keyframes.reset()
             self.filter.reset()
             self._last_stamp = None
@@ -136,6 +146,8 @@ class SceneRecognizer:
             self.filter.reset()
             if self.verifier is not None:
                 self.verifier.forget_scenes()
+            if self.ranker is not None:
+                self.ranker.forget_scenes()
         return old
 
     @property
@@ -167,20 +179,29 @@ class SceneRecognizer:
         window and query; None if the map has no scenes."""
         with self._lock:
             started = time.perf_counter()
-            self._window.append(self.encoder.frame_features([frame.color])[0])
+            if self.ranker is not None:
+                features, objects = self.encoder.frame_objects([frame.color])
+                self.ranker.add(objects[0])
+            else:
+                features = self.encoder.frame_features([frame.color])
+            self._window.append(features[0])
             if self.verifier is not None:
                 self.verifier.add(frame, pose)
             queries = self.encoder.query(np.stack(self._window))
             published = self.cfg.top_k
-            wanted = published  # the verifier may fit more than are published
+            wanted = published  # the ranker and the verifier may look at more
+            if self.ranker is not None:
+                wanted = max(wanted, self.ranker.cfg.top_k)
             if self.verifier is not None:
-                wanted = max(published, self.verifier.cfg.top_k)
+                wanted = max(wanted, self.verifier.cfg.top_k)
             candidates = self.mapdb.query(queries, self.encoder.map_modality, top_k=wanted)
             if not candidates:
                 return None
             ids = [c.scene_id for c in candidates]
             scores = [c.score for c in candidates]
             fitness = [math.nan] * len(ids)
+            if self.ranker is not None:
+                ids, scores = self.ranker.rerank(self.mapdb, ids, scores)
             if self.verifier is not None:
                 ids, scores, fitness = self.verifier.rerank(self.mapdb, ids, scores)
             ids, scores, fitness = ids[:published], scores[:published], fitness[:published]

@@ -21,6 +21,7 @@ from crossover_ros.errors import CrossoverError
 from crossover_ros.eval.bag_eval import (
     ENCODER_STAGES,
     MAP_STAGES,
+    RANKER_STAGES,
     VERIFIER_STAGES,
     BagEvalCfg,
     RunRecord,
@@ -59,6 +60,7 @@ def node_parameters(
         "relocalize": cfg.relocalizer is not None,
         "verify_candidates": int(cfg.verification.top_k),
         "verify_score_weight": float(cfg.verification.score_weight),
+        "object_candidates": int(cfg.object_ranking.top_k),
     }
     if cfg.fusion is not None:
         params["fusion_pixel_stride"] = int(cfg.fusion.pixel_stride)
@@ -95,6 +97,8 @@ class InProcessNode:
         recognizer.mapdb = Timed(recognizer.mapdb, timers, MAP_STAGES)
         if recognizer.verifier is not None:
             recognizer.verifier = Timed(recognizer.verifier, timers, VERIFIER_STAGES)
+        if recognizer.ranker is not None:
+            recognizer.ranker = Timed(recognizer.ranker, timers, RANKER_STAGES)
         return True
 
     def stop(self) -> None:

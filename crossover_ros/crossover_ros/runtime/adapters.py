@@ -89,6 +89,13 @@ class BackendImageEncoder:
         """(N, 2 * C) float32 pooled features, as ``ImageDescriptorEncoder.pooled_features``."""
         return self._run(images, "pooled", self.feature_dim, batch_size, size)
 
+    def pooled_and_region_features(
+        self, images: list[np.ndarray], grid: tuple[int, int], batch_size: int = 16
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """As ``ImageDescriptorEncoder.pooled_and_region_features``, in PyTorch: map building
+        (offline) asks for it; the node's frames go through the ``frame_regions`` graph."""
+        return self.encoder.pooled_and_region_features(images, grid, batch_size)
+
     def _run(
         self,
         images: list[np.ndarray],

@@ -34,10 +34,12 @@ from torch import nn
 
 from crossover_ros.model import modalities as mod
 from crossover_ros.runtime.names import (
+    FRAME_REGIONS,
     FRAMES,
     GRAPH_NAMES,
     IMAGE,
     INSTANCE,
+    REGIONS,
     SCENE_POINTS,
     TEXT,
     TEXT_SET,
@@ -167,6 +169,19 @@ class ImageGraph(nn.Module):
         return self.descriptor.forward_outputs(images)
 
 
+class FrameRegionsGraph(nn.Module):
+    """(B, 3, H, W) frames at their one size -> descriptor, pooled features and region features
+    (B, cells, C): ``forward_all`` of the descriptor module, one backbone pass for all three."""
+
+    def __init__(self, descriptor: nn.Module, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.descriptor = descriptor
+        self.grid = grid
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.descriptor.forward_all(images, self.grid)
+
+
 class MaskedSetGraph(nn.Module):
     """A set encoder (frames or sentences) with a float mask: ``encoder(x, mask > 0.5)``."""
 
@@ -227,8 +242,25 @@ def image_graph(encoder: ImageDescriptorEncoder, max_batch: int = 16) -> Graph:
     return Graph(spec, ImageGraph(encoder.model).eval(), encoder.fingerprint)
 
 
+def frame_regions_graph(
+    encoder: ImageDescriptorEncoder, grid: tuple[int, int], max_batch: int = 16
+) -> Graph:
+    """The image backbone at the frame size the encoder resizes frames to (fixed), with the
+    region features of a ``grid`` (a region encoder's) as a third output."""
+    cfg = encoder.cfg
+    spec = GraphSpec(
+        FRAME_REGIONS,
+        (TensorSpec("images", ("batch", 3, cfg.input_height, cfg.input_width)),),
+        ("descriptor", "pooled", "regions"),
+        {"batch": (1, 1, max_batch)},
+    )
+    module = FrameRegionsGraph(encoder.model, grid).eval()
+    return Graph(spec, module, f"{encoder.fingerprint}:regions{grid[0]}x{grid[1]}")
+
+
 def crossover_graphs(model: CrossOverModel) -> dict[str, Graph]:
-    """Stage-3 frame-set, scene-point and text-set encoders; stage-1 projections per modality."""
+    """Stage-3 frame-set, scene-point and text-set encoders; stage-1 projections per modality;
+    the region encoder, if the model has one."""
     cfg = model.cfg
     fingerprint = model.fingerprint()
     specs = {
@@ -280,6 +312,14 @@ def crossover_graphs(model: CrossOverModel) -> dict[str, Graph]:
         name = INSTANCE[modality]
         spec = GraphSpec(name, (TensorSpec("objects", shape),), ("embedding",), dims)
         specs[name] = (spec, InstanceProjectionGraph(model.instance, modality))
+    if model.regions is not None:
+        spec = GraphSpec(
+            REGIONS,
+            (TensorSpec("regions", ("batch", model.regions.cfg.in_dim)),),
+            ("embedding", "objectness"),
+            {"batch": (1, 20, 640)},  # the cells of one frame; of a window of frames
+        )
+        specs[REGIONS] = (spec, model.regions)
     return {name: Graph(spec, module.eval(), fingerprint) for name, (spec, module) in specs.items()}
 
 
@@ -333,7 +373,7 @@ def load_graphs(
         raise ModelError(f"unknown encoders {sorted(unknown)}; choose from {GRAPH_NAMES}")
     graphs: dict[str, Graph] = {}
     metadata: dict[str, str] = {}
-    needs_model = set(names) & (set(GRAPH_NAMES) - {IMAGE, TEXT})
+    needs_model = set(names) & (set(GRAPH_NAMES) - {IMAGE, TEXT})  # frame regions: its grid
     if model is None and (needs_model or (IMAGE in names and image is None and checkpoint)):
         from pathlib import Path
 
@@ -342,7 +382,7 @@ def load_graphs(
 
         path = Path(checkpoint) if checkpoint else default_model_path()
         model, metadata = CrossOverModel.load(path)
-    if IMAGE in names:
+    if IMAGE in names or FRAME_REGIONS in names:
         if image is None:
             from crossover_ros.model.image_backbone import image_encoder_for_model
 
@@ -356,6 +396,12 @@ def load_graphs(
         graphs[IMAGE] = image_graph(image)
     if needs_model:
         graphs.update({k: v for k, v in crossover_graphs(model).items() if k in names})
+    if (FRAME_REGIONS in names or REGIONS in names) and model.regions is None:
+        from crossover_ros.errors import ModelError
+
+        raise ModelError("this checkpoint has no region encoder: no region graphs")
+    if FRAME_REGIONS in names:
+        graphs[FRAME_REGIONS] = frame_regions_graph(image, model.regions.cfg.grid)
     if TEXT in names:
         from crossover_ros.model.text_backbone import TextBackbone
 

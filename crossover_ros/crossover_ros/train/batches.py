@@ -38,6 +38,10 @@ class SceneBatch:
     scene_points: torch.Tensor  # (B, N, 6)
     referrals: torch.Tensor  # (B, R, 384)
     referral_mask: torch.Tensor  # (B, R)
+    # with ``regions=True`` only (the region stage): every frame's region features and labels
+    regions: torch.Tensor | None = None  # (B, F, T, J) float32
+    region_objects: torch.Tensor | None = None  # (B, F, T) object row covering a cell, -1 none
+    region_shares: torch.Tensor | None = None  # (B, F, T) share of the cell it covers
 
     def __len__(self) -> int:
         return len(self.scan_ids)
@@ -97,12 +101,14 @@ def make_batch(
     num_scene_points: int | None = None,
     num_object_points: int | None = None,
     crop_subsets: bool = False,
+    regions: bool = False,
 ) -> SceneBatch:
     """Stack scenes; with ``rng``, augment (rotation, frame subsets of ``frame_count`` sizes,
     and with ``crop_subsets`` each object's image as the mean of a random subset of its crops).
 
     ``num_scene_points`` / ``num_object_points`` subsample the scene and object clouds (random
     with ``rng``, else evenly spaced): fewer points train faster and still describe the shape.
+    ``regions`` adds every frame's region features and their objects (padding: no object).
     """
     b = len(scenes)
     k = max(len(s.object_ids) for s in scenes)
@@ -156,7 +162,7 @@ def make_batch(
         if rng is not None:
             points = _jitter_scene(points, rng)
         scene_points.append(points)
-    return SceneBatch(
+    batch = SceneBatch(
         scan_ids=[s.scan_id for s in scenes],
         centroids=torch.from_numpy(centroids),
         object_valid=torch.from_numpy(valid),
@@ -170,3 +176,14 @@ def make_batch(
         referrals=torch.from_numpy(referrals),
         referral_mask=torch.from_numpy(referral_mask),
     )
+    if regions:
+        t, j = scenes[0].frame_regions.shape[1:]
+        batch.regions = torch.zeros(b, f, t, j)
+        batch.region_objects = torch.full((b, f, t), -1, dtype=torch.int64)
+        batch.region_shares = torch.zeros(b, f, t)
+        for i, scene in enumerate(scenes):
+            n = len(scene.frame_regions)
+            batch.regions[i, :n] = torch.from_numpy(scene.frame_regions.astype(np.float32))
+            batch.region_objects[i, :n] = torch.from_numpy(scene.frame_region_objects)
+            batch.region_shares[i, :n] = torch.from_numpy(scene.frame_region_shares)
+    return batch

@@ -41,7 +41,7 @@ from crossover_ros.data.scan import Scan, ScanInfo, load_building, load_scan
 from crossover_ros.errors import DataError
 from crossover_ros.train.crops import crop_square, instance_boxes, square_crop_window
 
-FORMAT = "crossover_ros.scan_features/2"  # 2: per-crop object image features
+FORMAT = "crossover_ros.scan_features/3"  # 2: per-crop object image features; 3: frame regions
 IMAGE_DIM = 2560  # EfficientNet-Lite0's pooled width; other backbones' arrays are "I" wide
 TEXT_DIM = 384
 
@@ -92,6 +92,7 @@ class FeatureCfg:
     mesh_points: int = 512
     scene_points: int = 4096
     max_frames: int = 20
+    region_grid: tuple[int, int] = (4, 5)  # cells (rows, columns) of a frame's region features
     referrals_per_scene: int = 10
     floorplan_size: int = 224
     seed: int = 0  # per-scan generators derive from (seed, scan_id): independent of scan order
@@ -112,6 +113,10 @@ class ImageFeatureEncoder(Protocol):
     def pooled_features(
         self, images: list[np.ndarray], batch_size: int = 16, size: tuple[int, int] | None = None
     ) -> np.ndarray: ...
+
+    def pooled_and_region_features(
+        self, images: list[np.ndarray], grid: tuple[int, int], batch_size: int = 16
+    ) -> tuple[np.ndarray, np.ndarray]: ...
 
 
 class TextFeatureEncoder(Protocol):
@@ -257,14 +262,18 @@ def _mesh_points(
 
 def _object_crops(
     scan: Scan, ids: np.ndarray, cfg: FeatureCfg
-) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]:
-    """Crops (flat list), their frame (K, C) and window (K, C, 3) ids; all colours and poses."""
+) -> tuple[
+    list[np.ndarray], np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray], np.ndarray
+]:
+    """Crops (flat list), their frame (K, C) and window (K, C, 3) ids; every frame's colours,
+    instance ids and pose."""
     row_of = {int(obj): row for row, obj in enumerate(ids)}
     candidates: list[list[tuple[int, int, tuple[int, int, int]]]] = [[] for _ in ids]
-    colors, poses = [], []
+    colors, instances, poses = [], [], []
     for index in range(scan.num_frames):
         frame = scan.frame(index)
         colors.append(frame.color)
+        instances.append(frame.instance)
         poses.append(frame.camera_to_world)
         height, width = frame.instance.shape
         for box in instance_boxes(frame.instance):
@@ -283,7 +292,35 @@ def _object_crops(
             crop_windows[row, slot] = window
             crops.append(crop_square(colors[index], window))
     pose_array = np.asarray(poses, np.float64).reshape(-1, 4, 4)
-    return crops, crop_frames, crop_windows, colors, pose_array
+    return crops, crop_frames, crop_windows, colors, instances, pose_array
+
+
+def region_objects(
+    instances: list[np.ndarray], ids: np.ndarray, grid: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame and grid cell (row by row): the row in ``ids`` (sorted) of the object that
+    covers most of the cell (-1: none of them; ties: the later row) and the share it covers;
+    (F, rows * columns) each. The region encoder's training labels."""
+    rows, columns = grid
+    owners = np.full((len(instances), rows * columns), -1, np.int64)
+    shares = np.zeros((len(instances), rows * columns), np.float32)
+    if len(ids) == 0:
+        return owners, shares
+    for f, instance in enumerate(instances):
+        height, width = instance.shape
+        row_of = np.minimum(np.searchsorted(ids, instance), len(ids) - 1)
+        row_of[ids[row_of] != instance] = -1  # background, or an object not kept
+        for cell in range(rows * columns):
+            r, c = divmod(cell, columns)
+            window = row_of[
+                r * height // rows : (r + 1) * height // rows,
+                c * width // columns : (c + 1) * width // columns,
+            ]
+            counts = np.bincount(window[window >= 0], minlength=len(ids))
+            if counts.any():
+                best = len(ids) - 1 - int(np.argmax(counts[::-1]))
+                owners[f, cell], shares[f, cell] = best, counts[best] / window.size
+    return owners, shares
 
 
 def _square_pad(image: np.ndarray) -> np.ndarray:
@@ -322,7 +359,7 @@ def extract_scan_features(
     label_ids = np.asarray([_LABEL_IDS.get(o.label, -1) for o in objects], np.int64)
 
     # Images: object crops (one batch through the backbone), frames, floorplan.
-    crops, crop_frames, crop_windows, colors, poses = _object_crops(scan, ids, cfg)
+    crops, crop_frames, crop_windows, colors, instances, poses = _object_crops(scan, ids, cfg)
     crop_features = image_encoder.pooled_features(
         crops, batch_size=32, size=(cfg.crop_size, cfg.crop_size)
     )
@@ -333,7 +370,10 @@ def extract_scan_features(
     object_image = object_crops.sum(axis=1) / np.maximum(counts, 1)[:, None].astype(np.float32)
 
     frame_indices = np.sort(farthest_point_sample_poses(poses, cfg.max_frames))
-    frame_features = image_encoder.pooled_features([colors[i] for i in frame_indices])
+    frame_features, frame_regions = image_encoder.pooled_and_region_features(
+        [colors[i] for i in frame_indices], cfg.region_grid
+    )
+    owners, shares = region_objects([instances[i] for i in frame_indices], ids, cfg.region_grid)
     size = cfg.floorplan_size
     floorplan = image_encoder.pooled_features([_square_pad(scan.floorplan())], size=(size, size))
 
@@ -391,6 +431,9 @@ def extract_scan_features(
         "frame_indices": frame_indices.astype(np.int64),
         "frame_features": frame_features.astype(np.float32).reshape(-1, width),
         "frame_poses": poses[frame_indices].astype(np.float32).reshape(-1, 4, 4),
+        "frame_regions": frame_regions.astype(np.float16),
+        "frame_region_objects": owners,
+        "frame_region_shares": shares,
         "floorplan_features": floorplan.astype(np.float32).reshape(width),
         "referral_indices": chosen.astype(np.int64),
         "referral_features": referral_features.astype(np.float32).reshape(-1, TEXT_DIM),
@@ -462,6 +505,9 @@ class ScanFeatures:
     frame_indices: np.ndarray  # (F,) int64
     frame_features: np.ndarray  # (F, I) float32
     frame_poses: np.ndarray  # (F, 4, 4) float32 camera-to-room
+    frame_regions: np.ndarray  # (F, T, J) float16 region features, T grid cells, J = I / 2
+    frame_region_objects: np.ndarray  # (F, T) int64 object row covering most of a cell, -1 none
+    frame_region_shares: np.ndarray  # (F, T) float32 share of the cell that object covers
     floorplan_features: np.ndarray  # (I,) float32
     referral_indices: np.ndarray  # (R,) int64 into the scan's referrals, [-1] if none
     referral_features: np.ndarray  # (R, 384) float32
@@ -497,6 +543,9 @@ _ARRAY_SPECS: dict[str, tuple[str, tuple[str | int, ...]]] = {
     "frame_indices": ("int64", ("F",)),
     "frame_features": ("float32", ("F", "I")),
     "frame_poses": ("float32", ("F", 4, 4)),
+    "frame_regions": ("float16", ("F", "T", "J")),
+    "frame_region_objects": ("int64", ("F", "T")),
+    "frame_region_shares": ("float32", ("F", "T")),
     "floorplan_features": ("float32", ("I",)),
     "referral_indices": ("int64", ("R",)),
     "referral_features": ("float32", ("R", TEXT_DIM)),

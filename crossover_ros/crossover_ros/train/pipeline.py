@@ -20,7 +20,7 @@ from crossover_ros.train.features import (
 )
 from crossover_ros.train.stages import TrainCfg, train_stage
 
-ALL_STAGES = ("stage1", "stage2", "stage3")
+ALL_STAGES = ("stage1", "stage2", "stage3", "regions")
 
 
 def load_features(
@@ -66,7 +66,7 @@ def load_features(
 
 def instance_baseline_cfg(cfg: CrossOverCfg) -> CrossOverCfg:
     """The paper's Instance Baseline: object encoders without the object transformer."""
-    return replace(cfg, instance=replace(cfg.instance, num_layers=0))
+    return replace(cfg, instance=replace(cfg.instance, num_layers=0), regions=None)
 
 
 def train_crossover(
@@ -85,15 +85,24 @@ def train_crossover(
     torch.manual_seed(train_cfg.seed)
     model = CrossOverModel(model_cfg or CrossOverCfg())
     _check_image_features(model.cfg, scenes)
+    regions = model.cfg.regions
+    if "regions" in stages and regions is not None:
+        for scene in scenes:
+            if tuple(scene.cfg.get("region_grid", ())) != regions.grid:
+                raise ModelError(
+                    f"features of {scene.scan_id} have regions on a {scene.cfg.get('region_grid')}"
+                    f" grid, the model's region encoder takes {regions.grid}"
+                )
     earlier = [s for s in ALL_STAGES[: ALL_STAGES.index(stages[0])]]
     done = [
         out_dir / f"{s}.safetensors" for s in earlier if (out_dir / f"{s}.safetensors").is_file()
     ]
     if done:  # e.g. --stages stage3 after stages 1 and 2 were trained into the same folder
         previous = CrossOverModel.load(done[-1])[0]
-        if previous.cfg != model.cfg:
+        # a model from before the region encoder gets a new one (--stages regions)
+        if replace(previous.cfg, regions=model.cfg.regions) != model.cfg:
             raise ModelError(f"{done[-1]} was trained with another model config; use a new --out")
-        model.load_state_dict(previous.state_dict())
+        model.load_state_dict(previous.state_dict(), strict=previous.cfg == model.cfg)
     histories = {}
     for stage in stages:
         histories[stage] = train_stage(stage, model, scenes, train_cfg, out_dir, progress)

@@ -1,9 +1,11 @@
-"""The three training stages of CrossOver, one generic loop, resumable checkpoints.
+"""The training stages of CrossOver, one generic loop, resumable checkpoints.
 
 Stage 1 trains the instance encoder (object embeddings of every modality against the image
 modality). Stage 2 freezes it and trains the scene fusion so F_S is stable when modalities are
 missing. Stage 3 freezes both and trains the unified encoders (frames, scene point cloud,
 floorplan, referral text) against F_S, plus image-anchored pairs between the unified encoders.
+The region stage (``regions``, ours, needing stage 1 only) trains the region encoder against the
+frozen object descriptors, so objects can be found in frames without instance masks.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from tqdm import tqdm
 
@@ -51,6 +54,10 @@ class TrainCfg:
     )
     stage2: StageCfg = field(default_factory=lambda: StageCfg(epochs=20, batch_size=16))
     stage3: StageCfg = field(default_factory=lambda: StageCfg(epochs=80, batch_size=16))
+    # targets: objects' descriptors as a map stores them (all their points)
+    regions: StageCfg = field(
+        default_factory=lambda: StageCfg(epochs=15, batch_size=8, num_object_points=512)
+    )
     image_anchored_unified_pairs: bool = True
     object_set_weight: float = 1.0  # stage 1: weight of the scene-by-object-set InfoNCE
     object_set_temperature: float = 0.05
@@ -161,6 +168,37 @@ def stage3_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torc
     return loss
 
 
+def region_targets(model: CrossOverModel, batch: SceneBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, K, D) descriptors the regions learn to land on, and (B, K) which objects have one:
+    the object's point-cloud descriptor (what a map stores), its image descriptor without one."""
+    with torch.no_grad():
+        descriptors = model.instance(batch.object_inputs, batch.object_masks, batch.centroids)
+    has_points = batch.object_masks[mod.POINT_CLOUD]
+    targets = torch.where(
+        has_points.unsqueeze(-1), descriptors[mod.POINT_CLOUD], descriptors[mod.RGB]
+    )
+    return targets, has_points | batch.object_masks[mod.RGB]
+
+
+def regions_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torch.Tensor:
+    """Each region an object covers must find that object's descriptor among all objects of
+    the batch (InfoNCE, one way); objectness learns which regions an object covers."""
+    assert model.regions is not None and batch.regions is not None
+    targets, present = region_targets(model, batch)
+    embeddings, objectness = model.regions(batch.regions)
+    objects, k = batch.region_objects, targets.shape[1]
+    scene = torch.arange(len(batch)).view(-1, 1, 1).expand_as(objects)
+    covered = (objects >= 0) & (batch.region_shares >= model.regions.cfg.min_share)
+    covered &= present[scene, objects.clamp(min=0)]
+    # rows of the present objects in the flattened batch: the classes of the InfoNCE
+    index = torch.full((len(batch) * k,), -1, dtype=torch.int64)
+    index[present.flatten()] = torch.arange(int(present.sum()))
+    labels = index[(scene * k + objects)[covered]]
+    logits = model.regions.logit_scale() * embeddings[covered] @ targets[present].T
+    match = F.cross_entropy(logits, labels) if len(labels) else logits.sum()
+    return match + F.binary_cross_entropy_with_logits(objectness, covered.float())
+
+
 STAGES: dict[str, tuple[Callable, Callable[[CrossOverModel], list[nn.Module]]]] = {
     "stage1": (stage1_loss, lambda m: [m.instance, m.logit_scales["stage1"]]),
     "stage2": (stage2_loss, lambda m: [m.fusion, m.logit_scales["stage2"]]),
@@ -168,6 +206,7 @@ STAGES: dict[str, tuple[Callable, Callable[[CrossOverModel], list[nn.Module]]]] 
         stage3_loss,
         lambda m: [m.frames, m.scene_points, m.text, m.logit_scales["stage3"]],
     ),
+    "regions": (regions_loss, lambda m: [m.regions]),
 }
 
 
@@ -293,6 +332,7 @@ def train_stage(
                 num_scene_points=stage_cfg.num_scene_points,
                 num_object_points=stage_cfg.num_object_points,
                 crop_subsets=stage_cfg.crop_subsets,
+                regions=name == "regions",
             )
             loss = loss_fn(model, batch, cfg)
             optimizer.zero_grad()

@@ -1,5 +1,6 @@
 """The encoders the recogniser and the map builder use: CrossOver end to end on a small building."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,36 @@ def test_recogniser_ranks_frames_against_point_clouds(crossover_map, small_build
     last = results[-1]
     assert last.map_modality == mod.POINT_CLOUD and last.modality == mod.RGB
     assert set(last.candidate_ids) <= {s.scene_id for s in open_map(path).scenes()}
+
+
+def test_frames_give_their_objects_and_the_recogniser_ranks_by_them(
+    crossover_map, small_building, checkpoint
+):
+    """One backbone pass gives a keyframe's features and the objects the region encoder finds
+    in it (every cell here: objectness threshold 0); the recogniser ranks by them."""
+    from crossover_ros.mapdb import open_map
+    from crossover_ros.pipeline.object_ranking import ObjectSetRanker
+
+    _, path = crossover_map
+    encoder = CrossOverEncoder(checkpoint, mod.POINT_CLOUD)
+    regions = encoder.model.regions
+    regions.cfg = replace(regions.cfg, min_objectness=0.0)
+    building = load_building(small_building)
+    scan = building.scan(next(s.scan_id for s in building.scans if s.scan_index == 0))
+    images = [frame.color for frame in scan.frames()][:2]
+    features, objects = encoder.frame_objects(images)
+    np.testing.assert_allclose(features, encoder.frame_features(images), atol=1e-4)
+    cells = regions.cfg.grid[0] * regions.cfg.grid[1]
+    assert [o.shape for o in objects] == [(cells, encoder.instance_dim)] * 2
+    assert np.allclose(np.linalg.norm(objects[0], axis=1), 1.0, atol=1e-5)
+    cfg = RecognizerCfg(window_size=3, top_k=2, keyframes=KeyframeCfg(max_interval_s=0.0))
+    with open_map(path, encoder.fingerprint) as db:
+        ranker = ObjectSetRanker(cfg.window_size)
+        recognizer = SceneRecognizer(encoder, db, cfg, ranker=ranker)
+        last = [recognizer.add_frame(frame) for frame in scan.frames()][-1]
+        stored = db.instance_embeddings(last.candidate_ids[0], mod.POINT_CLOUD)[1]
+    seen = np.concatenate(list(ranker._window))
+    assert last.candidate_scores[0] == pytest.approx((seen @ stored.T).max(axis=1).mean())
 
 
 def test_relocaliser_matches_segmented_objects_against_the_maps_instances(crossover_map):

@@ -170,6 +170,41 @@ def test_crops_show_the_object(arrays: dict[str, np.ndarray], scan: Scan) -> Non
     assert np.median(coverage) > 0.2  # but most crops are mainly the object
 
 
+def test_regions_are_labelled_with_the_object_covering_most_of_them() -> None:
+    """Hand-made 4x6 instance image, 2x3 grid of 2x2 cells; ids 5 and 9 are objects, 7 is not
+    one of the scan's objects (left out), 0 is background."""
+    instance = np.array(
+        [
+            [5, 5, 9, 9, 0, 0],
+            [5, 0, 9, 5, 0, 7],
+            [7, 7, 5, 9, 9, 9],
+            [7, 0, 9, 5, 9, 9],
+        ],
+        np.uint16,
+    )
+    owners, shares = feat.region_objects([instance], np.array([5, 9]), (2, 3))
+    assert owners.tolist() == [[0, 1, -1, -1, 1, 1]]  # the 2-2 tie of cell (1, 1): later row
+    np.testing.assert_allclose(shares, [[0.75, 0.75, 0.0, 0.0, 0.5, 1.0]])
+    none, _ = feat.region_objects([instance], np.zeros(0, np.int64), (2, 3))
+    assert (none == -1).all()
+
+
+def test_region_features_and_labels(arrays: dict[str, np.ndarray], encoders) -> None:
+    """Every cached frame has its grid of region features, one backbone pass with its pooled
+    features; the labels name objects that are in the frame."""
+    regions, owners = arrays["frame_regions"], arrays["frame_region_objects"]
+    cells = CFG.region_grid[0] * CFG.region_grid[1]
+    assert regions.shape == (4, cells, IMAGE_DIM // 2) and regions.dtype == np.float16
+    assert owners.shape == (4, cells) and owners.dtype == np.int64
+    assert ((owners >= -1) & (owners < len(arrays["object_ids"]))).all()
+    shares = arrays["frame_region_shares"]
+    assert ((shares > 0) == (owners >= 0)).all() and shares.max() <= 1.0
+    assert 0 < (owners >= 0).mean() < 1  # objects and background both occur
+    # a region's GeM lies between the frame's weakest and strongest activations
+    gem = arrays["frame_features"][:, : IMAGE_DIM // 2]
+    assert (regions.astype(np.float32).max(axis=1) >= 0.99 * gem - 1e-2).all()
+
+
 def test_instance_boxes_and_square_windows() -> None:
     mask = np.zeros((20, 30), np.uint16)
     mask[2:6, 3:11] = 4

@@ -1,5 +1,6 @@
 """CrossOver model: shapes and masking of every encoder, losses, checkpoints, a tiny training."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,12 @@ from crossover_ros.model.point_encoder import (
 from crossover_ros.model.scene_encoder import SceneFusion
 from crossover_ros.model.unified import ScenePointEncoderCfg
 from crossover_ros.train.batches import make_batch
+from crossover_ros.train.pipeline import train_crossover
 from crossover_ros.train.stages import (
     StageCfg,
     TrainCfg,
     hide_point_clouds,
+    region_targets,
     train_stage,
     unified_embeddings,
 )
@@ -335,6 +338,52 @@ def test_tiny_training_decreases_loss_and_retrieves_far_above_chance(tmp_path: P
     # resuming a finished stage trains nothing more and keeps the history
     again = train_stage("stage3", model, scenes, cfg, tmp_path, progress=False)
     assert again == history
+
+
+def test_region_stage_finds_the_object_that_covers_each_region(tmp_path: Path):
+    """A model from before the region encoder gets one (its other weights kept); after the
+    region stage, a region finds the object that covers it among its scene's objects, and
+    objectness tells it from a region no object covers: enough to find scenes by the objects
+    in their frames, with no instance masks."""
+    from crossover_ros.eval.crossover_eval import (
+        by_region_sets,
+        embed_crossover,
+        scene_retrieval_table,
+    )
+
+    torch.manual_seed(0)
+    scenes = synthetic_scenes(16, np.random.default_rng(0))
+    old = CrossOverModel(replace(CrossOverCfg(), regions=None))
+    old.save(tmp_path / "stage3.safetensors")
+    fast = StageCfg(epochs=15, batch_size=8, lr=2e-3, num_object_points=64)
+    model, history = train_crossover(
+        scenes, tmp_path, TrainCfg(regions=fast), CrossOverCfg(), ("regions",), progress=False
+    )
+    assert torch.equal(model.state_dict()["fusion.mlp.0.weight"], old.fusion.mlp[0].weight)
+    assert history["regions"][-1] < 0.5 * history["regions"][0]
+    batch = make_batch(scenes, regions=True)
+    targets, _ = region_targets(model, batch)
+    with torch.no_grad():
+        embeddings, objectness = model.regions(batch.regions)
+    owners = batch.region_objects
+    covered = owners >= 0
+    found = torch.einsum("bftd,bkd->bftk", embeddings, targets).argmax(-1)
+    assert float((found[covered] == owners[covered]).float().mean()) > 0.9  # chance: 1/4
+    assert bool((objectness[covered] > 0).all()) and bool((objectness[~covered] < 0).all())
+    by_regions = by_region_sets(model, scenes, embed_crossover(model, scenes, 256))
+    retrieval = scene_retrieval_table("m", by_regions)["m I->P"]
+    assert retrieval.recall[1] >= 0.9  # chance: 1/16
+
+
+@pytest.mark.parametrize("size", [(8, 10), (7, 10), (16, 16)])
+def test_grid_mean_pools_cells_as_adaptive_pooling_does(size):
+    """Region features: EfficientNet's 240 x 320 frame gives a 7 x 10 map, a ViT's 16 x 16
+    patches; a 4 x 5 grid then has overlapping cells, exactly those of adaptive pooling."""
+    from crossover_ros.model.layers import grid_mean
+
+    features = torch.rand(2, 3, *size)
+    expected = torch.nn.functional.adaptive_avg_pool2d(features, (4, 5)).flatten(2).transpose(1, 2)
+    torch.testing.assert_close(grid_mean(features, (4, 5)), expected)
 
 
 def test_missing_modality_ablation_hides_a_fixed_share_of_the_scans():

@@ -46,6 +46,8 @@ PARITY = 0.9999
 # Sizes other than the export example's (batch 2, opt sizes): the axes really are dynamic.
 OTHER_SIZES = {
     "image": {"batch": 3},
+    "frame_regions": {"batch": 3},
+    "regions": {"batch": 7},
     "frames": {"batch": 3, "frames": 4},
     "scene_points": {"batch": 3, "points": 700},
     "instance_rgb": {"batch": 5},

@@ -138,6 +138,16 @@ PARAMETERS = [
         10.0,
     ),
     ParamSpec(
+        "object_candidates",
+        20,
+        "Re-score this many of each window's best candidates by how well their stored objects"
+        " explain the objects the region encoder finds in the window's frames (CrossOver"
+        " models with a region encoder; 0: by the scene vectors alone). Verification then"
+        " re-ranks the best of them.",
+        0,
+        200,
+    ),
+    ParamSpec(
         "fuse_cloud",
         True,
         "Fuse the keyframes' depth into a point cloud in the odometry frame (for pose"
@@ -231,7 +241,7 @@ class SceneRecognizerNode(Node):
         self._initialpose_pub: LifecyclePublisher | None = None
         self._last_instances: InstanceCorrespondences | None = None
         self._relocalization_errors = 0
-        self._verification_failures = 0
+        self._stage_failures = {"verifier": 0, "ranker": 0}
         self._sensor_subscriptions: list = []
         self._publish_timer = None
         self._active = False
@@ -294,7 +304,13 @@ class SceneRecognizerNode(Node):
                     ),
                 )
             self.stream = SensorStream(
-                SceneRecognizer(self._encoder, self._mapdb, cfg, self._make_verifier()),
+                SceneRecognizer(
+                    self._encoder,
+                    self._mapdb,
+                    cfg,
+                    self._make_verifier(),
+                    self._make_ranker(cfg.window_size),
+                ),
                 StreamCfg(
                     sync_slop_s=self.params["sync_slop_s"],
                     odom_max_age_s=self.params["odom_max_age_s"],
@@ -437,6 +453,20 @@ class SceneRecognizerNode(Node):
             return None
         return PointCloudFusion(FusionCfg(pixel_stride=self.params["fusion_pixel_stride"]))
 
+    def _make_ranker(self, window_size: int):
+        if self.params["object_candidates"] <= 0:
+            return None
+        if not getattr(self._encoder, "finds_objects", False):
+            self.get_logger().info(
+                "the model finds no objects in frames: candidates ranked by their scene vectors"
+            )
+            return None
+        from crossover_ros.pipeline.object_ranking import ObjectRankingCfg, ObjectSetRanker
+
+        return ObjectSetRanker(
+            window_size, ObjectRankingCfg(top_k=self.params["object_candidates"])
+        )
+
     def _make_verifier(self):
         if self.params["verify_candidates"] <= 0:
             return None
@@ -504,10 +534,12 @@ class SceneRecognizerNode(Node):
         if keyframe.result is None:
             self._warn("empty_map", "the map has no scenes: no answer to publish")
             return
-        verifier = stream.recognizer.verifier
-        if verifier is not None and verifier.failures != self._verification_failures:
-            self._verification_failures = verifier.failures  # the answer went out unverified
-            self._warn("verification", verifier.last_error)
+        recognizer = stream.recognizer
+        for stage in ("verifier", "ranker"):  # the answer went out without that stage
+            helper = getattr(recognizer, stage)
+            if helper is not None and helper.failures != self._stage_failures[stage]:
+                self._stage_failures[stage] = helper.failures
+                self._warn(stage, helper.last_error)
         with self._answer_lock:
             self._answer = keyframe
             self._outbox.append(keyframe)
