@@ -96,7 +96,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         "--verify-score-weight",
         type=float,
         default=0.03,
-        help="ranking score of a verified candidate: fitness + this x its scene-vector score",
+        help="ranking score of a verified candidate: fitness + this x its score (by objects, else"
+        " by scene vector)",
     )
     run.add_argument(
         "--same-process",

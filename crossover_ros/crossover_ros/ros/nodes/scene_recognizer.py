@@ -132,8 +132,8 @@ PARAMETERS = [
     ParamSpec(
         "verify_score_weight",
         0.03,
-        "Ranking score of a verified candidate: fitness + this x its scene-vector score (the"
-        " fit decides; the vector breaks ties between look-alikes).",
+        "Ranking score of a verified candidate: fitness + this x its score (by objects, else"
+        " its scene vector's; the fit decides, the score breaks ties between look-alikes).",
         0.0,
         10.0,
     ),
