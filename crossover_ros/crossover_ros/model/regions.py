@@ -1,8 +1,8 @@
 """Region encoder: objects from plain RGB frames, no instance masks.
 
-Each frame's backbone feature map is pooled on a coarse grid (``FrameRegionCfg``); every cell
-(region) is embedded into the instance descriptor space (``object_descriptors``, 512-d) and
-scored for objectness. It is trained (stage ``regions``) to land on the descriptor of the
+Each frame's backbone feature map is pooled on a coarse grid (``RegionEncoderCfg.grid``); every
+cell (region) is embedded into the instance descriptor space (``object_descriptors``, 512-d)
+and scored for objectness. It is trained (stage ``regions``) to land on the descriptor of the
 object that covers the region, with the instance encoder frozen, so a robot's frames give an
 object set that is matched against the objects a map stores, as scenes are matched by object
 sets (``mapdb.search.object_set_similarity``), and no segmentation runs on the robot.

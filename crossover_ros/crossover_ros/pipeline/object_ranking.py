@@ -10,7 +10,7 @@ top-1 per room (model card); scene vectors still pick the shortlist, which they 
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,20 +25,22 @@ from crossover_ros.model import modalities as mod
 class ObjectRankingCfg:
     top_k: int = 20  # candidates re-scored (0: off); the rest keep their order below them
     modality: str = mod.POINT_CLOUD  # whose stored instance embeddings explain the objects
+    scene_cache_size: int = 256  # scenes whose stored objects are kept (most recently used)
 
 
 class ObjectSetRanker:
     """Keeps the objects of the recogniser's window (per keyframe) and re-scores candidates.
 
-    Stored instance embeddings are read once per scene and kept (a map's scenes do not change
-    under a recogniser; :meth:`forget_scenes` when the map does). Not thread-safe: the
+    Stored instance embeddings are read once per scene and kept, the ``scene_cache_size`` most
+    recently used (a map's scenes do not change under a recogniser; :meth:`forget_scenes` when
+    the map does). Not thread-safe: the
     recogniser calls it under its lock.
     """
 
     def __init__(self, window_size: int, cfg: ObjectRankingCfg | None = None) -> None:
         self.cfg = cfg or ObjectRankingCfg()
         self._window: deque[np.ndarray] = deque(maxlen=window_size)
-        self._scenes: dict[str, np.ndarray] = {}
+        self._scenes: OrderedDict[str, np.ndarray] = OrderedDict()
         self.failures = 0  # windows whose stored objects could not be read: order kept
         self.last_error = ""
 
@@ -82,8 +84,12 @@ class ObjectSetRanker:
     def _explains(self, mapdb: MapBase, scene_id: str, query: np.ndarray) -> float:
         """Mean over the query objects of their best cosine among the scene's stored objects;
         NaN if the scene stores none."""
-        if scene_id not in self._scenes:
+        if scene_id in self._scenes:
+            self._scenes.move_to_end(scene_id)
+        else:
             self._scenes[scene_id] = mapdb.instance_embeddings(scene_id, self.cfg.modality)[1]
+            while len(self._scenes) > self.cfg.scene_cache_size:
+                self._scenes.popitem(last=False)
         stored = self._scenes[scene_id]
         if len(stored) == 0:
             return float("nan")

@@ -100,3 +100,21 @@ def test_a_map_that_fails_to_give_its_objects_keeps_the_order():
     ids, scores = ["red", "pink"], [0.9, 0.8]
     assert ranker.rerank(Broken(), ids, scores) == (ids, scores)
     assert ranker.failures == 1 and "corrupt instance row of red" in ranker.last_error
+
+
+def test_stored_objects_are_read_once_per_scene_and_the_cache_is_bounded(mapdb):
+    reads = []
+
+    class Counting:
+        def instance_embeddings(self, scene_id, modality):
+            reads.append(scene_id)
+            return mapdb.instance_embeddings(scene_id, modality)
+
+    ranker = ObjectSetRanker(2, ObjectRankingCfg(top_k=2, scene_cache_size=2))
+    ranker.add(AXES[[0]])
+    for _ in range(2):
+        ranker.rerank(Counting(), ["red", "pink"], [0.9, 0.8])
+    assert reads == ["red", "pink"]
+    ranker.rerank(Counting(), ["bare"], [0.9])  # pushes out 'red', the least recently used
+    ranker.rerank(Counting(), ["pink", "red"], [0.9, 0.8])
+    assert reads == ["red", "pink", "bare", "red"]
