@@ -10,6 +10,7 @@ sets (``mapdb.search.object_set_similarity``), and no segmentation runs on the r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -29,6 +30,13 @@ class RegionEncoderCfg:
     # a region counts as an object's when the object covers at least this share of it (training)
     min_share: float = 0.3
     min_objectness: float = 0.5  # regions below this probability are not in a frame's object set
+
+    def shows_object(self, logits):
+        """Where objectness ``logits`` (a torch or numpy array) reach ``min_objectness``: the
+        one rule for PyTorch and for the exported graphs (sigmoid(x) >= p iff x >= logit(p))."""
+        p = self.min_objectness
+        threshold = -math.inf if p <= 0.0 else math.inf if p >= 1.0 else math.log(p / (1.0 - p))
+        return logits >= threshold
 
 
 class RegionEncoder(nn.Module):
@@ -51,4 +59,4 @@ class RegionEncoder(nn.Module):
     def object_set(self, regions: torch.Tensor) -> torch.Tensor:
         """The embeddings of the regions (R, in_dim) that show an object: (K, embed_dim)."""
         embeddings, logits = self(regions.reshape(-1, regions.shape[-1]))
-        return embeddings[logits.sigmoid() >= self.cfg.min_objectness]
+        return embeddings[self.cfg.shows_object(logits)]

@@ -126,8 +126,6 @@ class CrossOverEncoder:
         """:meth:`frame_features`, and the objects the region encoder finds in each frame
         ((K, instance_dim) unit descriptors each, K may be 0): one backbone pass, both graphs
         in the chosen backend."""
-        from scipy.special import expit
-
         regions_encoder = self.model.regions
         if regions_encoder is None:
             raise ModelError(
@@ -135,12 +133,11 @@ class CrossOverEncoder:
             )
         frames = self.backbone.encoder.preprocess(images).numpy()
         seen = self._graphs["frame_regions"].run({"images": frames})
-        found = []
-        for regions in seen["regions"]:
-            cells = self._graphs["regions"].run({"regions": regions})
-            shows = expit(cells["objectness"]) >= regions_encoder.cfg.min_objectness
-            found.append(cells["embedding"][shows])
-        return seen["pooled"], found
+        count, cells, width = seen["regions"].shape  # every frame's cells in one run
+        out = self._graphs["regions"].run({"regions": seen["regions"].reshape(-1, width)})
+        embeddings = out["embedding"].reshape(count, cells, -1)
+        shows = regions_encoder.cfg.shows_object(out["objectness"].reshape(count, cells))
+        return seen["pooled"], [e[s] for e, s in zip(embeddings, shows, strict=True)]
 
     def query(self, window: np.ndarray) -> np.ndarray:
         """(F, I) frame features -> (1, D): the frame-set encoder, in the chosen backend."""
