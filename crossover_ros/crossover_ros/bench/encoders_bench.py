@@ -25,6 +25,8 @@ import numpy as np
 # Two input sizes per encoder: batch 1, and the node's / map builder's batch.
 CASES: dict[str, tuple[dict[str, int], dict[str, int]]] = {
     "image": ({"batch": 1}, {"batch": 6}),
+    "frame_regions": ({"batch": 1}, {"batch": 6}),  # the node's keyframes: backbone + regions
+    "regions": ({"batch": 1}, {"batch": 6}),  # the region encoder on a keyframe's cells
     "frames": ({"batch": 1, "frames": 1}, {"batch": 1, "frames": 6}),
     "scene_points": ({"batch": 1, "points": 1024}, {"batch": 4, "points": 1024}),
     "instance_rgb": ({"batch": 1}, {"batch": 32}),

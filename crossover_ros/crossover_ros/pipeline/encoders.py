@@ -133,11 +133,9 @@ class CrossOverEncoder:
             )
         frames = self.backbone.encoder.preprocess(images).numpy()
         seen = self._graphs["frame_regions"].run({"images": frames})
-        count, cells, width = seen["regions"].shape  # every frame's cells in one run
-        out = self._graphs["regions"].run({"regions": seen["regions"].reshape(-1, width)})
-        embeddings = out["embedding"].reshape(count, cells, -1)
-        shows = regions_encoder.cfg.shows_object(out["objectness"].reshape(count, cells))
-        return seen["pooled"], [e[s] for e, s in zip(embeddings, shows, strict=True)]
+        out = self._graphs["regions"].run({"regions": seen["regions"]})  # every frame in one run
+        shows = regions_encoder.cfg.shows_object(out["objectness"])
+        return seen["pooled"], [e[s] for e, s in zip(out["embedding"], shows, strict=True)]
 
     def query(self, window: np.ndarray) -> np.ndarray:
         """(F, I) frame features -> (1, D): the frame-set encoder, in the chosen backend."""

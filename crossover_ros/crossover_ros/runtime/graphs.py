@@ -313,11 +313,12 @@ def crossover_graphs(model: CrossOverModel) -> dict[str, Graph]:
         spec = GraphSpec(name, (TensorSpec("objects", shape),), ("embedding",), dims)
         specs[name] = (spec, InstanceProjectionGraph(model.instance, modality))
     if model.regions is not None:
+        cells = (model.regions.cfg.cells, model.regions.cfg.in_dim)
         spec = GraphSpec(
             REGIONS,
-            (TensorSpec("regions", ("batch", model.regions.cfg.in_dim)),),
+            (TensorSpec("regions", ("batch", *cells)),),
             ("embedding", "objectness"),
-            {"batch": (1, 20, 640)},  # the cells of one frame; of a window of frames
+            {"batch": (1, 1, 32)},  # frames: one keyframe; a window of them
         )
         specs[REGIONS] = (spec, model.regions)
     return {name: Graph(spec, module.eval(), fingerprint) for name, (spec, module) in specs.items()}

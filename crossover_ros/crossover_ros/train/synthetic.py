@@ -3,7 +3,7 @@
 Each scene has a latent code; its frame features and floorplan are a fixed projection of the
 code plus noise, and its point cloud is a shape drawn from the scene index, so a model that
 learns can match frames to point clouds far above chance without any rendering. Each frame's
-regions are its objects' image features plus noise, one cell per object.
+regions are its objects' image features plus noise, one cell of a 4 x 5 grid per object.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from crossover_ros.train.features import ScanFeatures
 def synthetic_scene(index: int, rng: np.random.Generator, codes: np.ndarray) -> ScanFeatures:
     """A scene whose frames and point cloud both derive from its own latent code."""
     code = codes[index]
-    k, frames = 4, 6
+    k, frames, cells = 4, 6, 20
     projection = np.random.default_rng(99).normal(size=(codes.shape[1], 2560)).astype(np.float32)
     shape = np.random.default_rng(index).uniform(-2, 2, size=(8, 3))
     points = shape[rng.integers(0, 8, 512)] + rng.normal(0, 0.05, (512, 3))
@@ -46,13 +46,15 @@ def synthetic_scene(index: int, rng: np.random.Generator, codes: np.ndarray) -> 
         frame_indices=np.arange(frames),
         frame_features=(code @ projection + rng.normal(0, 0.3, (frames, 2560))).astype(np.float32),
         frame_poses=np.tile(np.eye(4, dtype=np.float32), (frames, 1, 1)),
-        # regions: each object covers one cell of every frame, the last cell shows none
+        # regions: each object covers one cell of every frame, the other cells show none
         frame_regions=(
-            np.concatenate([image[:, :1280], zeros((1, 1280), np.float32)])[None]
-            + rng.normal(0, 0.3, (frames, k + 1, 1280))
+            np.concatenate([image[:, :1280], zeros((cells - k, 1280), np.float32)])[None]
+            + rng.normal(0, 0.3, (frames, cells, 1280))
         ).astype(np.float16),
-        frame_region_objects=np.tile(np.append(np.arange(k), -1), (frames, 1)),
-        frame_region_shares=np.tile(np.append(np.ones(k), 0.0), (frames, 1)).astype(np.float32),
+        frame_region_objects=np.tile(np.append(np.arange(k), [-1] * (cells - k)), (frames, 1)),
+        frame_region_shares=np.tile(np.append(np.ones(k), zeros(cells - k)), (frames, 1)).astype(
+            np.float32
+        ),
         floorplan_features=(code @ projection).astype(np.float32),
         referral_indices=np.array([-1]),
         referral_features=zeros((1, 384), np.float32),
@@ -60,7 +62,7 @@ def synthetic_scene(index: int, rng: np.random.Generator, codes: np.ndarray) -> 
         object_referrals=[[] for _ in range(k)],
         has_referrals=False,
         label_vocabulary=["chair"],
-        cfg={"region_grid": [4, 5]},  # the cells stand for some of a 4 x 5 grid's
+        cfg={"region_grid": [4, 5]},
     )
 
 

@@ -355,12 +355,12 @@ def test_region_stage_finds_the_object_that_covers_each_region(tmp_path: Path):
     scenes = synthetic_scenes(16, np.random.default_rng(0))
     old = CrossOverModel(replace(CrossOverCfg(), regions=None))
     old.save(tmp_path / "stage3.safetensors")
-    fast = StageCfg(epochs=15, batch_size=8, lr=2e-3, num_object_points=64)
+    fast = StageCfg(epochs=15, batch_size=8, lr=1e-3, num_object_points=64)
     model, history = train_crossover(
         scenes, tmp_path, TrainCfg(regions=fast), CrossOverCfg(), ("regions",), progress=False
     )
     assert torch.equal(model.state_dict()["fusion.mlp.0.weight"], old.fusion.mlp[0].weight)
-    assert history["regions"][-1] < 0.5 * history["regions"][0]
+    assert history["regions"][-1] < 0.6 * history["regions"][0]
     batch = make_batch(scenes, regions=True)
     targets, _ = region_targets(model, batch)
     with torch.no_grad():
@@ -373,6 +373,46 @@ def test_region_stage_finds_the_object_that_covers_each_region(tmp_path: Path):
     by_regions = by_region_sets(model, scenes, embed_crossover(model, scenes, 256))
     retrieval = scene_retrieval_table("m", by_regions)["m I->P"]
     assert retrieval.recall[1] >= 0.9  # chance: 1/16
+
+
+def test_a_region_sees_the_other_cells_of_its_frame_only():
+    """Cell context: a cell's embedding changes with what the rest of its frame shows, never
+    with another frame; without context layers (older checkpoints) each cell is alone."""
+    from crossover_ros.model.regions import RegionEncoder, RegionEncoderCfg
+
+    torch.manual_seed(0)
+    for layers in (2, 0):
+        encoder = RegionEncoder(
+            RegionEncoderCfg(in_dim=32, hidden_dim=16, embed_dim=8, context_layers=layers)
+        )
+        for parameter in encoder.parameters():  # the residual branches start at zero
+            torch.nn.init.normal_(parameter, std=0.3)
+        encoder.eval()
+        regions = torch.randn(2, 3, 20, 32)  # 2 windows of 3 frames, a 4 x 5 grid each
+        embeddings, objectness = encoder(regions)
+        assert embeddings.shape == (2, 3, 20, 8) and objectness.shape == (2, 3, 20)
+        changed = regions.clone()
+        changed[0, 1, 7] += 1.0  # one cell of one frame
+        after, _ = encoder(changed)
+        moved = (after - embeddings).abs().amax(-1) > 1e-6
+        expected = torch.zeros(2, 3, 20, dtype=torch.bool)
+        if layers:
+            expected[0, 1] = True  # every cell of that frame, nothing else
+        else:
+            expected[0, 1, 7] = True
+        assert torch.equal(moved, expected)
+
+
+def test_checkpoints_from_before_cell_context_load_as_they_were():
+    """A region encoder written without context layers reads back without them, with the
+    configuration JSON (and so the fingerprint) it had."""
+    from crossover_ros.model.regions import RegionEncoderCfg
+
+    cfg = replace(CrossOverCfg(), regions=RegionEncoderCfg(context_layers=0))
+    assert "context_layers" not in cfg.to_json()
+    assert CrossOverCfg.from_json(cfg.to_json()) == cfg
+    assert CrossOverCfg.from_json(CrossOverCfg().to_json()) == CrossOverCfg()
+    assert CrossOverCfg().regions.context_layers > 0
 
 
 @pytest.mark.parametrize("size", [(8, 10), (7, 10), (16, 16)])

@@ -111,3 +111,40 @@ def test_package_xml_is_format_3_and_versions_agree():
     assert f'version="{root.findtext("version")}"' in setup
     assert root.find("export/build_type").text == "ament_python"
     assert (PACKAGE / "resource" / "crossover_ros").is_file()
+
+
+def _param_defaults(path: Path) -> dict[str, object]:
+    """name -> default of the ParamSpec(...) calls in a source file (read, not imported)."""
+    defaults = {}
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ParamSpec":
+            defaults[node.args[0].value] = ast.literal_eval(node.args[1])
+    return defaults
+
+
+def test_node_yaml_and_eval_defaults_are_the_pipelines_defaults():
+    """The recogniser's settings are written four times (dataclass, node parameter, YAML, eval
+    flag: the CLI and the node are read without importing the pipeline); they must agree."""
+    from crossover_ros.cli.main import build_parser
+    from crossover_ros.pipeline.object_ranking import ObjectRankingCfg
+    from crossover_ros.pipeline.recognizer import RecognizerCfg
+    from crossover_ros.pipeline.verification import VerificationCfg
+
+    pipeline = {
+        "window_size": RecognizerCfg().window_size,
+        "top_k": RecognizerCfg().top_k,
+        "verify_candidates": VerificationCfg().top_k,
+        "verify_score_weight": VerificationCfg().score_weight,
+        "object_candidates": ObjectRankingCfg().top_k,
+    }
+    node = _param_defaults(PACKAGE / "crossover_ros" / "ros" / "nodes" / "scene_recognizer.py")
+    assert {name: node[name] for name in pipeline} == pipeline
+    for name in NODES:
+        declared = _param_defaults(PACKAGE / "crossover_ros" / "ros" / "nodes" / f"{name}.py")
+        declared |= _param_defaults(PACKAGE / "crossover_ros" / "ros" / "params.py")
+        yaml_file = yaml.safe_load((PACKAGE / "config" / f"{name}.yaml").read_text())
+        for param, value in yaml_file[name]["ros__parameters"].items():
+            assert value == declared[param], f"{name}.yaml: {param} {value} != {declared[param]}"
+    args = build_parser().parse_args(["eval", "--bag", "b", "--map", "m"])
+    flags = {"verify_candidates", "verify_score_weight", "object_candidates"}
+    assert {name: getattr(args, name) for name in flags} == {n: pipeline[n] for n in flags}
