@@ -795,3 +795,25 @@ def test_tensorrt_engine_is_reused_and_old_apis_work(graphs, onnx_files, cache_d
     for api in apis:
         got = TensorRTRunner(path, graph.spec, api=api).run(inputs)["embedding"]
         assert cosine_rows(reference, got).min() >= PARITY, api
+
+
+def test_encoder_bench_measures_the_region_graphs(onnx_files, cache_dir, capsys):
+    """`crossover_ros bench encoders` covers the node's region graphs: both input sizes on
+    every CPU backend, each output as PyTorch's (the exported files of this module reused)."""
+    from crossover_ros.cli.main import main
+
+    argv = ["bench", "encoders", "--encoders", "frame_regions", "regions", "--repeats", "2"]
+    assert main([*argv, "--warmup", "1", "--cache", str(cache_dir)]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    rows = [row for row in rows if row and row[0] in ("frame_regions", "regions")]
+    measured = {(row[0], row[1], row[2]) for row in rows}
+    assert measured == {
+        (name, shape, backend)
+        for name, shapes in (
+            ("frame_regions", ("1x3x240x320", "6x3x240x320")),
+            ("regions", ("1x20x1280", "6x20x1280")),
+        )
+        for shape in shapes
+        for backend in ("torch", "onnxruntime")
+    }
+    assert all(float(row[-2]) >= PARITY for row in rows)  # cosine to PyTorch
