@@ -7,6 +7,9 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+# train.pipeline.ALL_STAGES, in training order (not imported here: the parser stays torch-free)
+STAGES = ("stage1", "stage2", "stage3", "regions")
+
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser = verbs.add_parser("train", help="train the CrossOver model on generated buildings")
@@ -16,8 +19,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--stages",
         nargs="+",
-        default=["stage1", "stage2", "stage3", "regions"],
-        choices=["stage1", "stage2", "stage3", "regions"],
+        default=list(STAGES),
+        choices=STAGES,
         help="stages to train, in order (regions: the region encoder, after stage 1)",
     )
     parser.add_argument(
@@ -93,7 +96,7 @@ def train_command(args: argparse.Namespace) -> int:
                 getattr(cfg, name),
                 epochs=max(1, round(getattr(cfg, name).epochs * args.epochs_scale)),
             )
-            for name in ("stage1", "stage2", "stage3", "regions")
+            for name in STAGES
         },
     )
     cfg = replace(cfg, stage1=replace(cfg.stage1, drop_point_pairs=1.0 - args.point_pairs))

@@ -64,9 +64,7 @@ class GlobalImageDescriptor(nn.Module):
 
     def forward_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(unit GeM descriptor (B, C), [GeM | mean] (B, 2C)) from one backbone pass."""
-        features = self.forward_features(images)
-        gem = self.gem_pool(features)
-        return F.normalize(gem, dim=1), torch.cat([gem, features.mean(dim=(2, 3))], dim=1)
+        return self._outputs(self.forward_features(images))
 
     def forward_all(
         self, images: torch.Tensor, grid: tuple[int, int]
@@ -76,9 +74,11 @@ class GlobalImageDescriptor(nn.Module):
         features = self.forward_features(images)
         p = self.cfg.gem_p
         cells = grid_mean(features.clamp(min=1e-6).pow(p), grid).pow(1.0 / p)
+        return *self._outputs(features), cells
+
+    def _outputs(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gem = self.gem_pool(features)
-        pooled = torch.cat([gem, features.mean(dim=(2, 3))], dim=1)
-        return F.normalize(gem, dim=1), pooled, cells
+        return F.normalize(gem, dim=1), torch.cat([gem, features.mean(dim=(2, 3))], dim=1)
 
 
 def _weights_path() -> Path:

@@ -229,9 +229,7 @@ class DinoV2Descriptor(nn.Module):
 
     def forward_outputs(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(unit CLS (B, D), [CLS | mean of patch tokens] (B, 2D)) from one ViT pass."""
-        tokens = self.forward_features(images)
-        cls = tokens[:, 0]
-        return F.normalize(cls, dim=1), torch.cat([cls, tokens[:, 1:].mean(dim=1)], dim=1)
+        return self._outputs(self.forward_features(images))
 
     def forward_all(
         self, images: torch.Tensor, grid: tuple[int, int]
@@ -239,11 +237,14 @@ class DinoV2Descriptor(nn.Module):
         """:meth:`forward_outputs` and the patch tokens averaged over each cell of a ``grid``
         (rows, columns) laid on the patch grid, (B, rows * columns, D), from one ViT pass."""
         tokens = self.forward_features(images)
-        cls, patches = tokens[:, 0], tokens[:, 1:]
         side = self.vit.cfg.grid
-        patch_map = patches.transpose(1, 2).reshape(len(tokens), -1, side, side)
-        pooled = torch.cat([cls, patches.mean(dim=1)], dim=1)
-        return F.normalize(cls, dim=1), pooled, grid_mean(patch_map, grid)
+        patch_map = tokens[:, 1:].transpose(1, 2).reshape(len(tokens), -1, side, side)
+        return *self._outputs(tokens), grid_mean(patch_map, grid)
+
+    @staticmethod
+    def _outputs(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cls = tokens[:, 0]
+        return F.normalize(cls, dim=1), torch.cat([cls, tokens[:, 1:].mean(dim=1)], dim=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_outputs(images)[0]

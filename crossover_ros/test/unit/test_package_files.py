@@ -124,11 +124,14 @@ def _param_defaults(path: Path) -> dict[str, object]:
 
 def test_node_yaml_and_eval_defaults_are_the_pipelines_defaults():
     """The recogniser's settings are written four times (dataclass, node parameter, YAML, eval
-    flag: the CLI and the node are read without importing the pipeline); they must agree."""
+    flag: the CLI and the node are read without importing the pipeline), the training stages
+    twice (pipeline, train CLI); they must agree."""
     from crossover_ros.cli.main import build_parser
+    from crossover_ros.cli.train import STAGES
     from crossover_ros.pipeline.object_ranking import ObjectRankingCfg
     from crossover_ros.pipeline.recognizer import RecognizerCfg
     from crossover_ros.pipeline.verification import VerificationCfg
+    from crossover_ros.train.pipeline import ALL_STAGES
 
     pipeline = {
         "window_size": RecognizerCfg().window_size,
@@ -145,6 +148,7 @@ def test_node_yaml_and_eval_defaults_are_the_pipelines_defaults():
         yaml_file = yaml.safe_load((PACKAGE / "config" / f"{name}.yaml").read_text())
         for param, value in yaml_file[name]["ros__parameters"].items():
             assert value == declared[param], f"{name}.yaml: {param} {value} != {declared[param]}"
+    assert STAGES == ALL_STAGES  # `train --stages`: choices, default and order
     args = build_parser().parse_args(["eval", "--bag", "b", "--map", "m"])
     flags = {"verify_candidates", "verify_score_weight", "object_candidates"}
     assert {name: getattr(args, name) for name in flags} == {n: pipeline[n] for n in flags}
