@@ -15,6 +15,7 @@ class ColourEncoder:
     fingerprint = "colour-v1"
     dim = instance_dim = 3
     backend = "stub"
+    cell_grid = None  # finds no objects
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
@@ -30,3 +31,6 @@ class ColourEncoder:
 
     def embed_scan(self, scan):
         return {"rgb": self.frame_features(list(scan.color_images()))}, {}
+
+    def embed_recording(self, recording):
+        return self.embed_scan(recording)[0], []

@@ -30,6 +30,13 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     record.add_argument("--seed", type=int, default=0)
     record.add_argument("--seconds-per-room", type=float, default=6.0)
     record.add_argument("--rooms", nargs="*", default=[], help="room ids in order (default all)")
+    record.add_argument(
+        "--scans",
+        choices=["newest", "reference"],
+        default="newest",
+        help="walk through each room's newest rescan (a query bag) or its reference scan (a"
+        " mapping bag for 'map record')",
+    )
     record.set_defaults(command=record_command)
 
 
@@ -60,6 +67,7 @@ def record_command(args: argparse.Namespace) -> int:
         storage=args.storage,
         seconds_per_room=args.seconds_per_room,
         rooms=tuple(args.rooms),
+        scans=args.scans,
     )
     out = record_query_bag(args.building, args.out, cfg)
     print(f"bag written to {out}")

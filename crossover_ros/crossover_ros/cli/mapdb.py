@@ -28,6 +28,22 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     )
     build.set_defaults(command=build_command)
 
+    record = sub.add_parser(
+        "record",
+        help="add the rooms of a mapping bag to a map (the map_recorder's logic, offline)",
+    )
+    record.add_argument("--bag", type=Path, nargs="+", required=True, help="rosbag2 folder(s)")
+    record.add_argument("--out", required=True, help="map to add to (created if it does not exist)")
+    _add_model_argument(record)
+    record.add_argument(
+        "--scene-id",
+        default="",
+        help="store each bag as one scene of this id (default: one scene per visit of the"
+        " bag's ground_truth.json, as 'data record-bag' writes it)",
+    )
+    record.add_argument("--building-id", default="", help="default: the bag's ground truth")
+    record.set_defaults(command=record_command)
+
     info = sub.add_parser("info", help="print what a map database holds")
     info.add_argument("map")
     info.add_argument("--verify", action="store_true", help="also check every page (SQLite)")
@@ -71,6 +87,22 @@ def build_command(args: argparse.Namespace) -> int:
 
     encoder = load_encoder(args.model)
     with build_map(args.scans, args.out, encoder, args.include_rescans, layout=args.layout) as db:
+        print(f"map {db.path}: {len(db.scenes())} scenes, modalities {db.modalities()}")
+    return 0
+
+
+def record_command(args: argparse.Namespace) -> int:
+    from crossover_ros.mapdb import open_or_create_map
+    from crossover_ros.pipeline.encoders import load_encoder
+    from crossover_ros.pipeline.recording import record_bag
+
+    if args.scene_id and len(args.bag) > 1:
+        raise DataError("--scene-id names one scene: give one bag")
+    encoder = load_encoder(args.model, backend="auto")
+    with open_or_create_map(args.out, encoder) as db:
+        for bag in args.bag:
+            saved = record_bag(bag, db, encoder, args.scene_id, args.building_id)
+            print(f"{bag}: {len(saved)} scene(s) recorded: {', '.join(s.scene_id for s in saved)}")
         print(f"map {db.path}: {len(db.scenes())} scenes, modalities {db.modalities()}")
     return 0
 

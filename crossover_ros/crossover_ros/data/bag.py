@@ -52,6 +52,7 @@ class QueryBagCfg:
     camera_rate_hz: float = 15.0
     odometry_rate_hz: float = 30.0
     rooms: tuple[str, ...] = ()  # room ids in visiting order; empty = every room once
+    scans: str = "newest"  # walk through each room's newest rescan, or its "reference" scan
     topics: BagTopics = field(default_factory=BagTopics)
     color_frame: str = "camera_color_optical_frame"
     odom_frame: str = "odom"
@@ -122,7 +123,10 @@ def _odometry_msg(pose: np.ndarray, stamp_ns: int, cfg: QueryBagCfg):
 
 
 def _visit_plan(building: Building, cfg: QueryBagCfg) -> list[tuple[str, str]]:
-    """(query scan, map scene) per visit: the newest rescan of each room against its reference."""
+    """(walked scan, map scene) per visit: each room's newest rescan (or, for a mapping bag, its
+    reference scan) and the reference scan a map stores for it."""
+    if cfg.scans not in ("newest", "reference"):
+        raise BagError(f"scans must be 'newest' or 'reference', not '{cfg.scans}'")
     by_room: dict[str, list] = {}
     for info in building.scans:
         by_room.setdefault(info.room_id, []).append(info)
@@ -132,7 +136,8 @@ def _visit_plan(building: Building, cfg: QueryBagCfg) -> list[tuple[str, str]]:
         if room not in by_room:
             raise BagError(f"room '{room}' is not in building {building.building_id}")
         scans = sorted(by_room[room], key=lambda s: s.scan_index)
-        plan.append((scans[-1].scan_id, scans[0].scan_id))
+        walked = scans[0] if cfg.scans == "reference" else scans[-1]
+        plan.append((walked.scan_id, scans[0].scan_id))
     return plan
 
 

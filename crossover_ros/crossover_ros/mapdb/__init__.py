@@ -7,7 +7,13 @@ Two backends, one API: :class:`MapDatabase` (one SQLite file, the default) and
 
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.database import MapDatabase
-from crossover_ros.mapdb.open import copy_map, create_map, is_postgres_url, open_map
+from crossover_ros.mapdb.open import (
+    copy_map,
+    create_map,
+    is_postgres_url,
+    open_map,
+    open_or_create_map,
+)
 from crossover_ros.mapdb.records import (
     SCHEMA_VERSION,
     InstanceMatch,
@@ -32,4 +38,5 @@ __all__ = [
     "create_map",
     "is_postgres_url",
     "open_map",
+    "open_or_create_map",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.database import MapDatabase
@@ -35,6 +36,14 @@ def create_map(
             str(location), model_fingerprint, embedding_dim, instance_dim
         )
     return MapDatabase.create(location, model_fingerprint, embedding_dim, instance_dim)
+
+
+def open_or_create_map(location: str | Path, encoder: Any) -> MapBase:
+    """The map to record into: opened for ``encoder``'s model (a map of another model is
+    refused), or created for it where a SQLite file does not exist yet."""
+    if not is_postgres_url(location) and not Path(location).exists():
+        return create_map(location, encoder.fingerprint, encoder.dim, encoder.instance_dim)
+    return open_map(location, encoder.fingerprint)
 
 
 def copy_map(

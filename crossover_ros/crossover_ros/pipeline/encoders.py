@@ -2,7 +2,9 @@
 
 An encoder turns each keyframe into a frame feature, turns the window of frame features into
 query vectors, and turns a stored scan into the scene embeddings (and instance embeddings) a map
-holds. ``map_modality`` is the stored modality the queries are ranked against.
+holds, and a mapping run (``pipeline.recording.SceneRecording``: keyframes, where their cells
+lie, the fused cloud) into a recorded scene's. ``map_modality`` is the stored modality the
+queries are ranked against.
 """
 
 from __future__ import annotations
@@ -36,12 +38,15 @@ class SceneEncoder(Protocol):
 
     def embed_scan(self, scan: Any) -> tuple[dict[str, np.ndarray], dict[int, dict[str, list]]]: ...
 
+    def embed_recording(self, recording: Any) -> tuple[dict[str, np.ndarray], list[dict]]: ...
+
 
 class GlobalDescriptorEncoder:
     """The place-recognition baseline: one GeM vector per frame, matched frame to frame."""
 
     modality = mod.RGB
     map_modality = mod.RGB
+    cell_grid = None  # it finds no objects
 
     def __init__(self, num_threads: int | None = None, runtime: RuntimeCfg | None = None) -> None:
         from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
@@ -71,6 +76,10 @@ class GlobalDescriptorEncoder:
         if not images:
             raise DataError(f"scan {getattr(scan, 'scan_id', '?')} has no colour frames")
         return {mod.RGB: self.backbone.encode(images)}, {}
+
+    def embed_recording(self, recording: Any) -> tuple[dict[str, np.ndarray], list[dict]]:
+        """A mapping run: every kept keyframe's descriptor, no instances."""
+        return self.embed_scan(recording)[0], []
 
 
 class CrossOverEncoder:
@@ -117,6 +126,8 @@ class CrossOverEncoder:
         self.dim = self.model.cfg.embed_dim
         self.instance_dim = self.model.instance.out_dim
         self.finds_objects = self.model.regions is not None  # frame_objects works
+        # recordings keep where the cells of this grid lie, to place the objects found in them
+        self.cell_grid = self.model.regions.cfg.grid if self.finds_objects else None
         self._text = None
 
     def frame_features(self, images: list[np.ndarray]) -> np.ndarray:
@@ -126,6 +137,12 @@ class CrossOverEncoder:
         """:meth:`frame_features`, and the objects the region encoder finds in each frame
         ((K, instance_dim) unit descriptors each, K may be 0): one backbone pass, both graphs
         in the chosen backend."""
+        pooled, cells, shows = self._frame_cells(images)
+        return pooled, [e[s] for e, s in zip(cells, shows, strict=True)]
+
+    def _frame_cells(self, images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(F, frame feature), every cell's descriptor (F, cells, instance_dim) and whether it
+        shows an object (F, cells)."""
         regions_encoder = self.model.regions
         if regions_encoder is None:
             raise ModelError(
@@ -134,8 +151,7 @@ class CrossOverEncoder:
         frames = self.backbone.encoder.preprocess(images).numpy()
         seen = self._graphs["frame_regions"].run({"images": frames})
         out = self._graphs["regions"].run({"regions": seen["regions"]})  # every frame in one run
-        shows = regions_encoder.cfg.shows_object(out["objectness"])
-        return seen["pooled"], [e[s] for e, s in zip(out["embedding"], shows, strict=True)]
+        return seen["pooled"], out["embedding"], regions_encoder.cfg.shows_object(out["objectness"])
 
     def query(self, window: np.ndarray) -> np.ndarray:
         """(F, I) frame features -> (1, D): the frame-set encoder, in the chosen backend."""
@@ -209,6 +225,52 @@ class CrossOverEncoder:
                 if bool(batch.object_masks[m][0, row])
             }
         return scene, instances
+
+    def embed_recording(self, recording: Any) -> tuple[dict[str, np.ndarray], list[dict]]:
+        """A mapping run, no instance masks: the frame-set vector of its keyframes ('rgb'), the
+        scene-cloud vector of its fused cloud ('point_cloud', if it has one) and, with a region
+        encoder, the objects found in its keyframes, placed by their cells' depth and merged
+        (``pipeline.recording.merge_region_objects``)."""
+        from crossover_ros.pipeline.recording import merge_region_objects
+
+        images = recording.color_images()
+        if not images:
+            raise DataError("the recording has no keyframes")
+        instances: list[dict] = []
+        if self.finds_objects:
+            pooled, cells, shows = self._frame_cells(images)
+            descriptors, places = [], []
+            for frame_cells, frame_shows, frame_places in zip(
+                cells, shows, recording.cell_points(), strict=True
+            ):
+                if frame_places is None:  # no pose or depth for this keyframe: cannot place
+                    continue
+                keep = frame_shows & np.isfinite(frame_places).all(axis=1)
+                descriptors.append(frame_cells[keep])
+                places.append(frame_places[keep])
+            if descriptors:
+                instances = merge_region_objects(
+                    np.concatenate(descriptors), np.concatenate(places)
+                )
+        else:
+            pooled = self.frame_features(images)
+        scene = {mod.RGB: self.query(pooled)}
+        cloud = recording.cloud()
+        if cloud is not None and len(cloud[0]):
+            scene[mod.POINT_CLOUD] = self.embed_cloud(*cloud)
+        return scene, instances
+
+    def embed_cloud(self, xyz: np.ndarray, rgb: np.ndarray, num_points: int = 1024) -> np.ndarray:
+        """(1, D) scene vector of a coloured cloud (any frame: the encoder centres it), from
+        ``num_points`` evenly spaced points, as maps built from scans are embedded."""
+        import torch
+
+        keep = np.linspace(0, len(xyz) - 1, min(num_points, len(xyz))).astype(int)
+        points = np.concatenate(
+            [np.asarray(xyz, np.float32)[keep], np.asarray(rgb, np.float32)[keep] / 255.0], axis=1
+        )
+        with torch.no_grad():
+            return self.model.encode_points(torch.from_numpy(points)[None]).numpy()
 
 
 MODELS = ("global_descriptor", "crossover")

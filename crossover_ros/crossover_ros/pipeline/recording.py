@@ -4,13 +4,17 @@ The recorder gets keyframes from :class:`~crossover_ros.pipeline.stream.SensorSt
 pairing, checks and keyframe rule as the recogniser), keeps their colour images (bounded: when
 full, every second one is dropped and only every second new keyframe is kept, so the images
 still cover the whole run), and fuses their depth into one voxel cloud in the odometry frame.
-``save`` embeds the images with the map's model and adds the scene, with its cloud, to the map.
+For a model that finds objects in frames (CrossOver's region encoder), each kept keyframe also
+keeps where the cells of the encoder's grid lie in the odometry frame (their depth), so the
+objects found in them can be placed and merged into the scene's instances: no instance masks.
+``save`` embeds the run with the map's model and adds the scene, with its cloud, to the map.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +24,15 @@ from crossover_ros.frames import RGBDFrame
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.records import SceneRecord, voxel_downsample
 
-__all__ = ["KeyframeImages", "RecordingCfg", "SceneRecording"]
+__all__ = [
+    "KeyframeImages",
+    "RecordingCfg",
+    "RegionMergeCfg",
+    "SceneRecording",
+    "cell_points",
+    "merge_region_objects",
+    "record_bag",
+]
 
 
 @dataclass(frozen=True)
@@ -31,7 +43,8 @@ class RecordingCfg:
 
 
 class KeyframeImages:
-    """Colour images of keyframes, at most ``capacity``, spread over the whole run."""
+    """Colour images of keyframes, at most ``capacity``, spread over the whole run, each with
+    optional per-image data (``extras``: where its cells lie) thinned along with it."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 2:
@@ -41,30 +54,135 @@ class KeyframeImages:
         self.offered = 0
         self._images: list[np.ndarray] = []
         self.stamps: list[float] = []
+        self.extras: list[Any] = []
 
     def __len__(self) -> int:
         return len(self._images)
 
-    def add(self, color: np.ndarray, stamp: float) -> bool:
-        """Keep a copy of ``color`` if it is due; True if kept."""
+    def due(self) -> bool:
+        """Whether the next offered image will be kept (so its extras are worth computing)."""
+        index = self.offered
+        if index % self.stride:
+            return False
+        return len(self._images) < self.capacity or not index % (2 * self.stride)
+
+    def add(self, color: np.ndarray, stamp: float, extra: Any = None) -> bool:
+        """Keep a copy of ``color`` (and ``extra``) if it is due; True if kept."""
         index, self.offered = self.offered, self.offered + 1
         if index % self.stride:
             return False
         if len(self._images) >= self.capacity:
             self._images, self.stamps = self._images[::2], self.stamps[::2]
+            self.extras = self.extras[::2]
             self.stride *= 2
             if index % self.stride:
                 return False
         self._images.append(np.array(color, dtype=np.uint8, copy=True))  # may be a msg view
         self.stamps.append(float(stamp))
+        self.extras.append(extra)
         return True
 
     def images(self) -> list[np.ndarray]:
         return list(self._images)
 
     def clear(self) -> None:
-        self._images, self.stamps = [], []
+        self._images, self.stamps, self.extras = [], [], []
         self.stride, self.offered = 1, 0
+
+
+def cell_points(
+    frame: RGBDFrame,
+    camera_to_odom: np.ndarray,
+    grid: tuple[int, int],
+    min_valid: float = 0.25,
+    stride: int = 2,
+) -> np.ndarray:
+    """(rows * columns, 3) float32: where each cell of ``grid`` lies in the odometry frame.
+
+    Cells split the image row by row into equal blocks, as the region encoder splits its
+    feature map (``model.layers.grid_mean``); a cell's place is the median of its pixels'
+    back-projected depth, NaN where fewer than ``min_valid`` of its pixels have a reading.
+    """
+    from crossover_ros.pipeline.fusion import backproject_depth
+
+    rows, columns = grid
+    height, width = frame.depth.shape
+    xyz, flat = backproject_depth(frame.depth, frame.intrinsics, stride)
+    row = np.minimum((flat // width) * rows // height, rows - 1)
+    column = np.minimum((flat % width) * columns // width, columns - 1)
+    cell = row * columns + column
+    cells = rows * columns
+    pixels_per_cell = len(range(0, height, stride)) * len(range(0, width, stride)) / cells
+    rotation, translation = camera_to_odom[:3, :3], camera_to_odom[:3, 3]
+    out = np.full((cells, 3), np.nan, np.float32)
+    for index in range(len(out)):
+        points = xyz[cell == index]
+        if len(points) and len(points) >= min_valid * pixels_per_cell:
+            out[index] = rotation @ np.median(points, axis=0) + translation
+    return out
+
+
+@dataclass(frozen=True)
+class RegionMergeCfg:
+    """When two objects found in keyframes are one instance of the scene."""
+
+    radius_m: float = 0.5  # their places (cells' depth) at most this far apart
+    min_cosine: float = 0.8  # and their descriptors this alike
+    box_margin_m: float = 0.25  # an instance's box: its cells' places, padded by this
+
+
+def merge_region_objects(
+    descriptors: np.ndarray, places: np.ndarray, cfg: RegionMergeCfg | None = None
+) -> list[dict]:
+    """Objects found in a run's keyframes -> the scene's instances, as a map stores them.
+
+    ``descriptors`` (N, D) unit vectors, ``places`` (N, 3) in the odometry frame. Greedy, in
+    keyframe order: an object joins the most alike instance near it, else starts one. An
+    instance keeps the normalised mean of its descriptors, the mean of its places and their
+    bounding box; its embedding is stored as 'point_cloud', the space the region encoder was
+    trained into (what layout-built maps store for their objects).
+    """
+    from crossover_ros.model import modalities as mod
+
+    cfg = cfg or RegionMergeCfg()
+    sums = np.zeros((0, descriptors.shape[1]), np.float64)
+    place_sums = np.zeros((0, 3), np.float64)
+    counts: list[int] = []
+    lows: list[np.ndarray] = []
+    highs: list[np.ndarray] = []
+    for descriptor, place in zip(descriptors, places, strict=True):
+        if len(counts):
+            centres = place_sums / np.asarray(counts)[:, None]
+            near = np.linalg.norm(centres - place, axis=1) <= cfg.radius_m
+            cosine = sums @ descriptor / np.linalg.norm(sums, axis=1)
+            cosine[~near | (cosine < cfg.min_cosine)] = -np.inf
+            best = int(np.argmax(cosine))
+            if np.isfinite(cosine[best]):
+                sums[best] += descriptor
+                place_sums[best] += place
+                counts[best] += 1
+                lows[best] = np.minimum(lows[best], place)
+                highs[best] = np.maximum(highs[best], place)
+                continue
+        sums = np.vstack([sums, descriptor])
+        place_sums = np.vstack([place_sums, place])
+        counts.append(1)
+        lows.append(np.asarray(place, np.float64))
+        highs.append(np.asarray(place, np.float64))
+    instances = []
+    for index, count in enumerate(counts):
+        mean = sums[index] / np.linalg.norm(sums[index])
+        instances.append(
+            {
+                "id": index,
+                "label": "object",
+                "centroid": (place_sums[index] / count).tolist(),
+                "box_min": (lows[index] - cfg.box_margin_m).tolist(),
+                "box_max": (highs[index] + cfg.box_margin_m).tolist(),
+                "embeddings": {mod.POINT_CLOUD: mean.astype(np.float32).tolist()},
+            }
+        )
+    return instances
 
 
 class SceneRecording:
@@ -72,21 +190,31 @@ class SceneRecording:
 
     ``fusion``: a ``PointCloudFusion`` (``add``, ``cloud``, ``reset``, ``__len__``, ``cfg``) or
     None to store no cloud. Its window is folded into the run's cloud whenever it is full.
+    ``cell_grid``: the map's model finds objects on this grid of cells (``encoder.cell_grid``);
+    each kept keyframe with a pose then keeps where its cells lie (:func:`cell_points`).
     """
 
-    def __init__(self, cfg: RecordingCfg | None = None, fusion: Any = None) -> None:
+    def __init__(
+        self,
+        cfg: RecordingCfg | None = None,
+        fusion: Any = None,
+        cell_grid: tuple[int, int] | None = None,
+    ) -> None:
         self.cfg = cfg or RecordingCfg()
         self.keyframes = KeyframeImages(self.cfg.max_keyframes)
         self.fusion = fusion
+        self.cell_grid = cell_grid
         self.odom_frame = ""
         self._chunks: list[tuple[np.ndarray, np.ndarray]] = []
         self._chunk_points = 0
 
-    # embed_scan reads these -------------------------------------------------------------
-    scan_id = "recording"
-
+    # the encoders' embed_recording reads these ---------------------------------------------
     def color_images(self) -> list[np.ndarray]:
         return self.keyframes.images()
+
+    def cell_points(self) -> list[np.ndarray | None]:
+        """Per kept image, where its cells lie (:func:`cell_points`), None where unknown."""
+        return list(self.keyframes.extras)
 
     # ----------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -94,7 +222,10 @@ class SceneRecording:
 
     def add(self, frame: RGBDFrame, pose: np.ndarray | None, odom_frame: str = "") -> None:
         """One keyframe: its image (if due) and, with a pose, its depth into the cloud."""
-        self.keyframes.add(frame.color, frame.stamp)
+        cells = None
+        if self.cell_grid is not None and pose is not None and self.keyframes.due():
+            cells = cell_points(frame, pose, self.cell_grid)
+        self.keyframes.add(frame.color, frame.stamp, cells)
         if self.fusion is None or pose is None:
             return
         self.odom_frame = self.odom_frame or odom_frame
@@ -127,8 +258,12 @@ class SceneRecording:
         building_id: str,
         room_id: str,
         scan_index: int = 0,
+        frame_to_building: np.ndarray | None = None,
     ) -> SceneRecord:
-        """Embed the keyframes with ``encoder`` (the map's model) and add the scene to ``mapdb``.
+        """Embed the run with ``encoder`` (the map's model: ``embed_recording``) and add the
+        scene, its instances (if the model finds any) and its cloud to ``mapdb``.
+        ``frame_to_building``: the odometry frame's pose in the building, when known (scenes
+        with one pool their poses per building, see ``pipeline/relocalize.py``).
 
         The recording is cleared only if the scene was stored. Raises CrossoverError (nothing
         stored) without keyframes, for another model's map, or a scene id already present.
@@ -142,7 +277,7 @@ class SceneRecording:
                 f"map {mapdb.path} holds model {mapdb.model_fingerprint}, the recorder's is"
                 f" {encoder.fingerprint}"
             )
-        embeddings, _ = encoder.embed_scan(self)
+        embeddings, instances = encoder.embed_recording(self)
         stamps = self.keyframes.stamps
         record = SceneRecord(
             scene_id,
@@ -151,8 +286,11 @@ class SceneRecording:
             scan_index,
             scan_time=stamps[0] if stamps and math.isfinite(stamps[0]) else None,
             frame=self.odom_frame or "odom",
+            frame_to_building=None
+            if frame_to_building is None
+            else tuple(float(v) for v in np.asarray(frame_to_building).reshape(-1)),
         )
-        mapdb.add_scene(record, embeddings, [], self.cloud())
+        mapdb.add_scene(record, embeddings, instances, self.cloud())
         self.clear()
         return record
 
@@ -172,3 +310,85 @@ class SceneRecording:
                 self.cfg.voxel_m,
             )
             self._chunks, self._chunk_points = [merged], len(merged[0])
+
+
+def record_bag(
+    bag: Path,
+    mapdb: MapBase,
+    encoder: Any,
+    scene_id: str = "",
+    building_id: str = "",
+    cfg: RecordingCfg | None = None,
+    fusion_stride: int = 2,
+    progress: bool = True,
+) -> list[SceneRecord]:
+    """A recorded mapping run, offline: the bag's frames through the recorder's own logic.
+
+    One scene per visit of the bag's ground truth (``ground_truth.json``, as ``data record-bag``
+    writes it; scene and room ids from its visits), standing in for the ``~/save_scene`` call
+    at the end of each room; with ``scene_id``, the whole bag is one scene. The bag's topics are
+    the defaults of ``data.bag.BagTopics``. Frames the stream rejects are skipped, as live.
+    The bag's odometry frame is taken as the building frame (one mapping run, one frame for all
+    its rooms; ``data record-bag`` writes odometry in the building frame).
+    """
+    from tqdm import tqdm
+
+    from crossover_ros.data.bag import BagTopics, deserialize, iter_raw_messages, read_ground_truth
+    from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
+    from crossover_ros.pipeline.stream import FrameRejectedError, SensorStream
+
+    if scene_id:
+        visits = [{"scene_id": scene_id, "room_id": scene_id, "start_ns": 0, "end_ns": 2**63}]
+    else:
+        truth = read_ground_truth(Path(bag))
+        visits = truth.get("visits") or []
+        building_id = building_id or str(truth.get("building_id") or "")
+        if not visits:
+            raise DataError(f"{bag}: its ground truth lists no visits; name one scene_id instead")
+    building_id = building_id or "building"
+    topics = BagTopics()
+    fusion = PointCloudFusion(FusionCfg(pixel_stride=fusion_stride, max_keyframes=20))
+    recording = SceneRecording(cfg, fusion, getattr(encoder, "cell_grid", None))
+    stream = SensorStream(None)
+    handlers = {
+        topics.camera_info: stream.on_camera_info,
+        topics.odometry: stream.on_odometry,
+        topics.color: stream.on_color,
+        topics.depth: stream.on_depth,
+    }
+    saved: list[SceneRecord] = []
+    current: dict | None = None
+
+    def save(visit: dict) -> None:
+        if len(recording):
+            room = str(visit.get("room_id", visit["scene_id"]))
+            saved.append(
+                recording.save(mapdb, encoder, visit["scene_id"], building_id, room, 0, np.eye(4))
+            )
+
+    for raw in tqdm(iter_raw_messages(Path(bag)), desc="recording", disable=not progress):
+        handler = handlers.get(raw.topic)
+        if handler is None:
+            continue
+        try:
+            keyframe = handler(deserialize(raw))
+        except FrameRejectedError:
+            continue
+        if keyframe is None:
+            continue
+        stamp_ns = keyframe.header.stamp.sec * 10**9 + keyframe.header.stamp.nanosec
+        visit = next((v for v in visits if v["start_ns"] <= stamp_ns <= v["end_ns"]), None)
+        if visit is not current and current is not None:
+            save(current)
+        current = visit
+        if visit is not None:
+            recording.add(keyframe.frame, keyframe.pose, keyframe.odom_frame)
+    if current is not None:
+        save(current)
+    if not saved:
+        raise DataError(
+            f"no keyframe in {bag} became a scene: it needs colour, depth and camera_info on"
+            f" {topics.color}, {topics.depth}, {topics.camera_info} (and, for a cloud, odometry"
+            f" on {topics.odometry}) within its visits"
+        )
+    return saved

@@ -3,6 +3,7 @@ that the recogniser then matches."""
 
 import shutil
 
+import numpy as np
 import pytest
 from rclpy.parameter import Parameter
 from ros_harness import Rig
@@ -80,10 +81,28 @@ def test_a_recorded_room_is_added_to_the_map_and_recognised(
     assert results[-1].score == pytest.approx(1.0, abs=1e-3)
 
 
-def test_a_crossover_map_cannot_be_recorded_yet(ros_context, tmp_path):
-    node = _recorder(ros_context, tmp_path / "m.sqlite", model="crossover")
+def test_a_crossover_room_is_recorded_with_scene_vectors_and_placed_cells(
+    ros_context, small_building, tmp_path
+):
+    building = load_building(small_building)
+    reference = next(s for s in building.scans if s.scan_index == 0)
+    frames = list(building.scan(reference.scan_id).frames())
+    map_path = tmp_path / "crossover.sqlite"
+    rig = Rig(
+        ros_context, _recorder(ros_context, map_path, model="crossover"), node_name="map_recorder"
+    )
+    node = rig.node
     try:
-        assert node._state_machine.current_state[1] == "unconfigured"
-        assert not (tmp_path / "m.sqlite").exists()
+        assert rig.wait_connected(matches=False)
+        rig.send(frames, 50.0)
+        places = node.recording.cell_points()
+        assert len(places) == len(frames)
+        assert all(p.shape == (20, 3) and np.isfinite(p).any() for p in places)
+        response = rig.call("save_scene")
+        assert response.success, response.message
     finally:
-        node.destroy_node()
+        rig.close()
+    with open_map(map_path) as db:
+        stored = db.scene_embeddings("recorded_room")
+        assert sorted(stored) == ["point_cloud", "rgb"]
+        assert all(v.shape == (1, db.embedding_dim) for v in stored.values())

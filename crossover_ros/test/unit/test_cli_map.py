@@ -1,5 +1,6 @@
 """``crossover_ros map`` verbs end to end on a small building (global-descriptor maps)."""
 
+import numpy as np
 import pytest
 
 from crossover_ros.cli.main import main
@@ -75,3 +76,31 @@ def test_unknown_scan_and_scene_are_one_line_errors(built, small_building, capsy
     assert main(["map", "remove-scene", "--map", str(copy), "nowhere_00"]) == 1
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 2 and all(line.startswith("ERROR: ") for line in errors)
+
+
+def test_record_adds_one_scene_per_room_of_a_mapping_bag(small_building, capsys, tmp_path):
+    from crossover_ros.data.bag import QueryBagCfg, read_ground_truth, record_query_bag
+
+    bag = record_query_bag(
+        small_building,
+        tmp_path / "mapping",
+        QueryBagCfg(seconds_per_room=2.0, scans="reference"),
+        progress=False,
+    )
+    visits = read_ground_truth(bag)["visits"]
+    assert all(v["query_scan_id"] == v["scene_id"] for v in visits), "walks the references"
+    out = tmp_path / "recorded.sqlite"
+    assert main(["map", "record", "--bag", str(bag), "--out", str(out)]) == 0
+    with open_map(out) as db:
+        scenes = db.scenes()
+        assert [s.scene_id for s in scenes] == [v["scene_id"] for v in visits]
+        assert [s.room_id for s in scenes] == [str(v["room_id"]) for v in visits]
+        for scene in scenes:
+            assert scene.building_id == "test" and scene.frame == "odom"
+            assert scene.frame_to_building == pytest.approx(tuple(np.eye(4).reshape(-1)))
+            assert len(db.point_cloud(scene.scene_id)[0]) > 100
+    capsys.readouterr()
+    args = ["map", "record", "--bag", str(bag), str(bag), "--out", str(out), "--scene-id", "x"]
+    assert main(args) == 1
+    assert "one bag" in capsys.readouterr().err
+    assert main(["map", "record", "--bag", str(bag), "--out", str(out)]) == 1, "ids taken"

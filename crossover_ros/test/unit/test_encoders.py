@@ -149,3 +149,40 @@ def test_load_encoder_errors(tmp_path, checkpoint):
     with pytest.raises(ModelError, match="map_modality"):
         load_encoder(str(checkpoint), map_modality="smell")
     assert load_encoder("global_descriptor").map_modality == mod.RGB
+
+
+def test_a_recorded_run_becomes_a_scene_with_placed_objects(small_building, checkpoint, tmp_path):
+    """The map recorder's CrossOver path, no instance masks: scene vectors from the keyframes
+    and the fused cloud, the region encoder's objects (every cell here: objectness 0) placed
+    by depth inside the room."""
+    from crossover_ros.mapdb import MapDatabase
+    from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
+    from crossover_ros.pipeline.recording import SceneRecording
+
+    encoder = CrossOverEncoder(checkpoint, mod.POINT_CLOUD)
+    encoder.model.regions.cfg = replace(encoder.model.regions.cfg, min_objectness=0.0)
+    building = load_building(small_building)
+    scan = building.scan(next(s.scan_id for s in building.scans if s.scan_index == 0))
+    recording = SceneRecording(fusion=PointCloudFusion(FusionCfg()), cell_grid=encoder.cell_grid)
+    frames = list(scan.frames())
+    for frame in frames:
+        recording.add(frame, frame.camera_to_world, "room")
+    cloud = recording.cloud()
+    with MapDatabase.create(
+        tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim, encoder.instance_dim
+    ) as db:
+        recording.save(db, encoder, "lab", "b", "r")
+        stored = db.scene_embeddings("lab")
+        assert {m: v.shape for m, v in stored.items()} == {
+            mod.RGB: (1, encoder.dim),
+            mod.POINT_CLOUD: (1, encoder.dim),
+        }
+        np.testing.assert_allclose(stored[mod.POINT_CLOUD], encoder.embed_cloud(*cloud), atol=1e-5)
+        instances = db.instances("lab")
+        ids, vectors = db.instance_embeddings("lab", mod.POINT_CLOUD)
+    cells = encoder.cell_grid[0] * encoder.cell_grid[1]
+    assert 0 < len(instances) <= cells * len(frames) and len(ids) == len(instances)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    centroids = np.array([inst["centroid"] for inst in instances])
+    room = np.asarray(scan.room_size)
+    assert np.all(centroids >= -0.2) and np.all(centroids[:, :2] <= room[:2] + 0.2)

@@ -9,8 +9,10 @@ down, embeds the keyframes with the map's model and adds the scene (``scene_id``
 map; the recording then starts afresh. A ``scene_recognizer`` reading the same SQLite map sees
 the new scene on its next query.
 
-Only maps of the global-descriptor model can be recorded for now: CrossOver's scene encoders
-need the generated scan layout (instances, referrals), which a live run does not have.
+Maps of either model can be recorded. A CrossOver scene holds the frame-set vector of the
+keyframes, the scene-cloud vector of the fused cloud and the objects the region encoder finds in
+the keyframes, placed by depth (``CrossOverEncoder.embed_recording``): no instance masks, no
+referrals, no floorplan, so a recorded CrossOver map answers I->P and I->I queries.
 
 A lifecycle node like ``scene_recognizer`` (``autostart`` configures and activates it).
 """
@@ -18,7 +20,6 @@ A lifecycle node like ``scene_recognizer`` (``autostart`` configures and activat
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import rclpy
 from nav_msgs.msg import Odometry
@@ -30,7 +31,7 @@ from std_srvs.srv import Trigger
 
 from crossover_ros.errors import CrossoverError, MapDatabaseError
 from crossover_ros.mapdb.base import MapBase
-from crossover_ros.mapdb.open import create_map, is_postgres_url, open_map
+from crossover_ros.mapdb.open import open_or_create_map
 from crossover_ros.pipeline.encoders import load_encoder
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recording import RecordingCfg, SceneRecording
@@ -45,7 +46,12 @@ PARAMETERS = [
         "Map database the scenes are added to (SQLite file or postgresql:// URL); a missing"
         " SQLite file is created for the model.",
     ),
-    ParamSpec("model", "global_descriptor", "The map's model (global_descriptor only, for now)."),
+    ParamSpec(
+        "model",
+        "global_descriptor",
+        "The map's model: global_descriptor, crossover (the shipped model) or a CrossOver"
+        " checkpoint path.",
+    ),
     ParamSpec(
         "backend",
         "auto",
@@ -108,7 +114,9 @@ class MapRecorderNode(Node):
                 stride = self.params["fusion_pixel_stride"]
                 fusion = PointCloudFusion(FusionCfg(pixel_stride=stride, max_keyframes=20))
             self.recording = SceneRecording(
-                RecordingCfg(max_keyframes=self.params["max_keyframes"]), fusion
+                RecordingCfg(max_keyframes=self.params["max_keyframes"]),
+                fusion,
+                self._encoder.cell_grid,
             )
             self.stream = SensorStream(
                 None,
@@ -176,24 +184,15 @@ class MapRecorderNode(Node):
         self._encoder = None
 
     def _load_encoder(self):
-        model = self.params["model"]
-        if model != "global_descriptor":
-            raise CrossoverError(
-                f"map_recorder records global_descriptor maps only for now: model {model!r}"
-                " needs the generated scan layout to embed a scene (use 'crossover_ros map"
-                " build' for CrossOver maps)"
-            )
-        return load_encoder(model, None, self.params["num_threads"], backend=self.params["backend"])
+        return load_encoder(
+            self.params["model"], None, self.params["num_threads"], backend=self.params["backend"]
+        )
 
     def _open_map(self) -> MapBase:
         location = str(self.params["map_path"])
         if not location:
             raise MapDatabaseError("map_path is empty: name the map to record into")
-        if not is_postgres_url(location) and not Path(location).exists():
-            return create_map(
-                location, self._encoder.fingerprint, self._encoder.dim, self._encoder.instance_dim
-            )
-        return open_map(location, self._encoder.fingerprint)
+        return open_or_create_map(location, self._encoder)
 
     # -- sensors ---------------------------------------------------------------------------
     def _on_odom(self, msg: Odometry) -> None:
