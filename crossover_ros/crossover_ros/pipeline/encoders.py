@@ -31,6 +31,7 @@ class SceneEncoder(Protocol):
     fingerprint: str
     dim: int  # scene vectors
     instance_dim: int  # instance vectors
+    cell_grid: tuple[int, int] | None  # where it finds objects in a frame (None: it does not)
 
     def frame_features(self, images: list[np.ndarray]) -> np.ndarray: ...
 

@@ -348,7 +348,7 @@ def record_bag(
     building_id = building_id or "building"
     topics = BagTopics()
     fusion = PointCloudFusion(FusionCfg(pixel_stride=fusion_stride, max_keyframes=20))
-    recording = SceneRecording(cfg, fusion, getattr(encoder, "cell_grid", None))
+    recording = SceneRecording(cfg, fusion, encoder.cell_grid)
     stream = SensorStream(None)
     handlers = {
         topics.camera_info: stream.on_camera_info,

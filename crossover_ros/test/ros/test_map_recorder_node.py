@@ -68,6 +68,7 @@ def test_a_recorded_room_is_added_to_the_map_and_recognised(
         assert len(db.scenes()) == before + 2
         record = db.scene("recorded_room")
         assert (record.building_id, record.room_id, record.frame) == ("test", "lab", "odom")
+        assert record.frame_to_building is None, "its own frame unless odometry is the building's"
         assert db.scene_embeddings("recorded_room")["rgb"].shape == (len(frames), encoder.dim)
         xyz, rgb = db.point_cloud("recorded_room")
         assert len(xyz) > 100 and rgb.shape == xyz.shape
@@ -88,9 +89,8 @@ def test_a_crossover_room_is_recorded_with_scene_vectors_and_placed_cells(
     reference = next(s for s in building.scans if s.scan_index == 0)
     frames = list(building.scan(reference.scan_id).frames())
     map_path = tmp_path / "crossover.sqlite"
-    rig = Rig(
-        ros_context, _recorder(ros_context, map_path, model="crossover"), node_name="map_recorder"
-    )
+    recorder = _recorder(ros_context, map_path, model="crossover", odom_is_building_frame=True)
+    rig = Rig(ros_context, recorder, node_name="map_recorder")
     node = rig.node
     try:
         assert rig.wait_connected(matches=False)
@@ -103,6 +103,7 @@ def test_a_crossover_room_is_recorded_with_scene_vectors_and_placed_cells(
     finally:
         rig.close()
     with open_map(map_path) as db:
+        assert db.scene("recorded_room").frame_to_building == tuple(np.eye(4).reshape(-1))
         stored = db.scene_embeddings("recorded_room")
         assert sorted(stored) == ["point_cloud", "rgb"]
         assert all(v.shape == (1, db.embedding_dim) for v in stored.values())

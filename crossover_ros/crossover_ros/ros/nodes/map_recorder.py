@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import rclpy
 from nav_msgs.msg import Odometry
 from rclpy.executors import ExternalShutdownException
@@ -68,6 +69,13 @@ PARAMETERS = [
     ParamSpec("room_id", "", "Room of the scene saved next ('' = the scene id).", read_only=False),
     ParamSpec(
         "scan_index", 0, "Scan index of the saved scenes (0 = a reference scan).", 0, 1_000_000
+    ),
+    ParamSpec(
+        "odom_is_building_frame",
+        False,
+        "The odometry frame is the building's map frame (a SLAM map frame, or one mapping run"
+        " for every room): saved scenes say so, and poses found in them are published in the"
+        " recogniser's map_frame. Otherwise each scene keeps its own frame.",
     ),
     *SENSOR_PARAMETERS,
     ParamSpec(
@@ -238,7 +246,13 @@ class MapRecorderNode(Node):
         building_id = str(self.get_parameter("building_id").value)
         keyframes = len(self.recording)
         record = self.recording.save(
-            self._mapdb, self._encoder, scene_id, building_id, room_id, self.params["scan_index"]
+            self._mapdb,
+            self._encoder,
+            scene_id,
+            building_id,
+            room_id,
+            self.params["scan_index"],
+            np.eye(4) if self.params["odom_is_building_frame"] else None,
         )
         self.saved.append(record.scene_id)
         self.get_logger().info(
