@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from crossover_ros.errors import CrossoverError, DataError
+from crossover_ros.errors import BagError, CrossoverError, DataError
 from crossover_ros.frames import RGBDFrame
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.records import SceneRecord, voxel_downsample
@@ -99,7 +99,7 @@ def cell_points(
 ) -> np.ndarray:
     """(rows * columns, 3) float32: where each cell of ``grid`` lies in the odometry frame.
 
-    Cells split the image row by row into equal blocks, as the region encoder splits its
+    Cells split the image row by row into equal blocks, about as the region encoder splits its
     feature map (``model.layers.grid_mean``); a cell's place is the median of its pixels'
     back-projected depth, NaN where fewer than ``min_valid`` of its pixels have a reading.
     """
@@ -340,7 +340,11 @@ def record_bag(
     if scene_id:
         visits = [{"scene_id": scene_id, "room_id": scene_id, "start_ns": 0, "end_ns": 2**63}]
     else:
-        truth = read_ground_truth(Path(bag))
+        try:
+            truth = read_ground_truth(Path(bag))
+        except BagError as err:
+            hint = "to store the whole bag as one scene, name its scene_id"
+            raise BagError(f"{err}; {hint}") from err
         visits = truth.get("visits") or []
         building_id = building_id or str(truth.get("building_id") or "")
         if not visits:

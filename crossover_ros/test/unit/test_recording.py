@@ -165,7 +165,7 @@ def test_a_bag_without_camera_topics_records_nothing_and_says_why(tmp_path):
     from rosbags.rosbag2 import Writer
     from rosbags.typesys import Stores, get_typestore
 
-    from crossover_ros.errors import DataError
+    from crossover_ros.errors import BagError, DataError
     from crossover_ros.pipeline.recording import record_bag
 
     store = get_typestore(Stores.ROS2_JAZZY)
@@ -177,4 +177,6 @@ def test_a_bag_without_camera_topics_records_nothing_and_says_why(tmp_path):
     with MapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim) as db:
         with pytest.raises(DataError, match="camera_info"):
             record_bag(tmp_path / "bag", db, encoder, scene_id="lab", progress=False)
+        with pytest.raises(BagError, match=r"ground_truth\.json.*name its scene_id"):
+            record_bag(tmp_path / "bag", db, encoder, progress=False)
         assert db.scenes() == []
