@@ -15,7 +15,8 @@ class ColourEncoder:
     fingerprint = "colour-v1"
     dim = instance_dim = 3
     backend = "stub"
-    cell_grid = None  # finds no objects
+    finds_objects = False
+    cell_grid = None
 
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s

@@ -550,7 +550,7 @@ def evaluate_offline(
     if cfg.verification.top_k > 0:
         verifier = Timed(GeometricVerifier(cfg.verification), timers, VERIFIER_STAGES)
     ranker = None
-    if cfg.object_ranking.top_k > 0 and getattr(encoder, "finds_objects", False):
+    if cfg.object_ranking.top_k > 0 and encoder.finds_objects:
         ranker = Timed(ObjectSetRanker(rcfg.window_size, cfg.object_ranking), timers, RANKER_STAGES)
     recognizer = SceneRecognizer(
         Timed(encoder, timers, ENCODER_STAGES),
@@ -935,6 +935,8 @@ class InstanceBaselineEncoder:
 
     modality = mod.RGB
     crop_size = 128  # object crops were cached at 128 x 128
+    finds_objects = False  # frames are whole crops, not searched for objects
+    cell_grid = None
 
     def __init__(
         self, checkpoint: Path, map_modality: str = mod.POINT_CLOUD, num_threads: int | None = None

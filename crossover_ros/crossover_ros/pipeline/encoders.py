@@ -31,6 +31,7 @@ class SceneEncoder(Protocol):
     fingerprint: str
     dim: int  # scene vectors
     instance_dim: int  # instance vectors
+    finds_objects: bool  # frame_objects works (a region encoder): the node ranks by objects
     cell_grid: tuple[int, int] | None  # where it finds objects in a frame (None: it does not)
 
     def frame_features(self, images: list[np.ndarray]) -> np.ndarray: ...
@@ -47,7 +48,8 @@ class GlobalDescriptorEncoder:
 
     modality = mod.RGB
     map_modality = mod.RGB
-    cell_grid = None  # it finds no objects
+    finds_objects = False
+    cell_grid = None
 
     def __init__(self, num_threads: int | None = None, runtime: RuntimeCfg | None = None) -> None:
         from crossover_ros.model.global_descriptor import ImageDescriptorEncoder

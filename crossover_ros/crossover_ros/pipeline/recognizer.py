@@ -109,7 +109,7 @@ class SceneRecognizer:
     ):
         self.cfg = cfg or RecognizerCfg()
         check_map(encoder, mapdb)
-        if ranker is not None and not getattr(encoder, "finds_objects", False):
+        if ranker is not None and not encoder.finds_objects:
             raise CrossoverError("ranking by objects needs a CrossOver model with a region encoder")
         self.encoder = encoder
         self.mapdb = mapdb

@@ -68,6 +68,7 @@ class ColourEncoder:
     map_modality = "rgb"
     fingerprint = "colour:test"
     dim = instance_dim = 3
+    finds_objects = False
 
     def frame_features(self, images):
         return np.stack([im.reshape(-1, 3).mean(0) for im in images]).astype(np.float32)

@@ -456,7 +456,7 @@ class SceneRecognizerNode(Node):
     def _make_ranker(self, window_size: int):
         if self.params["object_candidates"] <= 0:
             return None
-        if not getattr(self._encoder, "finds_objects", False):
+        if not self._encoder.finds_objects:
             self.get_logger().info(
                 "the model finds no objects in frames: candidates ranked by their scene vectors"
             )
