@@ -32,6 +32,7 @@ __all__ = [
     "cell_points",
     "merge_region_objects",
     "record_bag",
+    "recording_fusion",
 ]
 
 
@@ -185,6 +186,14 @@ def merge_region_objects(
     return instances
 
 
+def recording_fusion(pixel_stride: int) -> Any:
+    """The fusion a recording folds into its cloud: windows of 20 keyframes, every
+    ``pixel_stride``-th pixel row and column."""
+    from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
+
+    return PointCloudFusion(FusionCfg(pixel_stride=pixel_stride, max_keyframes=20))
+
+
 class SceneRecording:
     """Keyframes and fused cloud of one mapping run, until :meth:`save` stores them as a scene.
 
@@ -334,7 +343,6 @@ def record_bag(
     from tqdm import tqdm
 
     from crossover_ros.data.bag import BagTopics, deserialize, iter_raw_messages, read_ground_truth
-    from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
     from crossover_ros.pipeline.stream import FrameRejectedError, SensorStream
 
     if scene_id:
@@ -351,8 +359,7 @@ def record_bag(
             raise DataError(f"{bag}: its ground truth lists no visits; name one scene_id instead")
     building_id = building_id or "building"
     topics = BagTopics()
-    fusion = PointCloudFusion(FusionCfg(pixel_stride=fusion_stride, max_keyframes=20))
-    recording = SceneRecording(cfg, fusion, encoder.cell_grid)
+    recording = SceneRecording(cfg, recording_fusion(fusion_stride), encoder.cell_grid)
     stream = SensorStream(None)
     handlers = {
         topics.camera_info: stream.on_camera_info,

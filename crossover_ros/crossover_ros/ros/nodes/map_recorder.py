@@ -35,7 +35,7 @@ from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.open import open_or_create_map
 from crossover_ros.pipeline.encoders import load_encoder
 from crossover_ros.pipeline.keyframes import KeyframeCfg
-from crossover_ros.pipeline.recording import RecordingCfg, SceneRecording
+from crossover_ros.pipeline.recording import RecordingCfg, SceneRecording, recording_fusion
 from crossover_ros.pipeline.stats import WarnThrottle
 from crossover_ros.pipeline.stream import FrameRejectedError, SensorStream, StreamCfg
 from crossover_ros.ros.params import SENSOR_PARAMETERS, ParamSpec, declare
@@ -117,10 +117,7 @@ class MapRecorderNode(Node):
             self._mapdb = self._open_map()
             fusion = None
             if self.params["fuse_cloud"]:
-                from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
-
-                stride = self.params["fusion_pixel_stride"]
-                fusion = PointCloudFusion(FusionCfg(pixel_stride=stride, max_keyframes=20))
+                fusion = recording_fusion(self.params["fusion_pixel_stride"])
             self.recording = SceneRecording(
                 RecordingCfg(max_keyframes=self.params["max_keyframes"]),
                 fusion,
