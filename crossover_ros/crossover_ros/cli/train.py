@@ -59,8 +59,33 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         "model.safetensors) or Meta's (e.g. dinov2_vits14_pretrain.pth); its absolute path is "
         "stored in the model for inference",
     )
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to train: auto takes the GPU when torch sees one; under torchrun each "
+        "process takes the GPU of its local rank",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(command=train_command)
+
+
+def training_device(choice: str, cuda_available: bool, local_rank: int, gpu_count: int) -> str:
+    """The torch device of this process: ``cuda:<local rank>`` on a GPU machine, spreading
+    processes over its GPUs (several share one where they outnumber them)."""
+    if choice == "cpu" or (choice == "auto" and not cuda_available):
+        return "cpu"
+    if not cuda_available:
+        from crossover_ros.errors import CrossoverError
+
+        raise CrossoverError("--device cuda, but torch sees no CUDA GPU")
+    return f"cuda:{local_rank % max(gpu_count, 1)}"
+
+
+def process_group_backend(device: str, local_world_size: int, gpu_count: int) -> str:
+    """NCCL where every process has a GPU of its own; gloo on the CPU and where processes
+    share a GPU (NCCL refuses two ranks on one device; gloo reduces CUDA tensors too)."""
+    return "nccl" if device.startswith("cuda") and local_world_size <= gpu_count else "gloo"
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -79,9 +104,16 @@ def train_command(args: argparse.Namespace) -> int:
     if not 0.0 < args.point_pairs <= 1.0:
         raise CrossoverError("--point-pairs must be in (0, 1]")
     image = create_image_encoder(ImageBackboneCfg(args.image_backbone, args.image_weights))
+    gpus = torch.cuda.device_count()
+    device = training_device(
+        args.device, torch.cuda.is_available(), int(os.environ.get("LOCAL_RANK", "0")), gpus
+    )
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # started by torchrun
     if distributed:
-        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        torch.distributed.init_process_group(process_group_backend(device, local_world, gpus))
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)
     scenes = load_features(
         args.buildings, args.cache, progress=not distributed, image_encoder=image
     )
@@ -111,7 +143,9 @@ def train_command(args: argparse.Namespace) -> int:
         model_cfg, stages = instance_baseline_cfg(model_cfg), ("stage1",)
         cfg = replace(cfg, object_set_weight=0.0)  # the baseline knows objects, not scenes
     try:
-        _, histories = train_crossover(scenes, args.out, cfg, model_cfg, stages, metadata=metadata)
+        _, histories = train_crossover(
+            scenes, args.out, cfg, model_cfg, stages, metadata=metadata, device=device
+        )
     finally:
         if distributed:
             torch.distributed.destroy_process_group()

@@ -160,7 +160,7 @@ class CrossOverModel(nn.Module):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         metadata = {"format": CHECKPOINT_FORMAT, "config": self.cfg.to_json(), **(extra or {})}
-        state = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         save_file(state, tmp, metadata=metadata)
         tmp.replace(path)
 

@@ -42,7 +42,7 @@ class SceneFusion(nn.Module):
             else:
                 reference = next(iter(objects.values()))
                 vectors.append(reference.new_zeros(reference.shape[0], reference.shape[-1]))
-                present.append(torch.zeros(reference.shape[0], dtype=torch.bool))
+                present.append(reference.new_zeros(reference.shape[0], dtype=torch.bool))
         stacked, present_mask = torch.stack(vectors, dim=1), torch.stack(present, dim=1)
         logits = self.modality_logits.expand_as(present_mask).masked_fill(~present_mask, -1e4)
         fused = (logits.softmax(dim=1).unsqueeze(-1) * stacked).sum(dim=1)

@@ -7,7 +7,7 @@ vertical axis, random subsets of frames) make the encoders robust to what a robo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -45,6 +45,18 @@ class SceneBatch:
 
     def __len__(self) -> int:
         return len(self.scan_ids)
+
+    def to(self, device: torch.device | str) -> SceneBatch:
+        """The batch with every tensor on ``device`` (the model's, for training on a GPU)."""
+
+        def move(value):
+            if isinstance(value, torch.Tensor):
+                return value.to(device, non_blocking=True)
+            if isinstance(value, dict):
+                return {key: move(item) for key, item in value.items()}
+            return value
+
+        return SceneBatch(**{f.name: move(getattr(self, f.name)) for f in fields(self)})
 
 
 def _rotation_z(angle: float) -> np.ndarray:

@@ -77,8 +77,10 @@ def train_crossover(
     stages: tuple[str, ...] = ALL_STAGES,
     progress: bool = True,
     metadata: dict[str, str] | None = None,
+    device: torch.device | str = "cpu",
 ) -> tuple[CrossOverModel, dict[str, list[float]]]:
-    """Train the stages in order; the final weights go to ``out_dir/model.safetensors``.
+    """Train the stages in order on ``device``; the final weights go to
+    ``out_dir/model.safetensors``.
 
     ``metadata`` is added to the final checkpoint's (e.g. where the image backbone's weights are).
     """
@@ -103,6 +105,7 @@ def train_crossover(
         if replace(previous.cfg, regions=model.cfg.regions) != model.cfg:
             raise ModelError(f"{done[-1]} was trained with another model config; use a new --out")
         model.load_state_dict(previous.state_dict(), strict=previous.cfg == model.cfg)
+    model.to(device)
     histories = {}
     for stage in stages:
         histories[stage] = train_stage(stage, model, scenes, train_cfg, out_dir, progress)

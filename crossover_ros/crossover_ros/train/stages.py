@@ -113,6 +113,7 @@ def _random_modality_subset(
     """Per scene, keep each modality with probability 1/2 (at least one present one kept)."""
     names = list(masks)
     keep = torch.rand(len(names), masks[names[0]].shape[0], generator=generator) < 0.5
+    keep = keep.to(masks[names[0]].device)  # the generator draws on the CPU, for any device
     present = torch.stack([masks[m].any(dim=1) for m in names])
     keep &= present
     first_present = present.float().argmax(dim=0)
@@ -161,7 +162,7 @@ def stage3_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torc
         rows = has_referral if modality == mod.REFERRAL else torch.ones_like(has_referral)
         loss = loss + info_nce(vectors[rows], target[rows], scale, same_place[rows][:, rows])
     if cfg.image_anchored_unified_pairs:
-        masks = {m: torch.ones(len(batch), dtype=torch.bool) for m in unified}
+        masks = {m: torch.ones_like(has_referral) for m in unified}
         masks[mod.REFERRAL] = has_referral
         pairs, _ = anchored_info_nce(unified, masks, mod.RGB, scale, same_place)
         loss = loss + pairs
@@ -187,12 +188,12 @@ def regions_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> tor
     targets, present = region_targets(model, batch)
     embeddings, objectness = model.regions(batch.regions)
     objects, k = batch.region_objects, targets.shape[1]
-    scene = torch.arange(len(batch)).view(-1, 1, 1).expand_as(objects)
+    scene = torch.arange(len(batch), device=objects.device).view(-1, 1, 1).expand_as(objects)
     covered = (objects >= 0) & (batch.region_shares >= model.regions.cfg.min_share)
     covered &= present[scene, objects.clamp(min=0)]
     # rows of the present objects in the flattened batch: the classes of the InfoNCE
-    index = torch.full((len(batch) * k,), -1, dtype=torch.int64)
-    index[present.flatten()] = torch.arange(int(present.sum()))
+    index = torch.full((len(batch) * k,), -1, dtype=torch.int64, device=objects.device)
+    index[present.flatten()] = torch.arange(int(present.sum()), device=objects.device)
     labels = index[(scene * k + objects)[covered]]
     logits = model.regions.logit_scale() * embeddings[covered] @ targets[present].T
     match = F.cross_entropy(logits, labels) if len(labels) else logits.sum()
@@ -226,8 +227,8 @@ def _average_gradients(params: list[torch.Tensor], world: int) -> None:
         parameter.grad /= world
 
 
-def _mean_over_processes(losses: list[float], world: int) -> float:
-    total = torch.tensor([sum(losses), len(losses)], dtype=torch.float64)
+def _mean_over_processes(losses: list[float], world: int, device: torch.device) -> float:
+    total = torch.tensor([sum(losses), len(losses)], dtype=torch.float64, device=device)
     if world > 1:
         torch.distributed.all_reduce(total)
     return float(total[0] / total[1]) if total[1] > 0 else float("nan")
@@ -265,10 +266,12 @@ def train_stage(
 ) -> list[float]:
     """Train one stage (others frozen); resumes from ``out_dir/<name>.*`` if present.
 
-    Returns the mean loss of every epoch (including epochs done before a resume). Under
-    ``torchrun`` (a process group initialised), each process trains on its share of the batches,
-    gradients are averaged across processes, and rank 0 writes the checkpoints.
+    Returns the mean loss of every epoch (including epochs done before a resume). Batches go
+    to the model's device. Under ``torchrun`` (a process group initialised), each process
+    trains on its share of the batches, gradients are averaged across processes, and rank 0
+    writes the checkpoints.
     """
+    device = next(model.parameters()).device
     stage_cfg: StageCfg = getattr(cfg, name)
     scenes = hide_point_clouds(scenes, stage_cfg.drop_point_pairs, cfg.seed)
     loss_fn, trainable = STAGES[name]
@@ -333,7 +336,7 @@ def train_stage(
                 num_object_points=stage_cfg.num_object_points,
                 crop_subsets=stage_cfg.crop_subsets,
                 regions=name == "regions",
-            )
+            ).to(device)
             loss = loss_fn(model, batch, cfg)
             optimizer.zero_grad()
             loss.backward()
@@ -343,7 +346,7 @@ def train_stage(
             optimizer.step()
             scheduler.step()
             losses.append(float(loss.detach()))
-        history.append(_mean_over_processes(losses, world))
+        history.append(_mean_over_processes(losses, world, device))
         bar.set_postfix(loss=f"{history[-1]:.3f}")
         if rank != 0:
             continue

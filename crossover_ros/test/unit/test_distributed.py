@@ -1,4 +1,5 @@
-"""Data-parallel training under torchrun: two CPU processes on the gloo backend."""
+"""Data-parallel training under torchrun: two processes, on the CPU (gloo) and, where torch sees
+a GPU, on it (gloo on one GPU, which NCCL refuses to share between ranks; NCCL with more)."""
 
 import subprocess
 import sys
@@ -9,34 +10,42 @@ import pytest
 
 SCRIPT = textwrap.dedent(
     """
+    import os
     import sys
     from pathlib import Path
 
     import numpy as np
     import torch
 
+    from crossover_ros.cli.train import process_group_backend, training_device
     from crossover_ros.model.crossover import CrossOverModel
     from crossover_ros.train.stages import StageCfg, TrainCfg, train_stage
     from crossover_ros.train.synthetic import synthetic_scenes
 
-    torch.distributed.init_process_group("gloo")
+    gpus, local_rank = torch.cuda.device_count(), int(os.environ["LOCAL_RANK"])
+    device = training_device(sys.argv[2], torch.cuda.is_available(), local_rank, gpus)
+    torch.distributed.init_process_group(process_group_backend(device, 2, gpus))
     rank = torch.distributed.get_rank()
     torch.manual_seed(rank)  # different random inits: training must broadcast rank 0's
     scenes = synthetic_scenes(8, np.random.default_rng(0))
     fast = StageCfg(epochs=2, batch_size=2, num_scene_points=128, num_object_points=32)
     cfg = TrainCfg(stage1=fast, stage2=fast, stage3=fast)
-    model = CrossOverModel()
+    model = CrossOverModel().to(device)
     out = Path(sys.argv[1])
     history = train_stage("stage3", model, scenes, cfg, out, progress=False)
-    torch.save(model.frames.state_dict(), out / f"frames_rank{rank}.pt")
+    torch.save(model.cpu().frames.state_dict(), out / f"frames_rank{rank}.pt")
     print("history", rank, history)
     torch.distributed.destroy_process_group()
     """
 )
 
 
-def test_two_processes_stay_in_step_and_rank0_writes_the_checkpoint(tmp_path: Path):
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_two_processes_stay_in_step_and_rank0_writes_the_checkpoint(tmp_path: Path, device):
     import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU; torch sees none")
 
     script = tmp_path / "train_ddp.py"
     script.write_text(SCRIPT)
@@ -50,6 +59,7 @@ def test_two_processes_stay_in_step_and_rank0_writes_the_checkpoint(tmp_path: Pa
             "2",
             str(script),
             str(tmp_path),
+            device,
         ],
         capture_output=True,
         text=True,
@@ -66,3 +76,18 @@ def test_two_processes_stay_in_step_and_rank0_writes_the_checkpoint(tmp_path: Pa
     assert (tmp_path / "stage3.safetensors").is_file()
     histories = [line for line in result.stdout.splitlines() if line.startswith("history")]
     assert len(histories) == 2 and histories[0].split(" ", 2)[2] == histories[1].split(" ", 2)[2]
+
+
+def test_each_process_takes_a_gpu_and_nccl_only_where_none_shares_one():
+    from crossover_ros.cli.train import process_group_backend, training_device
+    from crossover_ros.errors import CrossoverError
+
+    assert training_device("auto", False, 3, 0) == "cpu"
+    assert training_device("cpu", True, 1, 8) == "cpu"
+    assert training_device("auto", True, 3, 8) == "cuda:3"
+    assert training_device("cuda", True, 3, 2) == "cuda:1"  # 4 processes on 2 GPUs
+    with pytest.raises(CrossoverError, match="sees no CUDA GPU"):
+        training_device("cuda", False, 0, 0)
+    assert process_group_backend("cpu", 2, 0) == "gloo"
+    assert process_group_backend("cuda:0", 8, 8) == "nccl"
+    assert process_group_backend("cuda:0", 2, 1) == "gloo"

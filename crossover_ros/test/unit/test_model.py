@@ -340,6 +340,40 @@ def test_tiny_training_decreases_loss_and_retrieves_far_above_chance(tmp_path: P
     assert again == history
 
 
+def test_a_batch_moves_every_tensor_to_the_device():
+    batch = make_batch(synthetic_scenes(2, np.random.default_rng(0)), regions=True).to("meta")
+    tensors = [v for v in vars(batch).values() if isinstance(v, torch.Tensor)]
+    tensors += [*batch.object_inputs.values(), *batch.object_masks.values()]
+    assert len(tensors) == 20 and all(t.device.type == "meta" for t in tensors)
+    assert batch.scan_ids == ["syn_room000_00", "syn_room001_00"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; torch sees none")
+def test_every_stage_trains_on_a_gpu_as_on_the_cpu(tmp_path: Path):
+    """Same scenes, seed and start: each stage's first epoch on the GPU has the CPU's loss
+    (later epochs drift apart: farthest point sampling may break near-ties otherwise), and the
+    checkpoint loads on the CPU (every tensor a loss makes lives on the model's device)."""
+    scenes = synthetic_scenes(8, np.random.default_rng(0))
+    fast = StageCfg(epochs=2, batch_size=4, num_scene_points=128, num_object_points=32)
+    cfg = TrainCfg(stage1=fast, stage2=fast, stage3=fast, regions=fast)
+    histories = {}
+    for device in ("cpu", "cuda"):
+        torch.manual_seed(0)
+        model, histories[device] = train_crossover(
+            scenes, tmp_path / device, cfg, progress=False, device=device
+        )
+        assert next(model.parameters()).device.type == device
+    for stage, losses in histories["cpu"].items():
+        assert np.isfinite(histories["cuda"][stage]).all(), stage
+        np.testing.assert_allclose(histories["cuda"][stage][0], losses[0], rtol=1e-2, err_msg=stage)
+    trained, _ = CrossOverModel.load(tmp_path / "cuda" / "model.safetensors")
+    batch = make_batch(scenes[:4], num_scene_points=128)
+    with torch.no_grad():
+        on_cpu = trained.encode_points(batch.scene_points)
+        on_gpu = trained.cuda().encode_points(batch.to("cuda").scene_points).cpu()
+    torch.testing.assert_close(on_gpu, on_cpu, atol=1e-4, rtol=1e-4)
+
+
 def test_region_stage_finds_the_object_that_covers_each_region(tmp_path: Path):
     """A model from before the region encoder gets one (its other weights kept); after the
     region stage, a region finds the object that covers it among its scene's objects, and

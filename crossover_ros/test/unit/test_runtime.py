@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from crossover_ros.errors import RuntimeBackendError
+from crossover_ros.model.crossover import CrossOverModel
 from crossover_ros.runtime import backends as backends_module
 from crossover_ros.runtime import export as export_module
 from crossover_ros.runtime.adapters import BackendImageEncoder
@@ -741,6 +742,19 @@ def test_cli_build_engines_without_tensorrt_is_one_error_line(capsys):
     assert main(["build-engines"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ERROR: TensorRT is not installed")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; torch sees none")
+@pytest.mark.parametrize("name", ENCODERS)
+def test_torch_backend_on_a_gpu_gives_what_the_cpu_gives(name, image_encoder):
+    """The PyTorch backend on a GPU (an x86 GPU machine without TensorRT): every encoder runs
+    there and agrees with the CPU. A fresh model: the shipped weights are not needed for it."""
+    torch.manual_seed(0)
+    graph = load_graphs((name,), image=image_encoder, model=CrossOverModel().eval())[name]
+    inputs = graph.spec.example(np.random.default_rng(7), **OTHER_SIZES[name])
+    on_gpu = TorchBackend(graph, "cuda").run(inputs)
+    for output, expected in TorchBackend(graph, "cpu").run(inputs).items():
+        assert cosine_rows(expected, on_gpu[output]).min() >= PARITY, output
 
 
 # -- real TensorRT (a CUDA GPU with tensorrt installed) -------------------------------------------
