@@ -3,8 +3,9 @@
 Why a Protocol with numpy in and out: the recogniser and the map builder hand over numpy arrays
 anyway, and each backend keeps its own memory (ONNX Runtime's arenas, TensorRT's CUDA tensors)
 behind ``run``. ``auto`` takes the fastest backend this machine has: TensorRT where it is installed
-and a CUDA GPU is present, else ONNX Runtime, else PyTorch; a backend that fails to start hands
-over to the next with a warning, never silently.
+and a CUDA GPU is present; else, on a GPU, ONNX Runtime with its CUDA provider or PyTorch on the
+GPU; else ONNX Runtime on the CPU, else PyTorch. A backend that fails to start hands over to the
+next with a warning, never silently.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -176,8 +177,20 @@ def create_backend(graph: Graph, cfg: RuntimeCfg, kind: str | None = None) -> Ba
     raise RuntimeBackendError(f"backend must be one of {BACKENDS[1:]}, not {kind!r}")
 
 
+def _onnxruntime_has_cuda() -> bool:
+    import onnxruntime as ort
+
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
 def auto_order() -> tuple[list[str], str]:
-    """Backends worth trying here, fastest first, and why the first is first."""
+    """Backends worth trying here, fastest first (``torch:cuda``: PyTorch on the GPU), and why
+    the first is first.
+
+    On a GPU without TensorRT, PyTorch on the GPU comes before ONNX Runtime on the CPU: at the
+    node's batch of six keyframes the image backbone ran 3.3x faster so on an H200 machine
+    (README), and the CPU stays free for the robot's other nodes.
+    """
     from crossover_ros.runtime.tensorrt_engine import tensorrt_status
 
     order, reasons = [], []
@@ -185,9 +198,14 @@ def auto_order() -> tuple[list[str], str]:
     if trt_ok:
         order.append("tensorrt")
     reasons.append(trt_reason)
-    if onnxruntime_available():
+    ort_ok = onnxruntime_available()
+    if ort_ok and torch.cuda.is_available() and _onnxruntime_has_cuda():
         order.append("onnxruntime")
-    else:
+    if torch.cuda.is_available():
+        order.append("torch:cuda")
+    if ort_ok and "onnxruntime" not in order:
+        order.append("onnxruntime")
+    if not ort_ok:
         reasons.append("onnxruntime not installed")
     return [*order, "torch"], "; ".join(reasons)
 
@@ -200,9 +218,12 @@ def create_backends(graphs: dict[str, Graph], cfg: RuntimeCfg) -> dict[str, Back
     log.info("inference backend auto: %s (%s)", order[0], reason)
     backends: dict[str, Backend] = {}
     for name, graph in graphs.items():
-        for kind in order:
+        for entry in order:
+            kind, _, device = entry.partition(":")
             try:
-                backends[name] = create_backend(graph, cfg, kind)
+                backends[name] = create_backend(
+                    graph, replace(cfg, torch_device=device) if device else cfg, kind
+                )
                 break
             except RuntimeBackendError as err:
                 log.warning("backend %s failed for %s, trying the next: %s", kind, name, err)

@@ -328,6 +328,7 @@ def test_auto_takes_onnxruntime_without_tensorrt_and_logs_once(
     from crossover_ros.runtime import tensorrt_engine
 
     monkeypatch.setattr(tensorrt_engine, "tensorrt_status", lambda: (False, "no tensorrt"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU machine
     cfg = RuntimeCfg(backend="auto", cache_dir=cache_dir)
     pick = {n: graphs[n] for n in ("frames", "instance_rgb")}
     with caplog.at_level(logging.INFO, logger="crossover_ros.runtime.backends"):
@@ -337,6 +338,30 @@ def test_auto_takes_onnxruntime_without_tensorrt_and_logs_once(
                                                      "(no tensorrt)") == 1  # fmt: skip
     monkeypatch.setattr(backends_module, "onnxruntime_available", lambda: False)
     assert create_backends(pick, cfg)["frames"].name == "torch"
+
+
+def test_auto_runs_pytorch_on_the_gpu_before_onnxruntime_on_the_cpu(monkeypatch):
+    """A GPU machine without TensorRT: ONNX Runtime only first where it has its CUDA provider."""
+    from crossover_ros.runtime import tensorrt_engine
+
+    monkeypatch.setattr(tensorrt_engine, "tensorrt_status", lambda: (False, "no tensorrt"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(backends_module, "_onnxruntime_has_cuda", lambda: True)
+    assert backends_module.auto_order()[0] == ["onnxruntime", "torch:cuda", "torch"]
+    monkeypatch.setattr(backends_module, "_onnxruntime_has_cuda", lambda: False)
+    assert backends_module.auto_order()[0] == ["torch:cuda", "onnxruntime", "torch"]
+    asked = []
+
+    def fake(graph, cfg, kind=None):
+        asked.append((kind, cfg.torch_device))
+        if cfg.torch_device == "cuda":
+            raise RuntimeBackendError("CUDA out of memory")
+        return SimpleNamespace(name=kind)
+
+    monkeypatch.setattr(backends_module, "create_backend", fake)
+    chosen = create_backends({"frames": object()}, RuntimeCfg(backend="auto"))
+    assert asked == [("torch", "cuda"), ("onnxruntime", "cpu")]
+    assert chosen["frames"].name == "onnxruntime"
 
 
 def test_auto_falls_back_with_a_warning_when_tensorrt_fails(
@@ -746,13 +771,21 @@ def test_cli_build_engines_without_tensorrt_is_one_error_line(capsys):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU; torch sees none")
 @pytest.mark.parametrize("name", ENCODERS)
-def test_torch_backend_on_a_gpu_gives_what_the_cpu_gives(name, image_encoder):
-    """The PyTorch backend on a GPU (an x86 GPU machine without TensorRT): every encoder runs
-    there and agrees with the CPU. A fresh model: the shipped weights are not needed for it."""
+def test_torch_backend_on_a_gpu_gives_what_the_cpu_gives(name, image_encoder, cache_dir):
+    """The PyTorch backend on a GPU, what ``auto`` takes on a GPU machine without TensorRT:
+    every encoder runs there and agrees with the CPU. A fresh model: the shipped weights are
+    not needed for it."""
+    from crossover_ros.runtime.tensorrt_engine import tensorrt_status
+
     torch.manual_seed(0)
     graph = load_graphs((name,), image=image_encoder, model=CrossOverModel().eval())[name]
     inputs = graph.spec.example(np.random.default_rng(7), **OTHER_SIZES[name])
-    on_gpu = TorchBackend(graph, "cuda").run(inputs)
+    backend = create_backends({name: graph}, RuntimeCfg(backend="auto", cache_dir=cache_dir))
+    backend = backend[name]
+    if tensorrt_status()[0] or backends_module._onnxruntime_has_cuda():
+        backend = TorchBackend(graph, "cuda")  # auto took a faster one, tested on its own
+    assert (backend.name, backend.device) == ("torch", "cuda")
+    on_gpu = backend.run(inputs)
     for output, expected in TorchBackend(graph, "cpu").run(inputs).items():
         assert cosine_rows(expected, on_gpu[output]).min() >= PARITY, output
 
