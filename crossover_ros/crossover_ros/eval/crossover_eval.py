@@ -77,12 +77,18 @@ class EmbeddedScans:
     )  # per scan: modality -> (K, D)
     object_masks: list[dict[str, np.ndarray]] = field(default_factory=list)
     scenes_by_objects: bool = False
+    query_modalities: tuple[str, ...] | None = None  # None: every modality may be a query
     _object_set_scores: dict[tuple[str, str], np.ndarray] = field(
         default_factory=dict, init=False, repr=False
     )
 
     def has(self, modality: str) -> bool:
         return modality in self.scene_masks
+
+    def has_pair(self, a: str, b: str) -> bool:
+        """Whether queries in modality ``a`` can be searched among scans in modality ``b``."""
+        queries = self.query_modalities
+        return self.has(a) and self.has(b) and (queries is None or a in queries)
 
     def scene_scores(self, a: str, b: str) -> np.ndarray:
         """(S, S) scores of every scan in modality ``a`` against every scan in ``b``; pairs where
@@ -130,7 +136,9 @@ def embed_crossover(
     return out
 
 
-def by_object_sets(emb: EmbeddedScans) -> EmbeddedScans:
+def by_object_sets(
+    emb: EmbeddedScans, query_modalities: tuple[str, ...] | None = None
+) -> EmbeddedScans:
     """The same scans, scenes compared by their object sets (no instance tables again)."""
     masks = {m: np.array([mask[m].any() for mask in emb.object_masks]) for m in emb.objects[0]}
     return EmbeddedScans(
@@ -140,6 +148,7 @@ def by_object_sets(emb: EmbeddedScans) -> EmbeddedScans:
         objects=emb.objects,
         object_masks=emb.object_masks,
         scenes_by_objects=True,
+        query_modalities=query_modalities,
     )
 
 
@@ -148,7 +157,8 @@ def by_region_sets(
     model: CrossOverModel, scenes: list[ScanFeatures], emb: EmbeddedScans
 ) -> EmbeddedScans:
     """``emb``'s scans compared by object sets, each scan's image objects being the regions of
-    its frames that the region encoder finds objects in (no instance masks needed)."""
+    its frames that the region encoder finds objects in (no instance masks needed); only the
+    image side changes, so only image queries are asked."""
     assert model.regions is not None
     model.eval()
     objects, masks = [], []
@@ -157,7 +167,7 @@ def by_region_sets(
         seen = model.regions.object_set(regions).numpy()
         objects.append({**found, mod.RGB: seen})
         masks.append({**found_masks, mod.RGB: np.ones(len(seen), bool)})
-    return by_object_sets(EmbeddedScans(emb.scan_ids, {}, {}, objects, masks))
+    return by_object_sets(EmbeddedScans(emb.scan_ids, {}, {}, objects, masks), (mod.RGB,))
 
 
 @torch.no_grad()
@@ -209,7 +219,7 @@ def scene_retrieval_table(method: str, emb: EmbeddedScans, any_scan: bool = Fals
         targets = np.arange(len(emb.scan_ids))
     rows = {}
     for a, b in SCENE_PAIRS:
-        if not (emb.has(a) and emb.has(b)):
+        if not emb.has_pair(a, b):
             continue
         result = scene_retrieval_recall(
             None,
@@ -230,7 +240,7 @@ def temporal_table(method: str, emb: EmbeddedScans, pairs) -> dict[str, dict]:
     positives = [[j for j, k in enumerate(keys) if k == keys[q] and j != q] for q in queries]
     rows = {}
     for a, b in pairs:
-        if not (emb.has(a) and emb.has(b)):
+        if not emb.has_pair(a, b):
             continue
         rows[f"{method} {pair_name(a, b)}"] = temporal_recall(
             None,
@@ -247,7 +257,7 @@ def temporal_table(method: str, emb: EmbeddedScans, pairs) -> dict[str, dict]:
 def category_table(method: str, emb: EmbeddedScans, categories: list[str], pairs) -> dict:
     rows = {}
     for a, b in pairs:
-        if emb.has(a) and emb.has(b):
+        if emb.has_pair(a, b):
             rows[f"{method} {pair_name(a, b)}"] = category_recall(
                 None,
                 None,
@@ -360,10 +370,6 @@ def evaluate_models(
         if emb.objects and not emb.scenes_by_objects:  # instance tables once per model
             tables[titles[4]].update(instance_table(name, emb, scenes))
             tables[titles[5]].update(temporal_instance_table(name, emb, scenes, states))
-    for rows in tables.values():  # region sets replace the image side only
-        for row in [r for r in rows if r.startswith("CrossOver region sets ")]:
-            if not row.removeprefix("CrossOver region sets ").startswith("I->"):
-                del rows[row]
     return tables
 
 

@@ -69,15 +69,14 @@ class KeyframeImages:
 
     def add(self, color: np.ndarray, stamp: float, extra: Any = None) -> bool:
         """Keep a copy of ``color`` (and ``extra``) if it is due; True if kept."""
-        index, self.offered = self.offered, self.offered + 1
-        if index % self.stride:
+        keep = self.due()
+        self.offered += 1
+        if not keep:
             return False
-        if len(self._images) >= self.capacity:
+        if len(self._images) >= self.capacity:  # thin out: every other image, stride doubled
             self._images, self.stamps = self._images[::2], self.stamps[::2]
             self.extras = self.extras[::2]
             self.stride *= 2
-            if index % self.stride:
-                return False
         self._images.append(np.array(color, dtype=np.uint8, copy=True))  # may be a msg view
         self.stamps.append(float(stamp))
         self.extras.append(extra)
