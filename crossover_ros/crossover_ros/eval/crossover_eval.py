@@ -5,6 +5,9 @@ Methods compared on the same held-out scans:
 - ``crossover object sets``: the same model, scenes compared object by object (symmetric
   Chamfer similarity of their object descriptors) instead of by scene vectors; it needs the
   query's objects (instance masks), which the unified encoders do not;
+- ``crossover object layouts``: as object sets, the 10 best re-ranked by whether the matched
+  objects also stand in the same places (``object_layout_similarity``); needs the objects'
+  positions too (depth on a robot);
 - ``crossover region sets``: as object sets, the image side's objects found in its frames by
   the region encoder (no instance masks): image queries only;
 - ``instance_baseline``: a model trained at instance level only, without the object transformer
@@ -32,7 +35,11 @@ from crossover_ros.eval.metrics import (
     temporal_instance_matching,
     temporal_recall,
 )
-from crossover_ros.mapdb.search import object_set_similarity
+from crossover_ros.mapdb.search import (
+    LayoutCfg,
+    object_layout_similarity,
+    object_set_similarity,
+)
 from crossover_ros.model import modalities as mod
 from crossover_ros.model.crossover import CrossOverModel
 from crossover_ros.train.batches import make_batch
@@ -66,7 +73,9 @@ class EmbeddedScans:
 
     Scenes are compared by the cosine of their ``scenes`` vectors or, with
     ``scenes_by_objects``, object by object (``object_set_similarity`` of their present
-    ``objects``).
+    ``objects``); with ``layout`` too, the ``layout.shortlist`` best of those are re-ranked by
+    ``object_layout_similarity`` (queries' objects at ``query_centroids``, the database's at
+    ``object_centroids``).
     """
 
     scan_ids: list[str]
@@ -78,6 +87,7 @@ class EmbeddedScans:
     object_masks: list[dict[str, np.ndarray]] = field(default_factory=list)
     scenes_by_objects: bool = False
     query_modalities: tuple[str, ...] | None = None  # None: every modality may be a query
+    layout: LayoutCheck | None = None
     _object_set_scores: dict[tuple[str, str], np.ndarray] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -104,8 +114,39 @@ class EmbeddedScans:
                         self.objects[q][a][self.object_masks[q][a]],
                         self.objects[d][b][self.object_masks[d][b]],
                     )
+            if self.layout is not None:
+                scores = self.layout.rerank(self, a, b, scores)
             self._object_set_scores[(a, b)] = scores
         return self._object_set_scores[(a, b)]
+
+
+@dataclass(frozen=True)
+class LayoutCheck:
+    """Object sets re-ranked by layout: each query's ``shortlist`` best scans get
+    ``object_layout_similarity`` (which is at most 1 + ``cfg.set_weight``); the rest keep their
+    object-set order below them."""
+
+    query_centroids: list[np.ndarray]  # per scan (K, 3): the query side, in a frame of its own
+    object_centroids: list[np.ndarray]  # per scan (K, 3): the database side (map frame)
+    shortlist: int = 10
+    cfg: LayoutCfg = field(default_factory=LayoutCfg)
+
+    def rerank(self, emb: EmbeddedScans, a: str, b: str, scores: np.ndarray) -> np.ndarray:
+        reranked = np.where(np.isfinite(scores), scores - 10.0, scores)  # below any layout score
+        for q in np.flatnonzero(np.isfinite(scores).any(axis=1)):
+            query_mask = emb.object_masks[q][a]
+            for d in np.argsort(-scores[q], kind="stable")[: self.shortlist]:
+                if not np.isfinite(scores[q, d]):
+                    break
+                scene_mask = emb.object_masks[d][b]
+                reranked[q, d] = object_layout_similarity(
+                    emb.objects[q][a][query_mask],
+                    self.query_centroids[q][query_mask],
+                    emb.objects[d][b][scene_mask],
+                    self.object_centroids[d][scene_mask],
+                    self.cfg,
+                )
+        return reranked
 
 
 def _batches(scenes: list[ScanFeatures], size: int, num_scene_points: int | None):
@@ -150,6 +191,24 @@ def by_object_sets(
         scenes_by_objects=True,
         query_modalities=query_modalities,
     )
+
+
+def by_object_layouts(
+    emb: EmbeddedScans, scenes: list[ScanFeatures], seed: int = 0
+) -> EmbeddedScans:
+    """``emb``'s scans compared by object sets re-ranked by layout. Each query's objects are
+    moved into a frame of its own (a random yaw and shift per scan, as a robot's odometry frame
+    is not the map's), so a score cannot lean on the frames the generated scans share."""
+    rng = np.random.default_rng(seed)
+    query_centroids = []
+    for scene in scenes:
+        yaw, shift = rng.uniform(-np.pi, np.pi), np.append(rng.uniform(-10.0, 10.0, 2), 0.0)
+        cos, sin = np.cos(yaw), np.sin(yaw)
+        rotation = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
+        query_centroids.append(scene.object_centroids @ rotation.T + shift)
+    found = by_object_sets(emb)
+    found.layout = LayoutCheck(query_centroids, [s.object_centroids for s in scenes])
+    return found
 
 
 @torch.no_grad()
@@ -346,12 +405,19 @@ def evaluate_models(
 ) -> dict[str, dict]:
     """Every table of the report: {table title: {row name: metric result}}."""
     crossover = embed_crossover(model, scenes)
-    methods = {"CrossOver": crossover, "CrossOver object sets": by_object_sets(crossover)}
+    methods = {
+        "CrossOver": crossover,
+        "CrossOver object sets": by_object_sets(crossover),
+        "CrossOver object layouts": by_object_layouts(crossover, scenes),
+    }
     if model.regions is not None:
         methods["CrossOver region sets"] = by_region_sets(model, scenes, crossover)
     if baseline is not None:
         methods["Instance baseline"] = embed_instance_baseline(baseline, scenes)
         methods["Instance baseline object sets"] = by_object_sets(methods["Instance baseline"])
+        methods["Instance baseline object layouts"] = by_object_layouts(
+            methods["Instance baseline"], scenes
+        )
     methods["Global descriptor"] = embed_global_descriptor(scenes)
     tables: dict[str, dict] = {
         "Scene retrieval (same scan)": {},

@@ -193,3 +193,70 @@ def object_set_similarity(query: np.ndarray, scene: np.ndarray) -> float:
         raise ValueError("object_set_similarity needs at least one object on each side")
     cosine = query @ scene.T
     return float(0.5 * (cosine.max(axis=1).mean() + cosine.max(axis=0).mean()))
+
+
+@dataclass(frozen=True)
+class LayoutCfg:
+    """How two object sets are checked for a common placement (``object_layout_similarity``).
+
+    Chosen on the validation buildings with the shipped model (model card, "Object layouts"):
+    of radii 0.2-0.75 m, 0.5 m lost to plain object sets on no modality pair and gained the
+    most on average; weights of the set similarity up to 1 and more candidates gained nothing.
+    """
+
+    radius: float = 0.5  # metres, in the floor plane: an object this close to its partner agrees
+    candidates: int = 2  # partners tried per query object: its most similar scene objects
+    set_weight: float = 0.01  # share of object_set_similarity in the score: breaks near-ties
+    max_motions: int = 4096  # motions tried at most: those of the most similar proposal pairs
+
+
+def object_layout_similarity(
+    query: np.ndarray,
+    query_xyz: np.ndarray,
+    scene: np.ndarray,
+    scene_xyz: np.ndarray,
+    cfg: LayoutCfg = LayoutCfg(),
+) -> float:
+    """How well two object sets agree in what the objects are *and where they stand*.
+
+    Look-alike rooms hold the same objects in nearly the same places, and a room's later scan
+    differs from it by a few moved, missing and new objects: similar sets, told apart by which
+    objects sit where. Each query object proposes its ``candidates`` most similar scene objects;
+    every two proposals of different objects fix a rigid motion in the floor plane (yaw and
+    shift: a robot knows gravity, not the map's frame); the motion that places the most
+    similarity (each query object's best cosine among its proposals that land within
+    ``radius``) wins. Score: that sum over sqrt(M N), plus ``set_weight`` times the
+    object-set similarity. Frames need not agree: the score is the same under any yaw and shift
+    of either side. Objects are (M, D) / (N, D) unit rows, positions (M, 3) / (N, 3).
+    """
+    if len(query) == 0 or len(scene) == 0:
+        raise ValueError("object_layout_similarity needs at least one object on each side")
+    if len(query_xyz) != len(query) or len(scene_xyz) != len(scene):
+        raise ValueError("object_layout_similarity needs one position per object")
+    cosine = query @ scene.T
+    per_object = min(cfg.candidates, len(scene))
+    partner = np.argsort(-cosine, axis=1)[:, :per_object].ravel()  # M x C proposals
+    weight = np.clip(cosine[np.repeat(np.arange(len(query)), per_object), partner], 0.0, None)
+    owner = np.repeat(np.arange(len(query)), per_object)
+    source, target = query_xyz[owner, :2], scene_xyz[partner, :2]
+    first, second = np.triu_indices(len(owner), 1)
+    distinct = (owner[first] != owner[second]) & (partner[first] != partner[second])
+    first, second = first[distinct], second[distinct]
+    if len(first) > cfg.max_motions:  # large scans: keep the pairs of most similar proposals
+        strength = weight[first] * weight[second]
+        keep = np.sort(np.argsort(-strength, kind="stable")[: cfg.max_motions])
+        first, second = first[keep], second[keep]
+    placed = 0.0
+    if len(first):
+        # the motion taking proposal `first` onto its partner and `second`'s direction onto its
+        u, v = source[second] - source[first], target[second] - target[first]
+        yaw = np.arctan2(v[:, 1], v[:, 0]) - np.arctan2(u[:, 1], u[:, 0])
+        cos, sin = np.cos(yaw), np.sin(yaw)
+        rotation = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)
+        shift = target[first] - np.einsum("hij,hj->hi", rotation, source[first])
+        moved = np.einsum("hij,nj->hni", rotation, source) + shift[:, None]
+        agrees = np.linalg.norm(moved - target[None], axis=2) < cfg.radius
+        per_query = (agrees * weight).reshape(len(first), len(query), per_object).max(axis=2)
+        placed = float(per_query.sum(axis=1).max())
+    chamfer = object_set_similarity(query, scene)
+    return placed / np.sqrt(len(query) * len(scene)) + cfg.set_weight * chamfer

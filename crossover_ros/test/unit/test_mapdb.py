@@ -64,6 +64,52 @@ def test_object_set_similarity_hand_computed():
         object_set_similarity(query, np.zeros((0, 3)))
 
 
+def _moved(xyz, yaw, shift):
+    c, s = np.cos(yaw), np.sin(yaw)
+    return xyz @ np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]).T + np.array([*shift, 0.0])
+
+
+def test_object_layout_similarity_tells_places_apart_in_any_frame():
+    """Two rooms holding the same objects, two of them elsewhere: the object-set similarity
+    cannot tell which one the query is, the layout can, whatever frame the query is in."""
+    from crossover_ros.mapdb.search import (
+        LayoutCfg,
+        object_layout_similarity,
+        object_set_similarity,
+    )
+
+    rng = np.random.default_rng(0)
+    objects = _unit(rng, 6)
+    places = rng.uniform(0, 5, (6, 3))
+    elsewhere = places.copy()
+    elsewhere[[1, 4], :2] += [[2.0, 0.0], [0.0, -2.0]]
+    query_xyz = _moved(places, yaw=2.0, shift=(7.0, -3.0))  # the robot's own frame
+    same = object_layout_similarity(objects, query_xyz, objects, places)
+    other = object_layout_similarity(objects, query_xyz, objects, elsewhere)
+    assert object_set_similarity(objects, objects) == pytest.approx(1.0)  # no help: both 1
+    assert same == pytest.approx(1.0 + LayoutCfg().set_weight, abs=1e-5)  # all 6 placed
+    assert other == pytest.approx(4 / 6 + LayoutCfg().set_weight, abs=1e-5)  # 4 of 6
+    assert object_layout_similarity(objects, places, objects, places) == pytest.approx(same)
+    # one object gives no layout: only the set similarity's small share
+    one = object_layout_similarity(objects[:1], places[:1], objects, places)
+    weight = LayoutCfg().set_weight
+    assert one == pytest.approx(weight * object_set_similarity(objects[:1], objects))
+    with pytest.raises(ValueError, match="one position per object"):
+        object_layout_similarity(objects, places[:3], objects, places)
+    with pytest.raises(ValueError, match="at least one object"):
+        object_layout_similarity(objects[:0], places[:0], objects, places)
+
+
+def test_object_layout_similarity_on_large_scans_keeps_the_strongest_motions():
+    from crossover_ros.mapdb.search import LayoutCfg, object_layout_similarity
+
+    rng = np.random.default_rng(1)
+    objects, places = _unit(rng, 80, dim=64), rng.uniform(0, 20, (80, 3))
+    cfg = LayoutCfg(max_motions=500)  # 160 proposals: 12k pairs, far more than 500
+    score = object_layout_similarity(objects, _moved(places, 0.5, (1, 2)), objects, places, cfg)
+    assert score == pytest.approx(1.0 + cfg.set_weight, abs=1e-5)
+
+
 def test_wrong_model_fingerprint_is_refused(db_path):
     MapDatabase.create(db_path, "model-a", 8).close()
     with pytest.raises(MapDatabaseError, match="rebuild"):

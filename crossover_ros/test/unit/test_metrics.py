@@ -443,3 +443,34 @@ def test_scene_retrieval_by_object_sets():
     assert by_vector.ranks.tolist() == [2, 2]  # ties count against the method
     by_objects = scene_retrieval_table("m", by_object_sets(emb))["m I->P"]
     assert by_objects.ranks.tolist() == [1, 1]
+
+
+def test_scene_retrieval_by_object_layouts():
+    """A room and its look-alike hold the same objects, two swapped in place; a later scan of
+    the room, in a frame of its own, ties both by object sets and finds its room by layout."""
+    from types import SimpleNamespace
+
+    from crossover_ros.eval.crossover_eval import (
+        EmbeddedScans,
+        by_object_layouts,
+        by_object_sets,
+        temporal_table,
+    )
+
+    objects = np.eye(5)
+    room = np.array([[0, 0, 0], [3, 0, 0], [0, 4, 0], [3, 4, 0], [1.5, 2, 0]], float)
+    lookalike = room[[1, 0, 2, 3, 4]]  # the first two objects trade places
+    present = {"point_cloud": np.ones(5, bool)}
+    emb = EmbeddedScans(
+        ["a_00", "a_01", "b_00"],
+        {},
+        {"point_cloud": np.ones(3, bool)},
+        objects=[{"point_cloud": objects}] * 3,
+        object_masks=[present] * 3,
+    )
+    scenes = [SimpleNamespace(object_centroids=c) for c in (room, room, lookalike)]
+    pair = [("point_cloud", "point_cloud")]
+    by_sets = temporal_table("m", by_object_sets(emb), pair)["m P->P"]
+    by_layout = temporal_table("m", by_object_layouts(emb, scenes), pair)["m P->P"]
+    assert by_sets.ranks.tolist() == [2]  # a tie counts against the method
+    assert by_layout.ranks.tolist() == [1]
