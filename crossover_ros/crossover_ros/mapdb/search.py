@@ -236,8 +236,8 @@ def object_layout_similarity(
     cosine = query @ scene.T
     per_object = min(cfg.candidates, len(scene))
     partner = np.argsort(-cosine, axis=1)[:, :per_object].ravel()  # M x C proposals
-    weight = np.clip(cosine[np.repeat(np.arange(len(query)), per_object), partner], 0.0, None)
-    owner = np.repeat(np.arange(len(query)), per_object)
+    owner = np.repeat(np.arange(len(query)), per_object)  # the query object of each proposal
+    weight = np.clip(cosine[owner, partner], 0.0, None)
     source, target = query_xyz[owner, :2], scene_xyz[partner, :2]
     first, second = np.triu_indices(len(owner), 1)
     distinct = (owner[first] != owner[second]) & (partner[first] != partner[second])
