@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture(scope="session")
 def small_building(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three rooms (two look-alike), one rescan each, few small frames: seconds to make."""
-    from crossover_ros.data.building import BuildingConfig, generate_building
+    from crossover_ros.synthetic.building import BuildingConfig, generate_building
 
     out = tmp_path_factory.mktemp("building") / "bldg"
     cfg = BuildingConfig(

@@ -148,9 +148,9 @@ def _machine(device: str, threads: int) -> str:
 def bench_encoders_command(args: argparse.Namespace) -> int:
     import torch
 
+    from crossover_ros.model.registry import load_graphs
     from crossover_ros.runtime.backends import RuntimeCfg
     from crossover_ros.runtime.export import cosine_rows
-    from crossover_ros.runtime.graphs import load_graphs
 
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -74,9 +74,9 @@ def _measure(db, vectors: np.ndarray, queries: np.ndarray) -> tuple[float, float
 def _create(backend: str, tmp: Path, name: str, dim: int, servers: dict):
     """A fresh map on ``backend`` (the PostgreSQL server starts once), or None if unavailable."""
     if backend == "sqlite":
-        from crossover_ros.mapdb import MapDatabase
+        from crossover_ros.mapdb import SQLiteMapDatabase
 
-        return MapDatabase.create(tmp / f"{name}.sqlite", "bench", dim)
+        return SQLiteMapDatabase.create(tmp / f"{name}.sqlite", "bench", dim)
     if "postgres" not in servers:
         servers["postgres"] = _start_postgres(tmp / "pg")
     if servers["postgres"] is None:

@@ -130,12 +130,14 @@ def measure_overhead(frames, messages, fusion_stride: int = 4) -> dict[str, list
 # -- part 2 -------------------------------------------------------------------------------------
 def _make_map(path: Path, args, frames) -> str:
     """A map of ``--scenes`` synthetic scenes embedded with the node's model; its fingerprint."""
-    from crossover_ros.mapdb import MapDatabase, SceneRecord
-    from crossover_ros.pipeline.encoders import load_encoder
+    from crossover_ros.mapdb import SceneRecord, SQLiteMapDatabase
+    from crossover_ros.model.registry import create_encoder
 
-    encoder = load_encoder(args.model, None, args.num_threads, backend=args.backend)
+    encoder = create_encoder(args.model, None, args.num_threads, backend=args.backend)
     images = [f.color for f in _frames(args.scenes, 320, 240, seed=1)]
-    with MapDatabase.create(path, encoder.fingerprint, encoder.dim, encoder.instance_dim) as db:
+    with SQLiteMapDatabase.create(
+        path, encoder.fingerprint, encoder.dim, encoder.instance_dim
+    ) as db:
         for i, image in enumerate(images):
             vector = encoder.frame_features([image])
             db.add_scene(SceneRecord(f"scene_{i:03d}", "bench", f"room_{i}"), {"rgb": vector})

@@ -176,11 +176,11 @@ class _Record:
 
 
 def _building(args: argparse.Namespace, tmp: str):
-    from crossover_ros.data.scan import load_building
+    from crossover_ros.datasets.scan import load_building
 
     folder = args.building
     if folder is None:
-        from crossover_ros.data.building import BuildingConfig, generate_building
+        from crossover_ros.synthetic.building import BuildingConfig, generate_building
 
         folder = Path(tmp) / "building"
         cfg = BuildingConfig(

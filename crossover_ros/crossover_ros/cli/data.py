@@ -41,7 +41,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    from crossover_ros.data.building import BuildingConfig, generate_building
+    from crossover_ros.synthetic.building import BuildingConfig, generate_building
 
     cfg = BuildingConfig(
         seed=args.seed,
@@ -60,7 +60,7 @@ def generate_command(args: argparse.Namespace) -> int:
 
 
 def record_command(args: argparse.Namespace) -> int:
-    from crossover_ros.data.bag import QueryBagCfg, record_query_bag
+    from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
     cfg = QueryBagCfg(
         seed=args.seed,

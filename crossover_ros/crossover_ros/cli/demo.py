@@ -36,9 +36,10 @@ def _step(message: str) -> None:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from crossover_ros.data.bag import QueryBagCfg, read_ground_truth, record_query_bag
-    from crossover_ros.data.building import BuildingConfig, generate_building
+    from crossover_ros.bags.reader import read_ground_truth
     from crossover_ros.eval.visits import format_visits, summarize_visits
+    from crossover_ros.synthetic.building import BuildingConfig, generate_building
+    from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
     building_dir = args.workdir / "building"
     bag_path = args.workdir / "query_bag"
@@ -74,7 +75,7 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def _map_path(model: str, workdir: Path) -> Path:
-    from crossover_ros.pipeline.encoders import MODELS
+    from crossover_ros.model.registry import MODELS
 
     label = model if model in MODELS else Path(model).stem  # a checkpoint path: its file name
     return workdir / f"map_{label}.sqlite"
@@ -90,12 +91,12 @@ def _replay_with(model: str, building_dir: Path, bag_path: Path, args: argparse.
     from crossover_ros.errors import CrossoverError
     from crossover_ros.eval.visits import first_per_window
     from crossover_ros.mapdb.build import build_map
-    from crossover_ros.pipeline.encoders import load_encoder
+    from crossover_ros.model.registry import create_encoder
 
     map_path = _map_path(model, args.workdir)
     if not map_path.is_file():
         _step(f"building the map database of the reference scans with {model}")
-        build_map(building_dir, map_path, load_encoder(model)).close()
+        build_map(building_dir, map_path, create_encoder(model)).close()
     _step(f"scene_recognizer ({model}, its own process) <- bag replay over ROS 2")
     node = subprocess.Popen(
         [

@@ -145,7 +145,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 
 
 def _cfg(args: argparse.Namespace):
-    from crossover_ros.data.bag import BagTopics
+    from crossover_ros.bags.reader import BagTopics
     from crossover_ros.errors import CrossoverError
     from crossover_ros.eval.bag_eval import BagEvalCfg
     from crossover_ros.pipeline.object_ranking import ObjectRankingCfg
@@ -193,7 +193,7 @@ def eval_command(args: argparse.Namespace) -> int:
 
 
 def _rows_for(model: str, encoder_modalities: list[str]) -> list[str | None]:
-    from crossover_ros.eval.bag_eval import checkpoint_is_instance_baseline
+    from crossover_ros.model.registry import checkpoint_is_instance_baseline
 
     if model == "global_descriptor":
         return ["rgb"]
@@ -223,16 +223,12 @@ def evaluate_row(job: RowJob) -> tuple[str, str, list, MapGeometry | None]:
 
     Runs in a fresh process by default, so the peak memory measured is this model's alone.
     """
-    from crossover_ros.eval.bag_eval import (
-        evaluate_offline,
-        load_eval_encoder,
-        map_geometry_of,
-        model_label,
-    )
+    from crossover_ros.eval.bag_eval import evaluate_offline, map_geometry_of
     from crossover_ros.mapdb import open_map
+    from crossover_ros.model.registry import create_encoder, model_label
 
     live = job.mode == "live"
-    encoder = load_eval_encoder(job.model, job.modality)
+    encoder = create_encoder(job.model, job.modality)
     label, fingerprint = model_label(job.model, encoder), encoder.fingerprint
     if live:
         encoder = None  # the node loads its own
@@ -283,15 +279,16 @@ def run_evaluation(
     command: str,
 ) -> list:
     """Evaluate every (map, model) x modality on every bag; write and print the report."""
-    from crossover_ros.eval.bag_eval import compute_metrics, infer_model, unavailable
+    from crossover_ros.eval.bag_eval import compute_metrics, unavailable
     from crossover_ros.mapdb import open_map
+    from crossover_ros.model.registry import model_for_fingerprint
 
     cfg = _cfg(args)
     live = args.mode == "live"
     rows, bags = [], {}
     for map_path, model in maps:
         with open_map(map_path) as probe:
-            model = model or infer_model(probe.model_fingerprint)
+            model = model or model_for_fingerprint(probe.model_fingerprint)
         for modality in _rows_for(model, args.map_modality):
             job = RowJob(
                 map_path=str(map_path),
@@ -351,10 +348,10 @@ def benchmark_command(args: argparse.Namespace) -> int:
     """Held-out buildings + bags (both formats) + a map per model, then the evaluation."""
     import json
 
-    from crossover_ros.data.bag import QueryBagCfg, record_query_bag
-    from crossover_ros.data.building import BuildingConfig, generate_building
     from crossover_ros.errors import CrossoverError
     from crossover_ros.eval.bag_eval import TRAIN_INSTANCE_BASELINE, unavailable
+    from crossover_ros.synthetic.building import BuildingConfig, generate_building
+    from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
     root: Path = args.benchmark
     root.mkdir(parents=True, exist_ok=True)
@@ -447,16 +444,16 @@ def _ensure_multi_map(
     from tqdm import tqdm
 
     from crossover_ros.errors import CrossoverError
-    from crossover_ros.eval.bag_eval import load_eval_encoder
-    from crossover_ros.mapdb import MapDatabase
+    from crossover_ros.mapdb import SQLiteMapDatabase
     from crossover_ros.mapdb.build import embed_scan, list_scans
     from crossover_ros.mapdb.open import create_map
+    from crossover_ros.model.registry import create_encoder
     from crossover_ros.pipeline.recognizer import check_map
 
-    encoder = load_eval_encoder(model)
+    encoder = create_encoder(model)
     if out.is_file():
         try:
-            with MapDatabase.open(out) as db:
+            with SQLiteMapDatabase.open(out) as db:
                 check_map(encoder, db)
             return
         except CrossoverError as err:

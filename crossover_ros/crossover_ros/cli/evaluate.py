@@ -24,7 +24,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    from crossover_ros.data.scan import load_building
+    from crossover_ros.datasets.scan import load_building
     from crossover_ros.eval.crossover_eval import evaluate_models, format_report
     from crossover_ros.eval.report import results_to_dict
     from crossover_ros.model.crossover import CrossOverModel

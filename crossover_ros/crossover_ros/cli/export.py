@@ -18,7 +18,7 @@ DEFAULT_ENGINES = ("image", "frames")  # what the node runs per keyframe / per w
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
-    from crossover_ros.runtime.names import GRAPH_NAMES
+    from crossover_ros.model.graphs import GRAPH_NAMES
 
     export = verbs.add_parser(
         "export",
@@ -51,7 +51,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, default: list[str]) -> None:
-    from crossover_ros.runtime.names import GRAPH_NAMES
+    from crossover_ros.model.graphs import GRAPH_NAMES
 
     parser.add_argument(
         "--model",
@@ -69,7 +69,8 @@ def _add_model_arguments(parser: argparse.ArgumentParser, default: list[str]) ->
 
 
 def _graphs(args: argparse.Namespace):
-    from crossover_ros.runtime.graphs import GRAPH_NAMES, load_graphs
+    from crossover_ros.model.graphs import GRAPH_NAMES
+    from crossover_ros.model.registry import load_graphs
 
     names = GRAPH_NAMES if "all" in args.encoders else tuple(dict.fromkeys(args.encoders))
     checkpoint = None if args.model == "crossover" else args.model

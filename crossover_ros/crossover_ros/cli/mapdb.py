@@ -83,9 +83,9 @@ def _add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 def build_command(args: argparse.Namespace) -> int:
     from crossover_ros.mapdb.build import build_map
-    from crossover_ros.pipeline.encoders import load_encoder
+    from crossover_ros.model.registry import create_encoder
 
-    encoder = load_encoder(args.model)
+    encoder = create_encoder(args.model)
     with build_map(args.scans, args.out, encoder, args.include_rescans, layout=args.layout) as db:
         print(f"map {db.path}: {len(db.scenes())} scenes, modalities {db.modalities()}")
     return 0
@@ -93,12 +93,12 @@ def build_command(args: argparse.Namespace) -> int:
 
 def record_command(args: argparse.Namespace) -> int:
     from crossover_ros.mapdb import open_or_create_map
-    from crossover_ros.pipeline.encoders import load_encoder
+    from crossover_ros.model.registry import create_encoder
     from crossover_ros.pipeline.recording import record_bag
 
     if args.scene_id and len(args.bag) > 1:
         raise DataError("--scene-id names one scene: give one bag")
-    encoder = load_encoder(args.model, backend="auto")
+    encoder = create_encoder(args.model, backend="auto")
     with open_or_create_map(args.out, encoder) as db:
         for bag in args.bag:
             saved = record_bag(bag, db, encoder, args.scene_id, args.building_id)
@@ -108,10 +108,10 @@ def record_command(args: argparse.Namespace) -> int:
 
 
 def info_command(args: argparse.Namespace) -> int:
-    from crossover_ros.mapdb import MapDatabase, is_postgres_url, open_map
+    from crossover_ros.mapdb import SQLiteMapDatabase, is_postgres_url, open_map
 
     if args.verify and not is_postgres_url(args.map):
-        db = MapDatabase.open(args.map, verify=True)
+        db = SQLiteMapDatabase.open(args.map, verify=True)
     else:
         db = open_map(args.map)
     with db:
@@ -132,14 +132,14 @@ def info_command(args: argparse.Namespace) -> int:
 def add_scan_command(args: argparse.Namespace) -> int:
     from crossover_ros.mapdb import open_map
     from crossover_ros.mapdb.build import embed_scan, list_scans
-    from crossover_ros.pipeline.encoders import load_encoder
+    from crossover_ros.model.registry import create_encoder
 
     scans = [
         s for s in list_scans(args.scans, args.layout, True) if s.record.scene_id == args.scan_id
     ]
     if not scans:
         raise DataError(f"no scan {args.scan_id} under {args.scans}")
-    encoder = load_encoder(args.model)
+    encoder = create_encoder(args.model)
     with open_map(args.map, encoder.fingerprint) as db:
         db.add_scenes([embed_scan(scans[0], encoder)])
         print(f"added {args.scan_id} to {db.path}: {len(db.scenes())} scenes")

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from crossover_ros.data.bag import (
+from crossover_ros.bags.reader import (
     GROUND_TRUTH_FILE,
     BagReadStatus,
     BagTopics,
@@ -40,7 +40,7 @@ from crossover_ros.data.bag import (
     deserialize,
     iter_raw_messages,
 )
-from crossover_ros.errors import BagError, CrossoverError, ModelError
+from crossover_ros.errors import BagError, CrossoverError
 from crossover_ros.eval.visits import ObservedMatch, VisitResult, summarize_visits
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.model import modalities as mod
@@ -897,126 +897,3 @@ def _instance_counts(
     visible = truth.frames.get(found.stamp_ns, {}).get("instances", {})
     true = {int(m) for m in visible.values() if m is not None and int(m) in boxes}
     return np.array([len(correct), len(found.correspondences), len(correct & true), len(true)])
-
-
-# -- models ----------------------------------------------------------------------------------------
-
-
-def checkpoint_is_instance_baseline(path: Path) -> bool:
-    """True for a checkpoint trained at instance level only (``train --instance-baseline``).
-
-    Its scene-level (stage 3) encoders were never trained, so a node must not rank scenes with
-    them; the Instance Baseline ranks the mean of object embeddings instead.
-    """
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception as err:
-        raise ModelError(f"cannot read checkpoint {path}: {err}") from err
-    try:
-        history = json.loads(metadata.get("history", "{}"))
-    except json.JSONDecodeError:
-        history = {}
-    return bool(history) and "stage3" not in history
-
-
-class InstanceBaselineEncoder:
-    """The paper's Instance Baseline on the robot: scenes are means of object embeddings.
-
-    Map side: every object of a reference scan through the instance encoder (no object
-    transformer, as trained), the scene vector per modality is their normalised mean. Robot
-    side: the robot has no instance masks, so each keyframe is embedded whole, as one object
-    crop, by the instance encoder's image head; each keyframe is a query row, and a scene scores
-    the mean of their best cosines (as the global descriptor). That is a handicap of the method
-    on a robot, not of this implementation: it needs object crops that a camera does not give.
-    """
-
-    modality = mod.RGB
-    crop_size = 128  # object crops were cached at 128 x 128
-    finds_objects = False  # frames are whole crops, not searched for objects
-    cell_grid = None
-
-    def __init__(
-        self, checkpoint: Path, map_modality: str = mod.POINT_CLOUD, num_threads: int | None = None
-    ) -> None:
-        from crossover_ros.pipeline.encoders import CrossOverEncoder
-
-        if map_modality not in mod.INSTANCE_MODALITIES:
-            raise ModelError(
-                f"the Instance Baseline stores {', '.join(mod.INSTANCE_MODALITIES)},"
-                f" not {map_modality}"
-            )
-        self._crossover = CrossOverEncoder(Path(checkpoint), mod.POINT_CLOUD, num_threads)
-        self.model = self._crossover.model
-        self.map_modality = map_modality
-        self.fingerprint = "instance_baseline:" + self._crossover.fingerprint.split(":", 1)[-1]
-        self.dim = self.instance_dim = self._crossover.instance_dim  # scenes: mean of objects
-
-    def frame_features(self, images: list[np.ndarray]) -> np.ndarray:
-        size = (self.crop_size, self.crop_size)
-        return self._crossover.backbone.pooled_features(images, size=size)
-
-    def query(self, window: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            inputs = {mod.RGB: torch.from_numpy(np.asarray(window, np.float32))[None]}
-            masks = {mod.RGB: torch.ones(1, len(window), dtype=torch.bool)}
-            embedded = self.model.instance(inputs, masks, torch.zeros(1, len(window), 3))
-        return embedded[mod.RGB][0].numpy()
-
-    def embed_scan(self, scan: Any) -> tuple[dict[str, np.ndarray], dict[int, dict[str, list]]]:
-        _, instances = self._crossover.embed_scan(scan)
-        scene = {}
-        for modality in mod.INSTANCE_MODALITIES:
-            rows = [e[modality] for e in instances.values() if modality in e]
-            if rows:
-                mean = np.mean(np.asarray(rows, np.float32), axis=0)
-                scene[modality] = (mean / max(float(np.linalg.norm(mean)), 1e-12))[None]
-        if not scene:
-            raise ModelError(f"scan {getattr(scan, 'scan_id', '?')} has no embeddable objects")
-        return scene, instances
-
-
-def load_eval_encoder(
-    model: str, map_modality: str | None = None, num_threads: int | None = None
-) -> Any:
-    """:func:`load_encoder`, plus Instance-Baseline checkpoints (ranked as object means)."""
-    from crossover_ros.pipeline.encoders import MODELS, load_encoder
-
-    if model not in MODELS and Path(model).is_file() and checkpoint_is_instance_baseline(model):
-        return InstanceBaselineEncoder(Path(model), map_modality or mod.POINT_CLOUD, num_threads)
-    if model == "global_descriptor" and map_modality not in (None, mod.RGB):
-        raise ModelError("the global descriptor only ranks frames against mapped frames (rgb)")
-    return load_encoder(model, map_modality, num_threads)
-
-
-def infer_model(fingerprint: str) -> str:
-    """The model a map was built with, from its fingerprint: global_descriptor or crossover."""
-    from crossover_ros.model.global_descriptor import GlobalDescriptorCfg
-    from crossover_ros.pipeline.encoders import default_model_path
-
-    if fingerprint.startswith(GlobalDescriptorCfg().name + ":"):
-        return "global_descriptor"
-    if fingerprint.startswith("crossover:") and default_model_path().is_file():
-        from crossover_ros.model.crossover import CrossOverModel
-
-        if CrossOverModel.load(default_model_path())[0].fingerprint() == fingerprint:
-            return "crossover"
-    raise ModelError(
-        f"the map was built with {fingerprint}, which is neither the global descriptor nor the"
-        " shipped CrossOver model: pass the checkpoint with --model"
-    )
-
-
-def model_label(model: str, encoder: Any) -> str:
-    """A row name: "global descriptor", "CrossOver", "Instance Baseline" or the file stem."""
-    if isinstance(encoder, InstanceBaselineEncoder):
-        return "Instance Baseline"
-    if model == "global_descriptor":
-        return "global descriptor"
-    if model == "crossover":
-        return "CrossOver"
-    return f"CrossOver ({Path(model).stem})"

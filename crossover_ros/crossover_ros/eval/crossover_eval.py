@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
-from crossover_ros.data.scan import room_key
+from crossover_ros.datasets.scan import room_key
 from crossover_ros.eval.metrics import (
     InstanceScene,
     category_recall,
@@ -41,9 +41,9 @@ from crossover_ros.mapdb.search import (
     object_set_similarity,
 )
 from crossover_ros.model import modalities as mod
+from crossover_ros.model.batches import make_batch
 from crossover_ros.model.crossover import CrossOverModel
-from crossover_ros.train.batches import make_batch
-from crossover_ros.train.features import ScanFeatures
+from crossover_ros.model.features import ScanFeatures
 
 SHORT = {mod.RGB: "I", mod.POINT_CLOUD: "P", mod.REFERRAL: "R", mod.FLOORPLAN: "F", mod.MESH: "M"}
 SCENE_PAIRS = [
@@ -158,13 +158,11 @@ def _batches(scenes: list[ScanFeatures], size: int, num_scene_points: int | None
 def embed_crossover(
     model: CrossOverModel, scenes: list[ScanFeatures], num_scene_points: int | None = 1024
 ) -> EmbeddedScans:
-    from crossover_ros.train.stages import unified_embeddings
-
     model.eval()
     out = EmbeddedScans([s.scan_id for s in scenes], {}, {})
     collected: dict[str, list[np.ndarray]] = {m: [] for m in mod.UNIFIED_MODALITIES}
     for batch in _batches(scenes, 16, num_scene_points):
-        for m, vectors in unified_embeddings(model, batch).items():
+        for m, vectors in model.unified_embeddings(batch).items():
             collected[m].append(vectors.numpy())
         objects = model.instance(batch.object_inputs, batch.object_masks, batch.centroids)
         for i in range(len(batch)):

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from crossover_ros.data.scan import room_key
+from crossover_ros.datasets.scan import room_key
 from crossover_ros.eval.bag_eval import Metrics
 
 

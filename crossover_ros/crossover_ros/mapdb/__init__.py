@@ -1,12 +1,11 @@
 """The map database: a building's scans as embeddings, built once and queried many times.
 
-Two backends, one API: :class:`MapDatabase` (one SQLite file, the default) and
+Two backends, one API: :class:`SQLiteMapDatabase` (one SQLite file, the default) and
 :class:`~crossover_ros.mapdb.postgres.PostgresMapDatabase` (PostgreSQL + pgvector, for a fleet).
 :func:`open_map` / :func:`create_map` pick one from a file path or a ``postgresql://`` URL.
 """
 
 from crossover_ros.mapdb.base import MapBase
-from crossover_ros.mapdb.database import MapDatabase
 from crossover_ros.mapdb.open import (
     copy_map,
     create_map,
@@ -23,13 +22,14 @@ from crossover_ros.mapdb.records import (
     SceneRecord,
 )
 from crossover_ros.mapdb.search import SearchCfg
+from crossover_ros.mapdb.sqlite import SQLiteMapDatabase
 
 __all__ = [
     "SCHEMA_VERSION",
     "InstanceMatch",
     "InstanceMatching",
     "MapBase",
-    "MapDatabase",
+    "SQLiteMapDatabase",
     "SceneCandidate",
     "SceneData",
     "SceneRecord",

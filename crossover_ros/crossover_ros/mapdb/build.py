@@ -12,7 +12,7 @@ from crossover_ros.errors import DataError
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.open import create_map
 from crossover_ros.mapdb.records import SceneData, SceneRecord, voxel_downsample
-from crossover_ros.pipeline.encoders import SceneEncoder
+from crossover_ros.model.registry import RecognitionEncoder
 
 LAYOUTS = ("auto", "generated", "scannet", "3rscan")
 
@@ -47,7 +47,7 @@ def detect_layout(scans: Path) -> str:
         return "generated"
     if (scans / "3RScan.json").is_file():
         return "3rscan"
-    from crossover_ros.data.scannet import SCENE_NAME
+    from crossover_ros.datasets.scannet import SCENE_NAME
 
     base = scans / "scans" if (scans / "scans").is_dir() else scans
     if SCENE_NAME.match(base.name) or any(SCENE_NAME.match(p.name) for p in base.iterdir()):
@@ -68,7 +68,7 @@ def list_scans(scans: Path, layout: str = "auto", include_rescans: bool = False)
     layout = detect_layout(scans) if layout == "auto" else layout
     out: list[MapScan] = []
     if layout == "generated":
-        from crossover_ros.data.scan import load_building
+        from crossover_ros.datasets.scan import load_building
 
         building = load_building(scans)
         for info in building.scans:
@@ -85,13 +85,13 @@ def list_scans(scans: Path, layout: str = "auto", include_rescans: bool = False)
             )
             out.append(MapScan(record, scan))
     elif layout == "scannet":
-        from crossover_ros.data.scannet import find_scannet_scenes
+        from crossover_ros.datasets.scannet import find_scannet_scenes
 
         for scene in find_scannet_scenes(scans):
             record = SceneRecord(scene.scan_id, "scannet", scene.room_id, scene.scan_index)
             out.append(MapScan(record, scene))
     else:
-        from crossover_ros.data.rscan import find_rscan_scans
+        from crossover_ros.datasets.rscan import find_rscan_scans
 
         for scan in find_rscan_scans(scans):
             record = SceneRecord(
@@ -106,7 +106,7 @@ def list_scans(scans: Path, layout: str = "auto", include_rescans: bool = False)
     return [s for s in out if include_rescans or s.record.scan_index == 0]
 
 
-def embed_scan(scan: MapScan, encoder: SceneEncoder, voxel: float = 0.05) -> SceneData:
+def embed_scan(scan: MapScan, encoder: RecognitionEncoder, voxel: float = 0.05) -> SceneData:
     """The encoder's vectors, the instances and the downsampled point cloud of one scan."""
     embeddings, instance_embeddings = encoder.embed_scan(scan.source)
     instances = scan.instances()
@@ -120,7 +120,7 @@ def embed_scan(scan: MapScan, encoder: SceneEncoder, voxel: float = 0.05) -> Sce
 def build_map(
     building_dir: Path,
     out_path: Path | str,
-    encoder: SceneEncoder,
+    encoder: RecognitionEncoder,
     include_rescans: bool = False,
     progress: bool = True,
     layout: str = "auto",

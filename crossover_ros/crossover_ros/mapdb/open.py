@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from crossover_ros.mapdb.base import MapBase
-from crossover_ros.mapdb.database import MapDatabase
+from crossover_ros.mapdb.sqlite import SQLiteMapDatabase
 
 
 def is_postgres_url(location: str | Path) -> bool:
@@ -20,7 +20,7 @@ def open_map(location: str | Path, model_fingerprint: str | None = None) -> MapB
         from crossover_ros.mapdb.postgres import PostgresMapDatabase
 
         return PostgresMapDatabase.open(str(location), model_fingerprint)
-    return MapDatabase.open(location, model_fingerprint)
+    return SQLiteMapDatabase.open(location, model_fingerprint)
 
 
 def create_map(
@@ -35,7 +35,7 @@ def create_map(
         return PostgresMapDatabase.create(
             str(location), model_fingerprint, embedding_dim, instance_dim
         )
-    return MapDatabase.create(location, model_fingerprint, embedding_dim, instance_dim)
+    return SQLiteMapDatabase.create(location, model_fingerprint, embedding_dim, instance_dim)
 
 
 def open_or_create_map(location: str | Path, encoder: Any) -> MapBase:

@@ -91,7 +91,7 @@ def _stack(vectors: list) -> np.ndarray:
 
 
 class PostgresMapDatabase(MapBase):
-    """The fleet backend; same API as :class:`~crossover_ros.mapdb.database.MapDatabase`."""
+    """The fleet backend; same API as :class:`~crossover_ros.mapdb.sqlite.SQLiteMapDatabase`."""
 
     def __init__(self, url: str, connection, schema: str, cfg: PgSearchCfg | None = None):
         self.path = redact_url(url)

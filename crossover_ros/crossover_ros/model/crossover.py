@@ -14,10 +14,11 @@ from torch import nn
 
 from crossover_ros.errors import ModelError
 from crossover_ros.model import modalities as mod
+from crossover_ros.model.batches import SceneBatch
 from crossover_ros.model.instance_encoder import InstanceEncoder, InstanceEncoderCfg
 from crossover_ros.model.layers import LogitScale
 from crossover_ros.model.regions import RegionEncoder, RegionEncoderCfg
-from crossover_ros.model.scene_encoder import SceneFusion, SceneFusionCfg
+from crossover_ros.model.scene_fusion import SceneFusion, SceneFusionCfg
 from crossover_ros.model.unified import (
     FrameSetEncoder,
     FrameSetEncoderCfg,
@@ -152,6 +153,23 @@ class CrossOverModel(nn.Module):
             mod.POINT_CLOUD: self.scene_points,
             mod.REFERRAL: self.text,
         }[modality]
+
+    def contextual_embeddings(self, batch: SceneBatch) -> dict[str, torch.Tensor]:
+        """The object embeddings scene fusion pools: the object transformer's outputs."""
+        return self.instance.encode(batch.object_inputs, batch.object_masks, batch.centroids)[1]
+
+    def scene_vectors(self, batch: SceneBatch) -> torch.Tensor:
+        """F_S of each scene of the batch (stage 1 + 2 outputs)."""
+        return self.fusion(self.contextual_embeddings(batch), batch.object_masks)
+
+    def unified_embeddings(self, batch: SceneBatch) -> dict[str, torch.Tensor]:
+        """Stage-3 embeddings of each scene in every unified modality."""
+        return {
+            mod.RGB: self.encode_frames(batch.frames, batch.frame_mask),
+            mod.POINT_CLOUD: self.encode_points(batch.scene_points),
+            mod.FLOORPLAN: self.encode_floorplan(batch.floorplan),
+            mod.REFERRAL: self.encode_referrals(batch.referrals, batch.referral_mask),
+        }
 
     # -- checkpoints -----------------------------------------------------------------------
     def save(self, path: Path, extra: dict[str, str] | None = None) -> None:

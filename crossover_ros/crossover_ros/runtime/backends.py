@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from crossover_ros.errors import RuntimeBackendError
-from crossover_ros.runtime.graphs import Graph
+from crossover_ros.runtime.graph import Graph
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,36 @@ class OnnxRuntimeBackend:
 
     def supports(self, shapes: dict[str, tuple[int, ...]]) -> bool:
         return True
+
+
+class WithFallback:
+    """A backend that hands inputs it cannot take to PyTorch (same graph, same function).
+
+    A TensorRT engine takes only the shapes of its optimisation profile: the node's image size and
+    up to 32 frames per window. Map building also embeds square object crops and floorplans, and a
+    node may be set to a longer window; those run in PyTorch rather than failing.
+    """
+
+    def __init__(self, graph: Graph, backend: Backend) -> None:
+        self.graph = graph
+        self.backend = backend
+        self.name = backend.name
+        self._torch: Backend | None = backend if backend.name == "torch" else None
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._for({k: v.shape for k, v in inputs.items()}).run(inputs)
+
+    def supports(self, shapes: dict[str, tuple[int, ...]]) -> bool:
+        return True
+
+    def _for(self, shapes: dict[str, tuple[int, ...]]) -> Backend:
+        if self.backend.supports(shapes):
+            return self.backend
+        if self._torch is None:
+            log.info("%s cannot take %s %s: those run in PyTorch", self.name, self.graph.spec.name,
+                     shapes)  # fmt: skip
+            self._torch = TorchBackend(self.graph)
+        return self._torch
 
 
 def onnxruntime_available() -> bool:

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
-from crossover_ros.runtime.graphs import GraphSpec
+from crossover_ros.runtime.graph import GraphSpec
 
 log = logging.getLogger(__name__)
 

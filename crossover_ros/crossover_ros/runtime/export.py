@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from crossover_ros.errors import RuntimeBackendError
-from crossover_ros.runtime.graphs import Graph, GraphSpec, TensorSpec
+from crossover_ros.runtime.graph import Graph, GraphSpec, TensorSpec
 
 if TYPE_CHECKING:
     from crossover_ros.runtime.backends import Backend

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from crossover_ros.errors import RuntimeBackendError
-from crossover_ros.runtime.graphs import GraphSpec
+from crossover_ros.runtime.graph import GraphSpec
 
 log = logging.getLogger(__name__)
 

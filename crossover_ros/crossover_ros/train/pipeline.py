@@ -8,16 +8,16 @@ from pathlib import Path
 
 import torch
 
-from crossover_ros.data.scan import load_building
+from crossover_ros.datasets.scan import load_building
 from crossover_ros.errors import ModelError
 from crossover_ros.model.crossover import CrossOverCfg, CrossOverModel
-from crossover_ros.train.features import (
+from crossover_ros.model.features import (
     FeatureCfg,
     ImageFeatureEncoder,
     ScanFeatures,
-    cache_building_features,
     load_scan_features,
 )
+from crossover_ros.train.features import cache_building_features
 from crossover_ros.train.stages import TrainCfg, train_stage
 
 ALL_STAGES = ("stage1", "stage2", "stage3", "regions")

@@ -22,14 +22,14 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from tqdm import tqdm
 
-from crossover_ros.data.scan import room_key
+from crossover_ros.datasets.scan import room_key
 from crossover_ros.errors import ModelError
 from crossover_ros.model import modalities as mod
+from crossover_ros.model.batches import SceneBatch, make_batch
 from crossover_ros.model.crossover import CrossOverModel
+from crossover_ros.model.features import ScanFeatures
 from crossover_ros.model.instance_encoder import object_descriptors
 from crossover_ros.model.losses import anchored_info_nce, info_nce, object_set_info_nce
-from crossover_ros.train.batches import SceneBatch, make_batch
-from crossover_ros.train.features import ScanFeatures
 
 
 @dataclass(frozen=True)
@@ -67,11 +67,6 @@ def _same_place(batch: SceneBatch, device: torch.device) -> torch.Tensor:
     """(B, B): True where two scans of the batch show the same room."""
     rooms = [room_key(scan_id) for scan_id in batch.scan_ids]
     return torch.tensor([[a == b for b in rooms] for a in rooms], device=device)
-
-
-def _contextual_embeddings(model: CrossOverModel, batch: SceneBatch) -> dict[str, torch.Tensor]:
-    """The object embeddings scene fusion pools: the object transformer's outputs."""
-    return model.instance.encode(batch.object_inputs, batch.object_masks, batch.centroids)[1]
 
 
 def stage1_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torch.Tensor:
@@ -125,7 +120,7 @@ def _random_modality_subset(
 def stage2_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torch.Tensor:
     """F_S from all modalities must stay itself (and unlike other scenes) from random subsets."""
     with torch.no_grad():
-        embeddings = _contextual_embeddings(model, batch)
+        embeddings = model.contextual_embeddings(batch)
     generator = torch.Generator().manual_seed(int(torch.randint(0, 2**31, (1,))))
     full = model.fusion(embeddings, batch.object_masks)
     scale = model.logit_scales["stage2"]()
@@ -134,26 +129,11 @@ def stage2_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torc
     return info_nce(full, subset_a, scale) + info_nce(subset_a, subset_b, scale)
 
 
-def scene_vectors(model: CrossOverModel, batch: SceneBatch) -> torch.Tensor:
-    """F_S of each scene of the batch (stage 1 + 2 outputs)."""
-    return model.fusion(_contextual_embeddings(model, batch), batch.object_masks)
-
-
-def unified_embeddings(model: CrossOverModel, batch: SceneBatch) -> dict[str, torch.Tensor]:
-    """Stage-3 embeddings of each scene in every unified modality."""
-    return {
-        mod.RGB: model.encode_frames(batch.frames, batch.frame_mask),
-        mod.POINT_CLOUD: model.encode_points(batch.scene_points),
-        mod.FLOORPLAN: model.encode_floorplan(batch.floorplan),
-        mod.REFERRAL: model.encode_referrals(batch.referrals, batch.referral_mask),
-    }
-
-
 def stage3_loss(model: CrossOverModel, batch: SceneBatch, cfg: TrainCfg) -> torch.Tensor:
     """Each unified modality against F_S, plus (optionally) image-anchored pairs among them."""
     with torch.no_grad():
-        target = scene_vectors(model, batch)
-    unified = unified_embeddings(model, batch)
+        target = model.scene_vectors(batch)
+    unified = model.unified_embeddings(batch)
     scale = model.logit_scales["stage3"]()
     has_referral = batch.referral_mask.any(dim=1)
     same_place = _same_place(batch, target.device)

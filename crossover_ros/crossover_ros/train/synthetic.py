@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from crossover_ros.train.features import ScanFeatures
+from crossover_ros.model.features import ScanFeatures
 
 
 def synthetic_scene(index: int, rng: np.random.Generator, codes: np.ndarray) -> ScanFeatures:

@@ -22,11 +22,11 @@ def colour_map(tmp_path):
     from fake_encoders import ColourEncoder
     from ros_harness import COLOURS
 
-    from crossover_ros.mapdb import MapDatabase, SceneRecord
+    from crossover_ros.mapdb import SceneRecord, SQLiteMapDatabase
 
     encoder = ColourEncoder()
     path = tmp_path / "colours.sqlite"
-    with MapDatabase.create(path, encoder.fingerprint, encoder.dim) as db:
+    with SQLiteMapDatabase.create(path, encoder.fingerprint, encoder.dim) as db:
         for name, colour in COLOURS.items():
             image = np.full((4, 4, 3), colour, np.uint8)
             db.add_scene(SceneRecord(name, "b", name), {"rgb": encoder.frame_features([image])})
@@ -45,10 +45,10 @@ def stub_encoder(monkeypatch):
 
     encoder = ColourEncoder()
 
-    def load_encoder(model="global_descriptor", map_modality=None, num_threads=None, **kwargs):
+    def create_encoder(model="global_descriptor", map_modality=None, num_threads=None, **kwargs):
         return encoder
 
-    monkeypatch.setattr(scene_recognizer, "load_encoder", load_encoder)
+    monkeypatch.setattr(scene_recognizer, "create_encoder", create_encoder)
     return encoder
 
 
@@ -56,7 +56,7 @@ def stub_encoder(monkeypatch):
 def gd_map(small_building, tmp_path_factory):
     """The small building's reference scans mapped with the global-descriptor model."""
     from crossover_ros.mapdb.build import build_map
-    from crossover_ros.pipeline.encoders import GlobalDescriptorEncoder
+    from crossover_ros.model.global_descriptor import GlobalDescriptorEncoder
 
     path = tmp_path_factory.mktemp("gd_map") / "map.sqlite"
     build_map(small_building, path, GlobalDescriptorEncoder(), progress=False).close()

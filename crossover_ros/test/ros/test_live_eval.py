@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from crossover_ros.data.bag import QueryBagCfg, iter_raw_messages, record_query_bag
+from crossover_ros.bags.reader import iter_raw_messages
 from crossover_ros.errors import BagError
 from crossover_ros.eval.bag_eval import BagEvalCfg, compute_metrics, evaluate_offline
 from crossover_ros.eval.bag_report import format_report
 from crossover_ros.ros.live_eval import evaluate_live
+from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def query_bag(small_building, tmp_path_factory):
 @pytest.fixture(scope="module")
 def map_path(small_building, tmp_path_factory):
     from crossover_ros.mapdb.build import build_map
-    from crossover_ros.pipeline.encoders import GlobalDescriptorEncoder
+    from crossover_ros.model.global_descriptor import GlobalDescriptorEncoder
 
     path = tmp_path_factory.mktemp("live_map") / "map.sqlite"
     build_map(small_building, path, GlobalDescriptorEncoder(), progress=False).close()
@@ -59,7 +60,7 @@ def test_live_against_the_real_node_in_process(query_bag, map_path):
 
     # The same bag offline, through the same stream logic: same scenes ranked, same rooms.
     from crossover_ros.mapdb import open_map
-    from crossover_ros.pipeline.encoders import GlobalDescriptorEncoder
+    from crossover_ros.model.global_descriptor import GlobalDescriptorEncoder
 
     encoder = GlobalDescriptorEncoder()
     with open_map(map_path, encoder.fingerprint) as mapdb:

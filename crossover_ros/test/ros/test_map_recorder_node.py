@@ -8,9 +8,9 @@ import pytest
 from rclpy.parameter import Parameter
 from ros_harness import Rig
 
-from crossover_ros.data.scan import load_building
+from crossover_ros.datasets.scan import load_building
 from crossover_ros.mapdb import open_map
-from crossover_ros.pipeline.encoders import GlobalDescriptorEncoder
+from crossover_ros.model.global_descriptor import GlobalDescriptorEncoder
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
 from crossover_ros.ros.nodes.map_recorder import MapRecorderNode

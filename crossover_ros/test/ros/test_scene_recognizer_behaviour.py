@@ -13,7 +13,7 @@ from rclpy.parameter import Parameter
 from ros_harness import Rig, colour_frame
 from visualization_msgs.msg import Marker
 
-from crossover_ros.mapdb import MapDatabase
+from crossover_ros.mapdb import SQLiteMapDatabase
 from crossover_ros.ros.convert import depth_to_image, rgb_to_image, seconds_to_stamp
 from crossover_ros.ros.nodes.scene_recognizer import SceneRecognizerNode
 
@@ -111,7 +111,7 @@ def test_reset_and_reload_map(ros_context, colour_map, stub_encoder, tmp_path):
         # Another map of the same model: used from the next window on.
         other = tmp_path / "other.sqlite"
         encoder = ColourEncoder()
-        with MapDatabase.create(other, encoder.fingerprint, encoder.dim) as db:
+        with SQLiteMapDatabase.create(other, encoder.fingerprint, encoder.dim) as db:
             from crossover_ros.mapdb import SceneRecord
 
             image = np.full((4, 4, 3), (250, 10, 10), np.uint8)
@@ -216,7 +216,7 @@ def test_bad_input_is_rejected_counted_and_survived(ros_context, colour_map, stu
 
 def test_an_empty_map_keeps_the_node_alive_warning_and_silent(ros_context, stub_encoder, tmp_path):
     empty = tmp_path / "empty.sqlite"
-    MapDatabase.create(empty, ColourEncoder.fingerprint, ColourEncoder.dim).close()
+    SQLiteMapDatabase.create(empty, ColourEncoder.fingerprint, ColourEncoder.dim).close()
     rig = Rig(ros_context, _node(ros_context, empty))
     try:
         assert rig.wait_connected()
@@ -232,7 +232,7 @@ def test_an_empty_map_keeps_the_node_alive_warning_and_silent(ros_context, stub_
 
 def test_a_map_of_another_model_fails_configure_clearly(ros_context, stub_encoder, tmp_path):
     other = tmp_path / "other.sqlite"
-    MapDatabase.create(other, "efficientnet_lite0_gem-0123", 1280).close()
+    SQLiteMapDatabase.create(other, "efficientnet_lite0_gem-0123", 1280).close()
     node = _node(ros_context, other)
     try:
         assert node._state_machine.current_state[1] == "unconfigured"

@@ -5,7 +5,7 @@ import pytest
 from rclpy.parameter import Parameter
 from ros_harness import Rig
 
-from crossover_ros.data.scan import load_building
+from crossover_ros.datasets.scan import load_building
 from crossover_ros.ros.nodes.scene_recognizer import SceneRecognizerNode
 
 

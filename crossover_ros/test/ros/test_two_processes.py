@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from ros_harness import Rig
 
-from crossover_ros.data.scan import load_building
+from crossover_ros.datasets.scan import load_building
 
 PACKAGE = Path(__file__).resolve().parents[2]
 PROFILE = PACKAGE / "config" / "fastdds.xml"

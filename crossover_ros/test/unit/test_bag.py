@@ -5,17 +5,16 @@ import json
 import numpy as np
 import pytest
 
-from crossover_ros.data.bag import (
+from crossover_ros.bags.reader import (
     BagTopics,
-    QueryBagCfg,
     bag_topics,
     deserialize,
     iter_raw_messages,
     read_ground_truth,
-    record_query_bag,
 )
-from crossover_ros.data.scan import load_building
+from crossover_ros.datasets.scan import load_building
 from crossover_ros.errors import BagError
+from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
 TOPICS = BagTopics()
 

@@ -17,17 +17,14 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from crossover_ros.data.bag import (
-    _TYPESTORE,
+from crossover_ros.bags.reader import (
     GROUND_TRUTH_FILE,
+    TYPESTORE,
     BagReadStatus,
     BagTopics,
-    QueryBagCfg,
-    _camera_info_msg,
-    _image_msg,
-    _odometry_msg,
     iter_raw_messages,
 )
+from crossover_ros.bags.writer import camera_info_msg, image_msg, odometry_msg
 from crossover_ros.errors import BagError
 from crossover_ros.eval.bag_eval import (
     BagContents,
@@ -53,6 +50,7 @@ from crossover_ros.mapdb.open import create_map
 from crossover_ros.mapdb.records import SceneRecord
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg
+from crossover_ros.synthetic.query_bag import QueryBagCfg
 
 T0 = 1_700_000_000 * 10**9
 S = 10**9
@@ -110,7 +108,7 @@ def write_colour_bag(
     width, height = size
     intrinsics = CameraIntrinsics(width, height, 100.0, 100.0, width / 2, height / 2)
     frame_id = "camera_color_optical_frame"
-    serialize = _TYPESTORE.serialize_cdr
+    serialize = TYPESTORE.serialize_cdr
     types = {
         TOPICS.color: "sensor_msgs/msg/Image",
         TOPICS.depth: "sensor_msgs/msg/Image",
@@ -123,7 +121,7 @@ def write_colour_bag(
     visits = []
     with Writer(out, version=9, storage_plugin=plugin) as writer:
         conns = {
-            topic: writer.add_connection(topic, msgtype, typestore=_TYPESTORE)
+            topic: writer.add_connection(topic, msgtype, typestore=TYPESTORE)
             for topic, msgtype in types.items()
             if topic not in skip_topics
         }
@@ -134,7 +132,7 @@ def write_colour_bag(
 
         for step in range(0, 80):  # odometry at 10 Hz over the whole walk (8 s)
             stamp = T0 + step * S // 10
-            write(TOPICS.odometry, stamp, _odometry_msg(_pose(step / 10), stamp, QueryBagCfg()))
+            write(TOPICS.odometry, stamp, odometry_msg(_pose(step / 10), stamp, "odom", frame_id))
         for scene, start, colours in VISITS:
             begin = T0 + int(start * S)
             for index, colour in enumerate(colours):
@@ -143,22 +141,22 @@ def write_colour_bag(
                 if colour == "yuv422":
                     encoding, colour = "yuv422", (9, 9, 9)
                 image = np.zeros((height, width, 3), np.uint8) + np.asarray(colour, np.uint8)
-                color = _image_msg(image, "rgb8", stamp, frame_id)
+                color = image_msg(image, "rgb8", stamp, frame_id)
                 if encoding != "rgb8":
                     color.encoding = encoding
                 if compressed_color:
-                    color = _TYPESTORE.types["sensor_msgs/msg/CompressedImage"](
+                    color = TYPESTORE.types["sensor_msgs/msg/CompressedImage"](
                         header=color.header, format="jpeg", data=np.zeros(16, np.uint8)
                     )
                 depth = np.full((height, width), 1500, np.uint16)
                 truth = {"stamp_ns": stamp, "scene_id": scene, "instances": {"1": 1, "2": None}}
-                write(TOPICS.camera_info, stamp, _camera_info_msg(intrinsics, stamp, frame_id))
+                write(TOPICS.camera_info, stamp, camera_info_msg(intrinsics, stamp, frame_id))
                 write(TOPICS.color, stamp, color)
-                write(TOPICS.depth, stamp, _image_msg(depth, "16UC1", stamp, frame_id))
+                write(TOPICS.depth, stamp, image_msg(depth, "16UC1", stamp, frame_id))
                 write(
                     TOPICS.ground_truth,
                     stamp,
-                    _TYPESTORE.types["std_msgs/msg/String"](data=json.dumps(truth)),
+                    TYPESTORE.types["std_msgs/msg/String"](data=json.dumps(truth)),
                 )
             visits.append(
                 {
@@ -446,9 +444,9 @@ def test_cli_help_tells_eval_from_evaluate():
 def test_cli_report_on_a_generated_building(small_building, tmp_path):
     """``crossover_ros eval`` end to end: a real model, two bags (both formats), one map."""
     from crossover_ros.cli.main import main
-    from crossover_ros.data.bag import record_query_bag
     from crossover_ros.mapdb.build import build_map
-    from crossover_ros.pipeline.encoders import GlobalDescriptorEncoder
+    from crossover_ros.model.global_descriptor import GlobalDescriptorEncoder
+    from crossover_ros.synthetic.query_bag import record_query_bag
 
     map_path = tmp_path / "map.sqlite"
     build_map(small_building, map_path, GlobalDescriptorEncoder(), progress=False).close()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from crossover_ros.cli.main import main
-from crossover_ros.data.scan import load_building
+from crossover_ros.datasets.scan import load_building
 from crossover_ros.mapdb import open_map
 
 
@@ -79,7 +79,8 @@ def test_unknown_scan_and_scene_are_one_line_errors(built, small_building, capsy
 
 
 def test_record_adds_one_scene_per_room_of_a_mapping_bag(small_building, capsys, tmp_path):
-    from crossover_ros.data.bag import QueryBagCfg, read_ground_truth, record_query_bag
+    from crossover_ros.bags.reader import read_ground_truth
+    from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
     bag = record_query_bag(
         small_building,

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from crossover_ros.data.scan import load_building
+from crossover_ros.datasets.scan import load_building
 from crossover_ros.errors import CrossoverError, ModelError
 from crossover_ros.mapdb.build import build_map
 from crossover_ros.model import modalities as mod
 from crossover_ros.model.crossover import CrossOverModel
-from crossover_ros.pipeline.encoders import CrossOverEncoder, load_encoder
+from crossover_ros.model.crossover_encoder import CrossOverEncoder
+from crossover_ros.model.registry import create_encoder
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
 
@@ -145,17 +146,17 @@ def test_a_map_of_another_model_is_refused(crossover_map, tmp_path):
 
 def test_load_encoder_errors(tmp_path, checkpoint):
     with pytest.raises(ModelError, match="not found"):
-        load_encoder(str(tmp_path / "missing.safetensors"))
+        create_encoder(str(tmp_path / "missing.safetensors"))
     with pytest.raises(ModelError, match="map_modality"):
-        load_encoder(str(checkpoint), map_modality="smell")
-    assert load_encoder("global_descriptor").map_modality == mod.RGB
+        create_encoder(str(checkpoint), map_modality="smell")
+    assert create_encoder("global_descriptor").map_modality == mod.RGB
 
 
 def test_a_recorded_run_becomes_a_scene_with_placed_objects(small_building, checkpoint, tmp_path):
     """The map recorder's CrossOver path, no instance masks: scene vectors from the keyframes
     and the fused cloud, the region encoder's objects (every cell here: objectness 0) placed
     by depth inside the room."""
-    from crossover_ros.mapdb import MapDatabase
+    from crossover_ros.mapdb import SQLiteMapDatabase
     from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
     from crossover_ros.pipeline.recording import SceneRecording
 
@@ -168,7 +169,7 @@ def test_a_recorded_run_becomes_a_scene_with_placed_objects(small_building, chec
     for frame in frames:
         recording.add(frame, frame.camera_to_world, "room")
     cloud = recording.cloud()
-    with MapDatabase.create(
+    with SQLiteMapDatabase.create(
         tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim, encoder.instance_dim
     ) as db:
         recording.save(db, encoder, "lab", "b", "r")

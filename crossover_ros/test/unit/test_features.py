@@ -9,21 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crossover_ros.data.scan import Scan, load_building, load_scan
+from crossover_ros.datasets.scan import Scan, load_building, load_scan
 from crossover_ros.errors import DataError, ModelError
-from crossover_ros.train import features as feat
-from crossover_ros.train.crops import MaskBox, crop_square, instance_boxes, square_crop_window
-from crossover_ros.train.features import (
+from crossover_ros.model import features as feat
+from crossover_ros.model.crops import MaskBox, crop_square, instance_boxes, square_crop_window
+from crossover_ros.model.features import (
     IMAGE_DIM,
     OBJECT_LABELS,
     TEXT_DIM,
     FeatureCfg,
-    cache_building_features,
     extract_scan_features,
     farthest_point_sample_poses,
     load_scan_features,
     scan_rng,
 )
+from crossover_ros.train import features as training_cache
+from crossover_ros.train.features import cache_building_features
 
 # The test building's frames are 160x120: a quarter of the demo's pixels, so a lower visibility bar.
 CFG = FeatureCfg(max_frames=4, min_crop_pixels=50)
@@ -139,7 +140,7 @@ def test_shapes_dtypes_and_masks(arrays: dict[str, np.ndarray], scan: Scan) -> N
 
 
 def test_label_vocabulary_covers_the_generator() -> None:
-    from crossover_ros.data.furniture import BUILDERS
+    from crossover_ros.synthetic.furniture import BUILDERS
 
     assert list(OBJECT_LABELS) == sorted(set(OBJECT_LABELS))
     for name, builder in BUILDERS.items():
@@ -317,7 +318,7 @@ def test_cache_reuse_invalidation_and_corruption(
         raise AssertionError("recomputed a current cache file")
 
     with monkeypatch.context() as patch:
-        patch.setattr(feat, "extract_scan_features", fail)
+        patch.setattr(training_cache, "extract_scan_features", fail)
         cache_building_features(small_building, tmp_path, SMALL, progress=False, **kwargs)
     assert [p.stat().st_mtime_ns for p in paths] == stamps
 

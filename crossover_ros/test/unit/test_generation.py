@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from crossover_ros.data.building import BuildingConfig, generate_building
-from crossover_ros.data.render import Renderer
-from crossover_ros.data.scan import Building, load_building, load_scan
-from crossover_ros.data.trajectory import room_walk
+from crossover_ros.datasets.scan import Building, load_building, load_scan
 from crossover_ros.errors import DataError
+from crossover_ros.synthetic.building import BuildingConfig, generate_building
+from crossover_ros.synthetic.render import Renderer
+from crossover_ros.synthetic.trajectory import room_walk
 
 TINY = dict(
     num_rooms=3,

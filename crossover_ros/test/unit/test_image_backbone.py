@@ -195,8 +195,8 @@ def test_train_dinov2_then_embed_with_the_same_backbone(
     tiny_archs, small_building, tmp_path, monkeypatch
 ):
     from crossover_ros.cli.main import main
-    from crossover_ros.data.scan import load_building
-    from crossover_ros.pipeline.encoders import load_encoder
+    from crossover_ros.datasets.scan import load_building
+    from crossover_ros.model.registry import create_encoder
 
     weights = tmp_path / "weights" / "model.safetensors"
     weights.parent.mkdir()
@@ -204,7 +204,7 @@ def test_train_dinov2_then_embed_with_the_same_backbone(
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     out, cache = tmp_path / "run", tmp_path / "cache"
     args = ["train", "--buildings", str(small_building), "--cache", str(cache), "--out", str(out)]
-    args += ["--stages", "stage1", "--epochs-scale", "0.01"]
+    args += ["--stages", "stage1", "stage2", "stage3", "--epochs-scale", "0.01"]
     args += ["--image-backbone", "dinov2_vits14", "--image-weights", str(weights)]
     assert main(args) == 0
     checkpoint = out / "model.safetensors"
@@ -215,7 +215,7 @@ def test_train_dinov2_then_embed_with_the_same_backbone(
     assert metadata["image_weights"] == str(weights.resolve())
     assert any((cache / "dinov2_vits14").iterdir())  # apart from EfficientNet features
 
-    encoder = load_encoder(str(checkpoint))  # the weights path stored at training
+    encoder = create_encoder(str(checkpoint))  # the weights path stored at training
     assert encoder.backbone.backbone == "dinov2_vits14"
     building = load_building(small_building)
     frames = [f.color for f in building.scan(building.scans[0].scan_id).frames()][:3]
@@ -228,25 +228,25 @@ def test_train_dinov2_then_embed_with_the_same_backbone(
     moved = tmp_path / "moved.safetensors"
     weights.rename(moved)
     with pytest.raises(ModelError, match="not there"):
-        load_encoder(str(checkpoint))
-    again = load_encoder(str(checkpoint), image_weights=moved)
+        create_encoder(str(checkpoint))
+    again = create_encoder(str(checkpoint), image_weights=moved)
     np.testing.assert_allclose(again.frame_features(frames), features, atol=1e-5)
     monkeypatch.setenv(WEIGHTS_ENV, str(moved))
-    assert load_encoder(str(checkpoint)).fingerprint == encoder.fingerprint
+    assert create_encoder(str(checkpoint)).fingerprint == encoder.fingerprint
     # other weights than the model was trained on are refused
     other = tmp_path / "other.safetensors"
     save_file(published_state(TINY["dinov2_vits14"], seed=4), other)
     with pytest.raises(ModelError, match="is not the dinov2_vits14 checkpoint"):
-        load_encoder(str(checkpoint), image_weights=other)
+        create_encoder(str(checkpoint), image_weights=other)
 
     # the image graph exports to ONNX and agrees with PyTorch
     pytest.importorskip("onnxruntime")
-    ort = load_encoder(str(checkpoint), backend="onnxruntime", cache_dir=tmp_path / "rt")
+    ort = create_encoder(str(checkpoint), backend="onnxruntime", cache_dir=tmp_path / "rt")
     assert ort.backend == "onnxruntime"
     np.testing.assert_allclose(ort.frame_features(frames), features, atol=1e-4)
 
     # features of another backbone, or a folder trained with another config, are refused
-    from crossover_ros.train.features import load_scan_features
+    from crossover_ros.model.features import load_scan_features
     from crossover_ros.train.pipeline import train_crossover
     from crossover_ros.train.stages import TrainCfg
 

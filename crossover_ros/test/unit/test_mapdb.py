@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from crossover_ros.errors import MapDatabaseError
-from crossover_ros.mapdb import MapDatabase, SceneRecord
+from crossover_ros.mapdb import SceneRecord, SQLiteMapDatabase
 
 
 def _unit(rng, n, dim=8):
@@ -20,14 +20,14 @@ def db_path(tmp_path):
 def test_round_trip_and_ranking(db_path):
     rng = np.random.default_rng(0)
     scenes = {f"s{i}": _unit(rng, 4) for i in range(5)}
-    with MapDatabase.create(db_path, "model-a", 8) as db:
+    with SQLiteMapDatabase.create(db_path, "model-a", 8) as db:
         for scene_id, vectors in scenes.items():
             db.add_scene(
                 SceneRecord(scene_id, "b", f"r{scene_id}"),
                 {"rgb": vectors},
                 [{"id": 3, "label": "chair", "centroid": [1.0, 2.0, 0.5]}],
             )
-    with MapDatabase.open(db_path, "model-a") as db:
+    with SQLiteMapDatabase.open(db_path, "model-a") as db:
         assert [s.scene_id for s in db.scenes()] == sorted(scenes)
         assert db.modalities() == ["rgb"]
         assert db.instances("s2") == [{"id": 3, "label": "chair", "centroid": [1.0, 2.0, 0.5]}]
@@ -40,7 +40,7 @@ def test_round_trip_and_ranking(db_path):
 
 
 def test_score_is_mean_of_best_match_per_query_vector(db_path):
-    with MapDatabase.create(db_path, "m", 2) as db:
+    with SQLiteMapDatabase.create(db_path, "m", 2) as db:
         db.add_scene(SceneRecord("a", "b", "r"), {"rgb": np.array([[1, 0], [0, 1]], np.float32)})
         db.add_scene(SceneRecord("c", "b", "r"), {"rgb": np.array([[1, 0]], np.float32)})
         query = np.array([[1, 0], [0, 1]], np.float32)
@@ -111,37 +111,37 @@ def test_object_layout_similarity_on_large_scans_keeps_the_strongest_motions():
 
 
 def test_wrong_model_fingerprint_is_refused(db_path):
-    MapDatabase.create(db_path, "model-a", 8).close()
+    SQLiteMapDatabase.create(db_path, "model-a", 8).close()
     with pytest.raises(MapDatabaseError, match="rebuild"):
-        MapDatabase.open(db_path, "model-b")
+        SQLiteMapDatabase.open(db_path, "model-b")
 
 
 def test_other_schema_version_is_refused(db_path):
-    MapDatabase.create(db_path, "m", 8).close()
+    SQLiteMapDatabase.create(db_path, "m", 8).close()
     with sqlite3.connect(db_path) as raw:
         raw.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(MapDatabaseError, match="schema version 99"):
-        MapDatabase.open(db_path)
+        SQLiteMapDatabase.open(db_path)
 
 
 @pytest.mark.parametrize("content", [b"", b"not a database at all" * 100])
 def test_corrupt_or_empty_file_is_refused(db_path, content):
     db_path.write_bytes(content)
     with pytest.raises(MapDatabaseError):
-        MapDatabase.open(db_path)
+        SQLiteMapDatabase.open(db_path)
 
 
 def test_missing_file_and_existing_target(db_path):
     with pytest.raises(MapDatabaseError, match="not found"):
-        MapDatabase.open(db_path)
-    MapDatabase.create(db_path, "m", 8).close()
+        SQLiteMapDatabase.open(db_path)
+    SQLiteMapDatabase.create(db_path, "m", 8).close()
     with pytest.raises(MapDatabaseError, match="already exists"):
-        MapDatabase.create(db_path, "m", 8)
+        SQLiteMapDatabase.create(db_path, "m", 8)
 
 
 def test_bad_vectors_and_duplicates_leave_the_map_unchanged(db_path):
     rng = np.random.default_rng(1)
-    with MapDatabase.create(db_path, "m", 8) as db:
+    with SQLiteMapDatabase.create(db_path, "m", 8) as db:
         db.add_scene(SceneRecord("a", "b", "r"), {"rgb": _unit(rng, 2)})
         with pytest.raises(MapDatabaseError, match="already"):
             db.add_scene(SceneRecord("a", "b", "r"), {"rgb": _unit(rng, 2)})
@@ -163,7 +163,7 @@ def test_instance_vectors_have_their_own_width(db_path):
     rng = np.random.default_rng(0)
     chair = {"id": 3, "label": "chair", "centroid": [0.0, 0.0, 0.0]}
     stored = _unit(rng, 1, 8)
-    with MapDatabase.create(db_path, "m", 4, instance_dim=8) as db:
+    with SQLiteMapDatabase.create(db_path, "m", 4, instance_dim=8) as db:
         db.add_scene(
             SceneRecord("s", "b", "r"),
             {"rgb": _unit(rng, 1, 4)},
@@ -180,7 +180,7 @@ def test_instance_vectors_have_their_own_width(db_path):
                 {"rgb": _unit(rng, 1, 4)},
                 [{**chair, "embeddings": {"point_cloud": _unit(rng, 1, 4)[0]}}],
             )
-    with MapDatabase.open(db_path, "m") as db:
+    with SQLiteMapDatabase.open(db_path, "m") as db:
         assert (db.embedding_dim, db.instance_dim) == (4, 8)
         ids, vectors = db.instance_embeddings("s", "point_cloud")
         assert ids == [3] and vectors.shape == (1, 8)
@@ -188,5 +188,5 @@ def test_instance_vectors_have_their_own_width(db_path):
         assert [s.scene_id for s in db.scenes()] == ["s"]  # the refused scene left nothing
     with sqlite3.connect(db_path) as raw:  # as an older version wrote it
         raw.execute("DELETE FROM meta WHERE key = 'instance_dim'")
-    with MapDatabase.open(db_path, "m") as db:
+    with SQLiteMapDatabase.open(db_path, "m") as db:
         assert db.instance_dim == 4

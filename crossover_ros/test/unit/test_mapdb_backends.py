@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from crossover_ros.errors import MapDatabaseError
-from crossover_ros.mapdb import MapDatabase, SceneRecord, SearchCfg, copy_map, open_map
+from crossover_ros.mapdb import SceneRecord, SearchCfg, SQLiteMapDatabase, copy_map, open_map
 from crossover_ros.mapdb.search import ModalityIndex
 
 
@@ -156,12 +156,12 @@ def test_v1_file_asks_for_rebuild(tmp_path):
             [("schema_version", "1"), ("model_fingerprint", "m"), ("embedding_dim", "8")],
         )
     with pytest.raises(MapDatabaseError, match=r"schema version 1.*rebuild"):
-        MapDatabase.open(path)
+        SQLiteMapDatabase.open(path)
 
 
 def test_truncated_file_is_refused(tmp_path):
     path = tmp_path / "t.sqlite"
-    with MapDatabase.create(path, "m", 64) as db:
+    with SQLiteMapDatabase.create(path, "m", 64) as db:
         _ = [
             db.add_scene(SceneRecord(f"s{i}", "b", "r"), {"rgb": np.ones((40, 64))})
             for i in range(20)
@@ -171,13 +171,13 @@ def test_truncated_file_is_refused(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(MapDatabaseError, match="truncated"):
-        MapDatabase.open(path)
+        SQLiteMapDatabase.open(path)
 
 
 _WRITER = """
 import sys, numpy as np
-from crossover_ros.mapdb import MapDatabase, SceneRecord
-with MapDatabase.create(sys.argv[1], "m", 16) as db:
+from crossover_ros.mapdb import SQLiteMapDatabase, SceneRecord
+with SQLiteMapDatabase.create(sys.argv[1], "m", 16) as db:
     for i in range(100000):
         db.add_scene(SceneRecord(f"s{i:05d}", "b", "r"), {"rgb": np.ones((4, 16), np.float32)},
                      [{"id": 1, "label": "x", "centroid": [0, 0, 0]}])
@@ -193,7 +193,7 @@ def test_kill_minus_9_mid_build_keeps_committed_scenes(tmp_path):
     committed = [proc.stdout.readline().strip() for _ in range(40)]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    with MapDatabase.open(path, "m") as db:
+    with SQLiteMapDatabase.open(path, "m") as db:
         stored = {s.scene_id for s in db.scenes()}
         assert set(committed) <= stored
         for scene_id in stored:
@@ -205,13 +205,13 @@ def test_concurrent_readers_while_a_writer_adds_scenes(tmp_path):
     path = tmp_path / "c.sqlite"
     rng = np.random.default_rng(3)
     vectors = _unit(rng, 60)
-    MapDatabase.create(path, "m", 8).close()
+    SQLiteMapDatabase.create(path, "m", 8).close()
     errors, seen_counts = [], []
     done = threading.Event()
 
     def reader():
         try:
-            with MapDatabase.open(path, "m") as db:
+            with SQLiteMapDatabase.open(path, "m") as db:
                 while not done.is_set():
                     found = db.query(vectors[0], "rgb", top_k=100)
                     seen_counts.append(len(found))
@@ -223,14 +223,14 @@ def test_concurrent_readers_while_a_writer_adds_scenes(tmp_path):
     threads = [threading.Thread(target=reader) for _ in range(3)]
     for t in threads:
         t.start()
-    with MapDatabase.open(path, "m") as writer:
+    with SQLiteMapDatabase.open(path, "m") as writer:
         for i, v in enumerate(vectors):
             writer.add_scene(SceneRecord(f"s{i:02d}", "b", "r"), {"rgb": v[None]})
     done.set()
     for t in threads:
         t.join()
     assert not errors
-    with MapDatabase.open(path, "m") as db:
+    with SQLiteMapDatabase.open(path, "m") as db:
         assert len(db.query(vectors[0], "rgb", top_k=100)) == 60
 
 

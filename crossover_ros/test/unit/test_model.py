@@ -9,6 +9,7 @@ import torch
 
 from crossover_ros.errors import ModelError
 from crossover_ros.model import modalities as mod
+from crossover_ros.model.batches import make_batch
 from crossover_ros.model.crossover import CrossOverCfg, CrossOverModel
 from crossover_ros.model.instance_encoder import InstanceEncoder, object_descriptors
 from crossover_ros.model.losses import anchored_info_nce, info_nce
@@ -18,9 +19,8 @@ from crossover_ros.model.point_encoder import (
     farthest_point_sample,
     knn,
 )
-from crossover_ros.model.scene_encoder import SceneFusion
+from crossover_ros.model.scene_fusion import SceneFusion
 from crossover_ros.model.unified import ScenePointEncoderCfg
-from crossover_ros.train.batches import make_batch
 from crossover_ros.train.pipeline import train_crossover
 from crossover_ros.train.stages import (
     StageCfg,
@@ -28,7 +28,6 @@ from crossover_ros.train.stages import (
     hide_point_clouds,
     region_targets,
     train_stage,
-    unified_embeddings,
 )
 from crossover_ros.train.synthetic import synthetic_scenes
 
@@ -200,7 +199,7 @@ def _clouds(channels, seed=0):
 def test_point_encoder_rewrite_matches_the_reference_on_the_shipped_weights():
     """FPS indices and kNN neighbours identical, outputs within float rounding (ONNX Runtime
     runs the same FPS: test_runtime)."""
-    from crossover_ros.pipeline.encoders import default_model_path
+    from crossover_ros.model.registry import default_model_path
 
     model, _ = CrossOverModel.load(default_model_path())
     encoders = [
@@ -265,7 +264,7 @@ def test_other_scans_of_a_room_are_not_negatives():
 
 
 def test_crop_subsets_average_some_of_each_objects_crops():
-    from crossover_ros.train.batches import _crop_subset_means
+    from crossover_ros.model.batches import _crop_subset_means
 
     rng = np.random.default_rng(0)
     crops = np.zeros((3, 3, 4), np.float32)
@@ -331,7 +330,7 @@ def test_tiny_training_decreases_loss_and_retrieves_far_above_chance(tmp_path: P
     history = train_stage("stage3", model, scenes, cfg, tmp_path, progress=False)
     assert history[-1] < 0.7 * history[0]
     with torch.no_grad():
-        unified = unified_embeddings(model, make_batch(scenes, num_scene_points=256))
+        unified = model.unified_embeddings(make_batch(scenes, num_scene_points=256))
     similarity = unified[mod.RGB] @ unified[mod.POINT_CLOUD].T
     top1 = float((similarity.argmax(1) == torch.arange(16)).float().mean())
     assert top1 >= 0.5, f"I->P top-1 {top1:.2f}, chance is 1/16"

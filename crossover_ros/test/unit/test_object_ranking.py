@@ -6,7 +6,7 @@ from fake_encoders import ColourEncoder
 
 from crossover_ros.errors import CrossoverError, MapDatabaseError
 from crossover_ros.frames import CameraIntrinsics, RGBDFrame
-from crossover_ros.mapdb import MapDatabase, SceneRecord
+from crossover_ros.mapdb import SceneRecord, SQLiteMapDatabase
 from crossover_ros.pipeline.object_ranking import ObjectRankingCfg, ObjectSetRanker
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
 
@@ -45,7 +45,7 @@ def mapdb(tmp_path):
     """'red' looks most like a reddish frame but holds blue things; 'pink' holds a red thing;
     'bare' stores no objects."""
     encoder = ColourEncoder()
-    db = MapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim)
+    db = SQLiteMapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim)
     for name, colour, objects in [
         ("red", (250, 10, 10), _objects(2, 2)),
         ("pink", (230, 90, 90), _objects(0, 1)),

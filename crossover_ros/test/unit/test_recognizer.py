@@ -4,7 +4,7 @@ from fake_encoders import ColourEncoder
 
 from crossover_ros.errors import CrossoverError
 from crossover_ros.frames import CameraIntrinsics, RGBDFrame
-from crossover_ros.mapdb import MapDatabase, SceneRecord
+from crossover_ros.mapdb import SceneRecord, SQLiteMapDatabase
 from crossover_ros.pipeline.hysteresis import HysteresisCfg
 from crossover_ros.pipeline.keyframes import KeyframeCfg, KeyframeSelector
 from crossover_ros.pipeline.recognizer import (
@@ -32,7 +32,7 @@ def _pose(x=0.0, yaw_deg=0.0):
 @pytest.fixture
 def mapdb(tmp_path):
     encoder = ColourEncoder()
-    db = MapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim)
+    db = SQLiteMapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim)
     for name, colour in {
         "red": (250, 10, 10),
         "green": (10, 250, 10),
@@ -102,7 +102,7 @@ def test_map_of_the_same_model_with_other_vector_widths_is_refused(tmp_path):
     """Same weights, instance vectors of an older definition: matching them would fail later."""
     encoder = ColourEncoder()
     with (
-        MapDatabase.create(tmp_path / "old.sqlite", encoder.fingerprint, 3, 6) as db,
+        SQLiteMapDatabase.create(tmp_path / "old.sqlite", encoder.fingerprint, 3, 6) as db,
         pytest.raises(CrossoverError, match=r"3-d and 3-d.*rebuild"),
     ):
         SceneRecognizer(encoder, db)
@@ -147,7 +147,7 @@ def test_score_is_nan_when_the_answer_left_the_candidates(mapdb):
 
 def test_an_empty_map_is_accepted_and_answers_nothing(tmp_path):
     encoder = ColourEncoder()
-    with MapDatabase.create(tmp_path / "e.sqlite", encoder.fingerprint, encoder.dim) as db:
+    with SQLiteMapDatabase.create(tmp_path / "e.sqlite", encoder.fingerprint, encoder.dim) as db:
         recognizer = SceneRecognizer(encoder, db)
         assert recognizer.add_frame(_frame((250, 0, 0), 0.0)) is None
 
@@ -156,11 +156,11 @@ def test_replace_map_keeps_the_window_and_checks_the_model(mapdb, tmp_path):
     encoder = ColourEncoder()
     recognizer = SceneRecognizer(encoder, mapdb, RecognizerCfg(window_size=3))
     recognizer.add_frame(_frame((250, 0, 0), 0.0))
-    other = MapDatabase.create(tmp_path / "o.sqlite", "another-model", encoder.dim)
+    other = SQLiteMapDatabase.create(tmp_path / "o.sqlite", "another-model", encoder.dim)
     with pytest.raises(CrossoverError, match="rebuild"):
         recognizer.replace_map(other)
     other.close()
-    fresh = MapDatabase.create(tmp_path / "f.sqlite", encoder.fingerprint, encoder.dim)
+    fresh = SQLiteMapDatabase.create(tmp_path / "f.sqlite", encoder.fingerprint, encoder.dim)
     fresh.add_scene(
         SceneRecord("pink", "b", "pink"),
         {"rgb": encoder.frame_features([_frame((250, 10, 10), 0).color])},

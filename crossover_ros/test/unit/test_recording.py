@@ -6,14 +6,13 @@ from fake_encoders import ColourEncoder
 
 from crossover_ros.errors import CrossoverError
 from crossover_ros.frames import CameraIntrinsics, RGBDFrame
-from crossover_ros.mapdb import MapDatabase
+from crossover_ros.mapdb import SQLiteMapDatabase
+from crossover_ros.model.crossover_encoder import RegionMergeCfg, merge_region_objects
 from crossover_ros.pipeline.recording import (
     KeyframeImages,
     RecordingCfg,
-    RegionMergeCfg,
     SceneRecording,
     cell_points,
-    merge_region_objects,
 )
 
 
@@ -52,7 +51,7 @@ def test_save_embeds_the_keyframes_and_stores_the_fused_cloud(tmp_path):
     xyz, rgb = recording.cloud()
     assert len(xyz) > 0 and rgb.dtype == np.uint8
     assert xyz[:, 0].max() - xyz[:, 0].min() > 2.0, "every keyframe's depth is in the cloud"
-    with MapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim) as db:
+    with SQLiteMapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim) as db:
         record = recording.save(db, encoder, "lab", "b1", "r7")
         assert record.frame == "odom" and record.scan_time == 1000.0
         assert [s.scene_id for s in db.scenes()] == ["lab"]
@@ -69,7 +68,7 @@ def test_a_failed_save_keeps_the_recording(tmp_path):
     encoder = ColourEncoder()
     recording = SceneRecording(RecordingCfg(max_keyframes=4))
     recording.add(_frame(1.0), None)
-    db = MapDatabase.create(tmp_path / "m.sqlite", "another-model", 3)
+    db = SQLiteMapDatabase.create(tmp_path / "m.sqlite", "another-model", 3)
     with db, pytest.raises(CrossoverError, match="another-model"):
         recording.save(db, encoder, "lab", "b", "r")
     assert len(recording) == 1 and recording.cloud() is None
@@ -153,7 +152,7 @@ def test_save_stores_the_objects_the_encoder_places_in_the_recording(tmp_path):
         recording.add(_frame(2.0 + i), pose)
     points = recording.cell_points()
     assert points[0] is None and all(p.shape == (4, 3) for p in points[1:])
-    with MapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, 3, 3) as db:
+    with SQLiteMapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, 3, 3) as db:
         recording.save(db, encoder, "lab", "b", "r", frame_to_building=np.eye(4))
         assert db.scene("lab").frame_to_building == tuple(np.eye(4).reshape(-1))
         (instance,) = db.instances("lab")
@@ -174,7 +173,7 @@ def test_a_bag_without_camera_topics_records_nothing_and_says_why(tmp_path):
         message = store.types["std_msgs/msg/String"](data="hello")
         writer.write(connection, 1, store.serialize_cdr(message, "std_msgs/msg/String"))
     encoder = ColourEncoder()
-    with MapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim) as db:
+    with SQLiteMapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim) as db:
         with pytest.raises(DataError, match="camera_info"):
             record_bag(tmp_path / "bag", db, encoder, scene_id="lab", progress=False)
         with pytest.raises(BagError, match=r"ground_truth\.json.*name its scene_id"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from test_pose import OBJECTS, _pose, _room, _transform
 
-from crossover_ros.mapdb import MapDatabase, SceneRecord
+from crossover_ros.mapdb import SceneRecord, SQLiteMapDatabase
 from crossover_ros.pipeline.relocalize import Relocalizer, RelocalizerCfg
 from crossover_ros.pose import NoPose, PoseEstimate
 
@@ -18,11 +18,11 @@ class ObjectEncoder:
     """Embeds an object as the one-hot vector of the stored object it truly is (the test knows
     the transform), or as noise for anything else: a perfect instance encoder."""
 
-    def embed_objects(self, objects):
+    def embed_objects(self, points, centroids):
         scene_from_odom = np.linalg.inv(TRUTH)
-        out = np.full((len(objects), DIM), 0.01, np.float32)
-        for row, obj in enumerate(objects):
-            centre = _transform(obj.centroid[None], scene_from_odom)[0]
+        out = np.full((len(centroids), DIM), 0.01, np.float32)
+        for row, centroid in enumerate(centroids):
+            centre = _transform(centroid[None], scene_from_odom)[0]
             for col, (low, high, _) in enumerate(OBJECTS):
                 if np.all(centre >= np.array(low) - 0.1) and np.all(centre <= np.array(high) + 0.1):
                     out[row, col] = 1.0
@@ -39,7 +39,7 @@ def mapdb(tmp_path):
          "embeddings": {"point_cloud": np.eye(DIM)[i]}}
         for i, (lo, hi, _) in enumerate(OBJECTS)
     ]  # fmt: skip
-    db = MapDatabase.create(tmp_path / "map.sqlite", "stub", DIM)
+    db = SQLiteMapDatabase.create(tmp_path / "map.sqlite", "stub", DIM)
     db.add_scene(
         SceneRecord("room_a", "b", "a"),
         {"point_cloud": np.eye(DIM)[:1]},
@@ -150,7 +150,7 @@ HALL_OBJECTS = [
 def _building_map(path, scenes):
     """A map of ``{name: (building, objects, pose in the building, embedding)}`` (one room each)
     and the scenes' ``(objects, pose in the building)``."""
-    db = MapDatabase.create(path, "stub", DIM)
+    db = SQLiteMapDatabase.create(path, "stub", DIM)
     for index, (name, (building, objects, in_building, vector)) in enumerate(scenes.items()):
         xyz, rgb = _room(np.random.default_rng(index), objects=objects)
         record = SceneRecord(name, building, name, frame_to_building=tuple(in_building.ravel()))

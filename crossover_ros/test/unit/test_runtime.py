@@ -21,26 +21,22 @@ import torch
 
 from crossover_ros.errors import RuntimeBackendError
 from crossover_ros.model.crossover import CrossOverModel
+from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+from crossover_ros.model.graphs import GRAPH_NAMES, TEXT, tokenize
+from crossover_ros.model.registry import load_graphs
 from crossover_ros.runtime import backends as backends_module
 from crossover_ros.runtime import export as export_module
-from crossover_ros.runtime.adapters import BackendImageEncoder
 from crossover_ros.runtime.backends import (
     OnnxRuntimeBackend,
     RuntimeCfg,
     TorchBackend,
+    WithFallback,
     create_backend,
     create_backends,
 )
 from crossover_ros.runtime.engine_cache import EngineCache
 from crossover_ros.runtime.export import OnnxCache, cosine_rows, parity, read_metadata
-from crossover_ros.runtime.graphs import (
-    GRAPH_NAMES,
-    TEXT,
-    GraphSpec,
-    TensorSpec,
-    load_graphs,
-    tokenize,
-)
+from crossover_ros.runtime.graph import GraphSpec, TensorSpec
 from crossover_ros.runtime.tensorrt_engine import TensorRTBuilder, TensorRTRunner
 
 PARITY = 0.9999
@@ -67,8 +63,6 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def image_encoder():
-    from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
-
     return ImageDescriptorEncoder()
 
 
@@ -403,10 +397,10 @@ def images() -> list[np.ndarray]:
 
 @pytest.mark.parametrize("model", ["global_descriptor", "crossover"])
 def test_encoders_agree_across_torch_and_onnxruntime(model, images, onnx_files, cache_dir):
-    from crossover_ros.pipeline.encoders import load_encoder
+    from crossover_ros.model.registry import create_encoder
 
-    torch_encoder = load_encoder(model, cache_dir=cache_dir)
-    ort_encoder = load_encoder(model, backend="onnxruntime", cache_dir=cache_dir)
+    torch_encoder = create_encoder(model, cache_dir=cache_dir)
+    ort_encoder = create_encoder(model, backend="onnxruntime", cache_dir=cache_dir)
     assert (torch_encoder.backend, ort_encoder.backend) == ("torch", "onnxruntime")
     assert torch_encoder.fingerprint == ort_encoder.fingerprint
     reference = torch_encoder.frame_features(images)
@@ -423,15 +417,14 @@ def test_encoders_agree_across_torch_and_onnxruntime(model, images, onnx_files, 
         assert cosine_rows(a, b).min() >= PARITY
 
 
-def test_torch_backend_gives_what_the_model_gives(graphs, images, image_encoder):
+def test_torch_backend_gives_what_the_model_gives(images, image_encoder):
     """The torch path of the encoders is the model's own function, not an approximation."""
-    direct = image_encoder
-    wrapped = BackendImageEncoder(direct, graphs["image"], TorchBackend(graphs["image"]))
-    np.testing.assert_allclose(wrapped.encode(images), direct.encode(images), atol=1e-6)
-    np.testing.assert_allclose(
-        wrapped.pooled_features(images), direct.pooled_features(images), atol=1e-5
-    )
-    assert wrapped.encode([]).shape == (0, direct.dim)
+    with torch.inference_mode():
+        descriptor, pooled = image_encoder.model.forward_outputs(image_encoder.preprocess(images))
+    assert image_encoder.backend.name == "torch"
+    np.testing.assert_allclose(image_encoder.encode(images), descriptor.numpy(), atol=1e-6)
+    np.testing.assert_allclose(image_encoder.pooled_features(images), pooled.numpy(), atol=1e-5)
+    assert image_encoder.encode([]).shape == (0, image_encoder.dim)
 
 
 def test_inputs_a_backend_cannot_take_run_in_pytorch(graphs, images, image_encoder):
@@ -446,10 +439,11 @@ def test_inputs_a_backend_cannot_take_run_in_pytorch(graphs, images, image_encod
         def supports(self, shapes):
             return False
 
-    direct = image_encoder
+    reference = image_encoder.encode(images)
+    encoder = ImageDescriptorEncoder()
     backend = FixedShapeBackend()
-    wrapped = BackendImageEncoder(direct, graphs["image"], backend)
-    np.testing.assert_allclose(wrapped.encode(images), direct.encode(images), atol=1e-6)
+    encoder.run_in(WithFallback(graphs["image"], backend))
+    np.testing.assert_allclose(encoder.encode(images), reference, atol=1e-6)
     assert backend.runs == 0
 
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from crossover_ros.data.rscan import find_rscan_scans
-from crossover_ros.data.scannet import find_scannet_scenes, read_ply_vertices
+from crossover_ros.datasets.rscan import find_rscan_scans
+from crossover_ros.datasets.scannet import find_scannet_scenes, read_ply_vertices
 from crossover_ros.errors import DataError
-from crossover_ros.mapdb import MapDatabase
+from crossover_ros.mapdb import SQLiteMapDatabase
 from crossover_ros.mapdb.build import build_map
 
 
@@ -112,7 +112,7 @@ def test_scannet_layout_reads_and_builds_a_map(tmp_path):
         assert [s.scene_id for s in db.scenes()] == ["scene0000_00", "scene0001_00"]
         assert db.point_cloud("scene0000_00")[0].shape[1] == 3
         assert len(db.instances("scene0001_00")) == 2
-    with MapDatabase.open(tmp_path / "m.sqlite", "mean-colour") as db:
+    with SQLiteMapDatabase.open(tmp_path / "m.sqlite", "mean-colour") as db:
         assert db.scene("scene0000_00").building_id == "scannet"
 
 

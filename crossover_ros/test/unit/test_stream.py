@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from fake_encoders import ColourEncoder
 
-from crossover_ros.mapdb import MapDatabase, SceneRecord
+from crossover_ros.mapdb import SceneRecord, SQLiteMapDatabase
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
 from crossover_ros.pipeline.stream import (
@@ -95,7 +95,7 @@ class FakeFusion:
 @pytest.fixture
 def mapdb(tmp_path):
     encoder = ColourEncoder()
-    db = MapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim)
+    db = SQLiteMapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim)
     for name, colour in COLOURS.items():
         colour_image = np.full((H, W, 3), colour, np.uint8)
         db.add_scene(SceneRecord(name, "b", name), {"rgb": encoder.frame_features([colour_image])})
@@ -223,7 +223,9 @@ def test_a_bag_loop_resets_window_filter_and_cloud_and_is_counted(mapdb):
 
 def test_an_empty_map_gives_keyframes_but_no_answer(tmp_path):
     encoder = ColourEncoder()
-    with MapDatabase.create(tmp_path / "empty.sqlite", encoder.fingerprint, encoder.dim) as db:
+    with SQLiteMapDatabase.create(
+        tmp_path / "empty.sqlite", encoder.fingerprint, encoder.dim
+    ) as db:
         stream = make_stream(db)
         assert feed(stream, 1.0) is None
         keyframe = stream.process(colour_msg(2.0), depth_msg(2.0))

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from crossover_ros.data.scan import load_building
+from crossover_ros.datasets.scan import load_building
 from crossover_ros.errors import MapDatabaseError
 from crossover_ros.pipeline.fusion import FusionCfg
 from crossover_ros.pipeline.keyframes import KeyframeCfg
@@ -19,7 +19,7 @@ TWINS = ["test_room000_00", "test_room001_00"]  # same template
 def gd_map(small_building, tmp_path_factory):
     from crossover_ros.mapdb import open_map
     from crossover_ros.mapdb.build import build_map
-    from crossover_ros.pipeline.encoders import GlobalDescriptorEncoder
+    from crossover_ros.model.global_descriptor import GlobalDescriptorEncoder
 
     path = tmp_path_factory.mktemp("verify") / "map.sqlite"
     encoder = GlobalDescriptorEncoder()

@@ -17,7 +17,7 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-from crossover_ros.data.bag import bag_topics, iter_raw_messages
+from crossover_ros.bags.reader import bag_topics, iter_raw_messages
 from crossover_ros.errors import BagError
 from crossover_ros.ros.params import ParamSpec, declare
 

@@ -33,7 +33,7 @@ from std_srvs.srv import Trigger
 from crossover_ros.errors import CrossoverError, MapDatabaseError
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.open import open_or_create_map
-from crossover_ros.pipeline.encoders import load_encoder
+from crossover_ros.model.registry import create_encoder
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recording import RecordingCfg, SceneRecording, recording_fusion
 from crossover_ros.pipeline.stats import WarnThrottle
@@ -189,7 +189,7 @@ class MapRecorderNode(Node):
         self._encoder = None
 
     def _load_encoder(self):
-        return load_encoder(
+        return create_encoder(
             self.params["model"], None, self.params["num_threads"], backend=self.params["backend"]
         )
 

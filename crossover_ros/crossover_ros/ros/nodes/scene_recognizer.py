@@ -41,7 +41,7 @@ from crossover_msgs.msg import InstanceCorrespondences, SceneMatch
 from crossover_ros.errors import CrossoverError
 from crossover_ros.mapdb import open_map
 from crossover_ros.mapdb.base import MapBase
-from crossover_ros.pipeline.encoders import load_encoder
+from crossover_ros.model.registry import create_encoder
 from crossover_ros.pipeline.hysteresis import HysteresisCfg
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneMatchResult, SceneRecognizer
@@ -77,9 +77,10 @@ PARAMETERS = [
     ),
     ParamSpec(
         "map_modality",
-        "point_cloud",
+        "",
         "Stored modality the frames are ranked against (CrossOver): point_cloud, rgb,"
-        " floorplan, referral or scene.",
+        " floorplan, referral or scene; '' the model's own (point_cloud; rgb for the global"
+        " descriptor).",
     ),
     ParamSpec(
         "backend",
@@ -436,7 +437,7 @@ class SceneRecognizerNode(Node):
         backend = self.params["backend"]
         if backend not in BACKENDS:
             raise CrossoverError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
-        return load_encoder(
+        return create_encoder(
             self.params["model"],
             self.params["map_modality"],
             self.params["num_threads"],

@@ -15,12 +15,12 @@ import numpy as np
 import trimesh
 from trimesh.ray.ray_pyembree import RayMeshIntersector
 
-from crossover_ros.data.materials import albedo
 from crossover_ros.errors import DataError
 from crossover_ros.frames import CameraIntrinsics, RGBDFrame
+from crossover_ros.synthetic.materials import albedo
 
 if TYPE_CHECKING:
-    from crossover_ros.data.scan import Scan
+    from crossover_ros.datasets.scan import Scan
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import trimesh
 
-from crossover_ros.data.materials import Material, fabric, solid, speckle, stripes, wood
+from crossover_ros.synthetic.materials import Material, fabric, solid, speckle, stripes, wood
 
 
 @dataclass

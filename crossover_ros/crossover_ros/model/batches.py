@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from crossover_ros.model import modalities as mod
-from crossover_ros.train.features import ScanFeatures
+from crossover_ros.model.features import ScanFeatures
 
 # cache field -> (modality, its mask field)
 OBJECT_FIELDS = {

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from crossover_ros.data.scan import read_json
+from crossover_ros.datasets.scan import read_json
 from crossover_ros.errors import DataError
 
 SCENE_NAME = re.compile(r"^scene(\d{4})_(\d{2})$")

@@ -1,6 +1,6 @@
 """Reading generated buildings and scans (a ScanNet/3RScan-like layout on disk).
 
-Layout written by :func:`crossover_ros.data.building.generate_building`::
+Layout written by :func:`crossover_ros.synthetic.building.generate_building`::
 
     <out>/building.json        {"building_id", "seed", "split", "config", "rooms": [{"room_id",
                                 "room_type", "template_id" (shared by look-alike rooms, else null),
@@ -199,6 +199,11 @@ class Scan:
     def frames(self) -> Iterator[RGBDFrame]:
         for index in range(self.num_frames):
             yield self.frame(index)
+
+    def color_images(self) -> Iterator[np.ndarray]:
+        """Every frame's colour image: what a frame-matching map stores (every reader has it)."""
+        for frame in self.frames():
+            yield frame.color
 
     def point_cloud(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(xyz float32 (N, 3), rgb uint8 (N, 3), instance uint16 (N,)) in the room frame."""

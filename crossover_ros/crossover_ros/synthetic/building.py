@@ -29,7 +29,9 @@ import trimesh
 from PIL import Image
 from tqdm import tqdm
 
-from crossover_ros.data.layout import (
+from crossover_ros.datasets.scan import scan_id_for
+from crossover_ros.frames import CameraIntrinsics
+from crossover_ros.synthetic.layout import (
     WALL_THICKNESS,
     RoomLayout,
     assemble,
@@ -37,11 +39,9 @@ from crossover_ros.data.layout import (
     make_rescan,
     make_room,
 )
-from crossover_ros.data.referrals import ReferralObject, make_referrals
-from crossover_ros.data.render import Lighting, Renderer, SceneGeometry
-from crossover_ros.data.scan import scan_id_for
-from crossover_ros.data.trajectory import room_walk
-from crossover_ros.frames import CameraIntrinsics
+from crossover_ros.synthetic.referrals import ReferralObject, make_referrals
+from crossover_ros.synthetic.render import Lighting, Renderer, SceneGeometry
+from crossover_ros.synthetic.trajectory import room_walk
 
 SPLITS = {"train": 0, "heldout": 1}
 UNIQUE_ROOM_TYPES = ["bedroom", "living_room", "meeting_room", "kitchen", "office", "hotel_room"]

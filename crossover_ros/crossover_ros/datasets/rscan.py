@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from crossover_ros.data.scan import read_json
-from crossover_ros.data.scannet import boxes_from_points, read_ply_vertices
+from crossover_ros.datasets.scan import read_json
+from crossover_ros.datasets.scannet import boxes_from_points, read_ply_vertices
 from crossover_ros.errors import DataError
 
 

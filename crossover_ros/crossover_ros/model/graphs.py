@@ -22,9 +22,6 @@ What is not a graph, and why:
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -33,17 +30,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
 from crossover_ros.model import modalities as mod
-from crossover_ros.runtime.names import (
-    FRAME_REGIONS,
-    FRAMES,
-    GRAPH_NAMES,
-    IMAGE,
-    INSTANCE,
-    REGIONS,
-    SCENE_POINTS,
-    TEXT,
-    TEXT_SET,
-)
+from crossover_ros.runtime.graph import Graph, GraphSpec, TensorSpec
 
 if TYPE_CHECKING:
     from crossover_ros.model.crossover import CrossOverModel
@@ -51,104 +38,24 @@ if TYPE_CHECKING:
     from crossover_ros.model.instance_encoder import InstanceEncoder
     from crossover_ros.model.text_backbone import TextBackbone
 
-# Bump when a wrapper or a convention changes: cached ONNX files and engines then rebuild.
-EXPORT_VERSION = 1
-
-_DTYPES = {"float32": torch.float32, "int32": torch.int32}
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One graph input: a str in ``shape`` names a dynamic axis; ``fill`` says how to make
-    example data ("uniform" [0, 1), "mask" 1 = present, "ids" token ids)."""
-
-    name: str
-    shape: tuple[int | str, ...]
-    dtype: str = "float32"
-    fill: str = "uniform"
-
-
-@dataclass(frozen=True)
-class GraphSpec:
-    """Inputs, outputs and the sizes of the dynamic axes: (min, opt, max) per axis name.
-
-    The ranges are the TensorRT optimisation profile; ``opt`` is the size the node runs (batch 1
-    image per keyframe, a window of 6 frames, 1024 scene points), and examples default to it.
-    Every output's axis 0 is the batch axis.
-    """
-
-    name: str
-    inputs: tuple[TensorSpec, ...]
-    outputs: tuple[str, ...]
-    dims: dict[str, tuple[int, int, int]] = field(default_factory=dict)
-
-    def shapes(self, **sizes: int) -> dict[str, tuple[int, ...]]:
-        """Concrete input shapes: dynamic axes from ``sizes``, else their ``opt`` size."""
-        unknown = set(sizes) - set(self.dims)
-        if unknown:
-            raise ValueError(f"{self.name} has no dynamic axis {sorted(unknown)}")
-        return {
-            t.name: tuple(
-                int(sizes.get(d, self.dims[d][1])) if isinstance(d, str) else d for d in t.shape
-            )
-            for t in self.inputs
-        }
-
-    def profile(self) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
-        """(min, opt, max) shape per input: a TensorRT optimisation profile."""
-        low, opt, high = (self.shapes(**{d: r[i] for d, r in self.dims.items()}) for i in range(3))
-        return {name: (low[name], opt[name], high[name]) for name in low}
-
-    def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        """``torch.onnx.export``'s dynamic_axes: named input axes, the outputs' batch axis."""
-        axes = {
-            t.name: {i: d for i, d in enumerate(t.shape) if isinstance(d, str)} for t in self.inputs
-        }
-        return {**axes, **{name: {0: "batch"} for name in self.outputs}}
-
-    def example(self, rng: np.random.Generator, **sizes: int) -> dict[str, np.ndarray]:
-        """Random inputs of the given sizes; masks leave the last entry of row 0 out."""
-        out = {}
-        for spec, (name, shape) in zip(self.inputs, self.shapes(**sizes).items(), strict=True):
-            if spec.fill == "mask":
-                array = np.ones(shape, dtype=spec.dtype)
-                if shape[-1] > 1:
-                    array[0, -1] = 0
-            elif spec.fill == "ids":
-                array = rng.integers(1000, 20000, shape).astype(spec.dtype)
-            else:
-                array = rng.random(shape, dtype=np.float32).astype(spec.dtype)
-            out[name] = array
-        return out
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-
-@dataclass
-class Graph:
-    """A spec, the PyTorch module that computes it, and the fingerprint of the weights it uses."""
-
-    spec: GraphSpec
-    module: nn.Module
-    source_fingerprint: str
-
-    @property
-    def fingerprint(self) -> str:
-        """Names the exported file: weights, inputs/outputs and export version (not the ranges,
-        which only matter to a TensorRT engine and are part of the engine's own key)."""
-        inputs = [asdict(t) for t in self.spec.inputs]
-        blob = json.dumps(
-            [self.source_fingerprint, EXPORT_VERSION, self.spec.name, inputs, self.spec.outputs]
-        )
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-    def torch_inputs(self, inputs: dict[str, np.ndarray], device: str = "cpu") -> list:
-        """Positional torch tensors in spec order, cast to the spec's dtypes."""
-        return [
-            torch.from_numpy(np.ascontiguousarray(inputs[t.name])).to(device, _DTYPES[t.dtype])
-            for t in self.spec.inputs
-        ]
+IMAGE = "image"  # EfficientNet-Lite0: GeM descriptor and [GeM | mean] per frame
+FRAME_REGIONS = "frame_regions"  # the same at the frame size, plus per-cell region features
+REGIONS = "regions"  # the region encoder: region features -> object embedding, objectness
+FRAMES = "frames"  # the 2D frame-set encoder (also floorplans: a set of one)
+SCENE_POINTS = "scene_points"  # the 3D scene point encoder
+TEXT = "text"  # MiniLM from token ids
+TEXT_SET = "text_set"  # the 1D referral-set encoder
+INSTANCE = {m: f"instance_{m}" for m in mod.INSTANCE_MODALITIES}  # stage-1 projections
+GRAPH_NAMES = (
+    IMAGE,
+    FRAME_REGIONS,
+    FRAMES,
+    SCENE_POINTS,
+    *INSTANCE.values(),
+    REGIONS,
+    TEXT,
+    TEXT_SET,
+)
 
 
 # -- wrappers -------------------------------------------------------------------------------------
@@ -353,58 +260,3 @@ def tokenize(backbone: TextBackbone, sentences: list[str]) -> dict[str, np.ndarr
         "input_ids": batch["input_ids"].astype(np.int32),
         "attention_mask": batch["attention_mask"].astype(np.int32),
     }
-
-
-def load_graphs(
-    names: tuple[str, ...] = GRAPH_NAMES,
-    checkpoint: str | None = None,
-    image: ImageDescriptorEncoder | None = None,
-    model: CrossOverModel | None = None,
-) -> dict[str, Graph]:
-    """The named graphs, loading only the models they need (``checkpoint``: CrossOver path).
-
-    The image graph is the backbone the checkpoint was trained on when a checkpoint is given
-    (DINOv2 weights: ``$CROSSOVER_IMAGE_WEIGHTS`` or the path stored at training), else
-    EfficientNet-Lite0 (the shipped model's).
-    """
-    unknown = set(names) - set(GRAPH_NAMES)
-    if unknown:
-        from crossover_ros.errors import ModelError
-
-        raise ModelError(f"unknown encoders {sorted(unknown)}; choose from {GRAPH_NAMES}")
-    graphs: dict[str, Graph] = {}
-    metadata: dict[str, str] = {}
-    needs_model = set(names) & (set(GRAPH_NAMES) - {IMAGE, TEXT})  # frame regions: its grid
-    if model is None and (needs_model or (IMAGE in names and image is None and checkpoint)):
-        from pathlib import Path
-
-        from crossover_ros.model.crossover import CrossOverModel
-        from crossover_ros.pipeline.encoders import default_model_path
-
-        path = Path(checkpoint) if checkpoint else default_model_path()
-        model, metadata = CrossOverModel.load(path)
-    if IMAGE in names or FRAME_REGIONS in names:
-        if image is None:
-            from crossover_ros.model.image_backbone import image_encoder_for_model
-
-            if model is not None:
-                where = str(checkpoint or "the shipped model")
-                image = image_encoder_for_model(model.cfg, metadata, where=where)
-            else:
-                from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
-
-                image = ImageDescriptorEncoder()
-        graphs[IMAGE] = image_graph(image)
-    if needs_model:
-        graphs.update({k: v for k, v in crossover_graphs(model).items() if k in names})
-    if (FRAME_REGIONS in names or REGIONS in names) and model.regions is None:
-        from crossover_ros.errors import ModelError
-
-        raise ModelError("this checkpoint has no region encoder: no region graphs")
-    if FRAME_REGIONS in names:
-        graphs[FRAME_REGIONS] = frame_regions_graph(image, model.regions.cfg.grid)
-    if TEXT in names:
-        from crossover_ros.model.text_backbone import TextBackbone
-
-        graphs[TEXT] = text_graph(TextBackbone())
-    return {name: graphs[name] for name in names}

@@ -101,7 +101,7 @@ def _check_header(path: Path) -> None:
         )
 
 
-class MapDatabase(MapBase):
+class SQLiteMapDatabase(MapBase):
     """The embedded backend; open with :meth:`create` or :meth:`open`, use as a context manager."""
 
     def __init__(
@@ -128,7 +128,7 @@ class MapDatabase(MapBase):
         embedding_dim: int,
         instance_dim: int | None = None,
         search: SearchCfg | None = None,
-    ) -> MapDatabase:
+    ) -> SQLiteMapDatabase:
         """A new, empty database; refuses to overwrite an existing file. ``instance_dim`` is
         the width of instance vectors (default: ``embedding_dim``, that of scene vectors)."""
         path = Path(path)
@@ -162,7 +162,7 @@ class MapDatabase(MapBase):
         model_fingerprint: str | None = None,
         search: SearchCfg | None = None,
         verify: bool = False,
-    ) -> MapDatabase:
+    ) -> SQLiteMapDatabase:
         """Open an existing database, checking its schema and (if given) the model fingerprint.
 
         ``verify`` also runs SQLite's page-level ``quick_check`` (seconds on a large map).
