@@ -27,3 +27,7 @@ class ModelError(CrossoverError):
 
 class RuntimeBackendError(CrossoverError):
     """An inference backend (ONNX Runtime, TensorRT) is missing, or cannot export, build or run."""
+
+
+class ConfigError(CrossoverError):
+    """A setting or parameter file names an unknown setting or a value outside its range."""

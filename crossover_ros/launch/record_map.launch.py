@@ -1,7 +1,7 @@
 """Record rooms into a map: `ros2 launch crossover_ros record_map.launch.py map:=... scene_id:=...`.
 
 Call `ros2 service call /map_recorder/save_scene std_srvs/srv/Trigger` at the end of each room
-(set scene_id/room_id for the next one with `ros2 param set`); stopping the node saves too.
+(set scene.id/scene.room_id for the next one with `ros2 param set`); stopping the node saves too.
 """
 
 from pathlib import Path
@@ -18,6 +18,11 @@ def generate_launch_description() -> LaunchDescription:
     return LaunchDescription(
         [
             DeclareLaunchArgument("map", description="map database file (created if missing)"),
+            DeclareLaunchArgument(
+                "namespace",
+                default_value="",
+                description="namespace of the node and its topics (one per robot)",
+            ),
             DeclareLaunchArgument("scene_id", default_value="", description="first scene's id"),
             DeclareLaunchArgument("building_id", default_value="building", description="building"),
             DeclareLaunchArgument(
@@ -29,14 +34,14 @@ def generate_launch_description() -> LaunchDescription:
                 package="crossover_ros",
                 executable="map_recorder",
                 name="map_recorder",
-                namespace="",
+                namespace=LaunchConfiguration("namespace"),
                 output="screen",
                 parameters=[
                     LaunchConfiguration("params_file"),
                     {
-                        "map_path": LaunchConfiguration("map"),
-                        "scene_id": LaunchConfiguration("scene_id"),
-                        "building_id": LaunchConfiguration("building_id"),
+                        "map.path": LaunchConfiguration("map"),
+                        "scene.id": LaunchConfiguration("scene_id"),
+                        "scene.building_id": LaunchConfiguration("building_id"),
                     },
                 ],
             ),

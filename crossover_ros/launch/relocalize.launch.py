@@ -15,6 +15,11 @@ def generate_launch_description() -> LaunchDescription:
         [
             DeclareLaunchArgument("map", description="map database file"),
             DeclareLaunchArgument(
+                "namespace",
+                default_value="",
+                description="namespace of the node and its topics (one per robot)",
+            ),
+            DeclareLaunchArgument(
                 "params_file",
                 default_value=str(config / "scene_recognizer.yaml"),
                 description="scene_recognizer parameters",
@@ -23,11 +28,11 @@ def generate_launch_description() -> LaunchDescription:
                 package="crossover_ros",
                 executable="scene_recognizer",
                 name="scene_recognizer",
-                namespace="",
+                namespace=LaunchConfiguration("namespace"),
                 output="screen",
                 parameters=[
                     LaunchConfiguration("params_file"),
-                    {"map_path": LaunchConfiguration("map")},
+                    {"map.path": LaunchConfiguration("map")},
                 ],
             ),
         ]

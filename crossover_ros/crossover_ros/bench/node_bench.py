@@ -38,7 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--scenes", type=int, default=20, help="scenes in the end-to-end map")
     bench.add_argument("--num-threads", type=int, default=2, help="encoder CPU threads")
     bench.add_argument(
-        "--fusion-stride", type=int, default=4, help="fusion_pixel_stride (the node's default)"
+        "--fusion-stride",
+        type=int,
+        default=0,
+        help="fusion.pixel_stride (0: the node's default, about 160 columns fused)",
     )
     bench.set_defaults(command=bench_node_command)
 
@@ -93,7 +96,7 @@ def _ms(samples: list[float]) -> tuple[float, float]:
 
 
 # -- part 1 -------------------------------------------------------------------------------------
-def measure_overhead(frames, messages, fusion_stride: int = 4) -> dict[str, list[float]]:
+def measure_overhead(frames, messages, fusion_stride: int = 0) -> dict[str, list[float]]:
     """Per-keyframe seconds of each step the node runs, without the encoder."""
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
@@ -153,7 +156,10 @@ def measure_end_to_end(args, frames, messages) -> tuple[list[float], list[float]
     from sensor_msgs.msg import CameraInfo, Image
 
     from crossover_msgs.msg import SceneMatch
+    from crossover_ros.config import build
+    from crossover_ros.pipeline.config import PipelineCfg
     from crossover_ros.ros.nodes.scene_recognizer import SceneRecognizerNode
+    from crossover_ros.ros.params import parameters_of
 
     with tempfile.TemporaryDirectory() as tmp:
         map_path = Path(tmp) / "bench.sqlite"
@@ -161,20 +167,20 @@ def measure_end_to_end(args, frames, messages) -> tuple[list[float], list[float]
         context = rclpy.context.Context()
         rclpy.init(context=context)
         try:
-            params = {
-                "map_path": str(map_path),
-                "model": args.model,
-                "backend": args.backend,
-                "num_threads": args.num_threads,
-                "keyframe_max_interval_s": 0.01,
-                "publish_rate_hz": 0.0,
-                "fusion_pixel_stride": args.fusion_stride,
+            settings = {
+                "map.path": str(map_path),
+                "model.name": args.model,
+                "model.backend": args.backend,
+                "model.num_threads": args.num_threads,
+                "keyframes.max_interval_s": 0.01,
+                "fusion.pixel_stride": args.fusion_stride,
             }
+            params = parameters_of(build(PipelineCfg, settings))
             node = SceneRecognizerNode(
                 context=context,
-                parameter_overrides=[Parameter(k, value=v) for k, v in params.items()],
+                parameter_overrides=[*params, Parameter("publish.rate_hz", value=0.0)],
             )
-            if node.stream is None:
+            if node.pipeline is None:
                 raise RuntimeError("scene_recognizer did not configure (see its log)")
             source = rclpy.create_node("bench_camera", context=context)
             color_pub = source.create_publisher(Image, "/camera/color/image_raw", 10)
@@ -221,7 +227,7 @@ def measure_end_to_end(args, frames, messages) -> tuple[list[float], list[float]
                     raise RuntimeError(f"no SceneMatch for keyframe {index} within 30 s")
                 if index >= 2:  # the first ones warm the encoder
                     latencies.append(arrived[stamp] - sent)
-            recognition = node.stats.recognition.values()[2:]
+            recognition = node.pipeline.stats.recognition.values()[2:]
             executor.shutdown()
             spinner.join(timeout=10)
             node.destroy_node()

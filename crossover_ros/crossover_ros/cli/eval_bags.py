@@ -10,16 +10,47 @@ evaluates them all: the README's table.
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import os
 import shlex
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the CLI's --help must not import torch
-    from crossover_ros.eval.bag_eval import MapGeometry
+from tqdm import tqdm
+
+from crossover_ros.bags.reader import BagTopics
+from crossover_ros.config import build, load_yaml, parse_assignment
+from crossover_ros.errors import CrossoverError
+from crossover_ros.eval.bag_eval import (
+    TRAIN_INSTANCE_BASELINE,
+    BagEvalCfg,
+    MapGeometry,
+    compute_metrics,
+    evaluate_offline,
+    map_geometry_of,
+    unavailable,
+)
+from crossover_ros.eval.bag_report import format_report, report_json
+from crossover_ros.eval.plots import plot_all
+from crossover_ros.mapdb import SQLiteMapDatabase, open_map
+from crossover_ros.mapdb.build import embed_scan, list_scans
+from crossover_ros.mapdb.open import create_map
+from crossover_ros.model.instance_baseline import InstanceBaselineEncoder
+from crossover_ros.model.registry import (
+    checkpoint_is_instance_baseline,
+    create_encoder,
+    model_for_fingerprint,
+    model_label,
+)
+from crossover_ros.pipeline.config import PipelineCfg
+from crossover_ros.pipeline.recognizer import check_map
+from crossover_ros.pipeline.runner import create_model_encoder
+from crossover_ros.synthetic.building import BuildingConfig, generate_building
+from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
 DESCRIPTION = """\
 Replay rosbags (MCAP or sqlite3) through the scene recogniser and score what a robot gets:
@@ -78,26 +109,17 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     run.add_argument("--confident", type=float, default=0.5, help="confidence of a 'sure' answer")
     run.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], help="recall@K to report")
     run.add_argument(
-        "--verify-candidates",
-        type=int,
-        default=10,
-        help="offline: re-rank this many best candidates by the window's depth, as the node's"
-        " verify_candidates (0: rank by the scene vectors alone)",
+        "--params-file",
+        type=Path,
+        help="the scene_recognizer's parameter YAML to evaluate (default: the node's defaults,"
+        " as config/scene_recognizer.yaml holds them)",
     )
     run.add_argument(
-        "--object-candidates",
-        type=int,
-        default=20,
-        help="offline: re-score this many best candidates by the objects the region encoder"
-        " finds in the window's frames, as the node's object_candidates (models with a region"
-        " encoder; 0: off)",
-    )
-    run.add_argument(
-        "--verify-score-weight",
-        type=float,
-        default=0.03,
-        help="ranking score of a verified candidate: fitness + this x its score (by objects, else"
-        " by scene vector)",
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a pipeline setting by its parameter name, e.g. verification.top_k=0 (repeat)",
     )
     run.add_argument(
         "--same-process",
@@ -144,13 +166,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser.set_defaults(command=eval_command)
 
 
-def _cfg(args: argparse.Namespace):
-    from crossover_ros.bags.reader import BagTopics
-    from crossover_ros.errors import CrossoverError
-    from crossover_ros.eval.bag_eval import BagEvalCfg
-    from crossover_ros.pipeline.object_ranking import ObjectRankingCfg
-    from crossover_ros.pipeline.verification import VerificationCfg
-
+def _cfg(args: argparse.Namespace) -> BagEvalCfg:
     topics = BagTopics(
         color=args.color_topic,
         depth=args.depth_topic,
@@ -160,22 +176,23 @@ def _cfg(args: argparse.Namespace):
     )
     if any(k < 1 for k in args.ks):
         raise CrossoverError(f"--ks must be positive, got {args.ks}")
-    if args.verify_candidates < 0 or args.object_candidates < 0:
-        raise CrossoverError("--verify-candidates and --object-candidates must be >= 0")
+    pipeline = PipelineCfg()
+    if args.params_file is not None:
+        pipeline = load_yaml(args.params_file, "scene_recognizer", PipelineCfg)
+    try:
+        pipeline = build(PipelineCfg, dict(parse_assignment(item) for item in args.set), pipeline)
+    except ValueError as err:
+        raise CrossoverError(f"--set: {err}") from err
     return BagEvalCfg(
         topics=topics,
         ground_truth=args.ground_truth,
         ks=tuple(sorted(set(args.ks))),
         confident=args.confident,
-        verification=VerificationCfg(
-            top_k=args.verify_candidates, score_weight=args.verify_score_weight
-        ),
-        object_ranking=ObjectRankingCfg(top_k=args.object_candidates),
+        pipeline=pipeline,
     )
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from crossover_ros.errors import CrossoverError
 
     if args.benchmark:
         return benchmark_command(args)
@@ -193,7 +210,6 @@ def eval_command(args: argparse.Namespace) -> int:
 
 
 def _rows_for(model: str, encoder_modalities: list[str]) -> list[str | None]:
-    from crossover_ros.model.registry import checkpoint_is_instance_baseline
 
     if model == "global_descriptor":
         return ["rgb"]
@@ -210,7 +226,7 @@ class RowJob:
     model: str
     modality: str | None
     bags: tuple[Path, ...]
-    cfg: object  # BagEvalCfg
+    cfg: BagEvalCfg
     mode: str = "offline"
     in_process: bool = True
     rate: float = 1.0
@@ -223,31 +239,23 @@ def evaluate_row(job: RowJob) -> tuple[str, str, list, MapGeometry | None]:
 
     Runs in a fresh process by default, so the peak memory measured is this model's alone.
     """
-    from crossover_ros.eval.bag_eval import evaluate_offline, map_geometry_of
-    from crossover_ros.mapdb import open_map
-    from crossover_ros.model.registry import create_encoder, model_label
-
     live = job.mode == "live"
-    encoder = create_encoder(job.model, job.modality)
-    label, fingerprint = model_label(job.model, encoder), encoder.fingerprint
-    if live:
-        encoder = None  # the node loads its own
-        if label == "Instance Baseline":
-            reason = "offline only: the node ranks scene embeddings, not object means"
-            return label, reason, [], None
+    pipeline = job.cfg.pipeline_for(job.map_path, job.model, job.modality)
+    encoder = create_model_encoder(pipeline.model, pipeline.model.map_modality)
+    label = model_label(job.model, encoder)
+    if live and isinstance(encoder, InstanceBaselineEncoder):
+        return label, "offline only: the node ranks scene embeddings, not object means", [], None
     records = []
-    with open_map(job.map_path, fingerprint) as mapdb:
+    with open_map(job.map_path, encoder.fingerprint) as mapdb:
         for bag in job.bags:
             print(f"== {label} ({job.modality}) <- {bag} [{job.mode}]", flush=True)
-            if live:
+            if live:  # the ROS side needs rclpy, which an offline evaluation does not
                 from crossover_ros.ros.live_eval import evaluate_live
 
                 record = evaluate_live(
                     bag,
                     job.cfg,
-                    map_path=job.map_path,
-                    model=job.model,
-                    map_modality=job.modality,
+                    pipeline=pipeline,
                     in_process=job.in_process,
                     rate=job.rate,
                     label=label,
@@ -255,7 +263,9 @@ def evaluate_row(job: RowJob) -> tuple[str, str, list, MapGeometry | None]:
                     progress=job.progress,
                 )
             else:
-                record = evaluate_offline(bag, encoder, mapdb, job.cfg, label, job.progress)
+                record = evaluate_offline(
+                    bag, pipeline, job.cfg, label, job.progress, encoder=encoder, mapdb=mapdb
+                )
             records.append(record)
         geometry = map_geometry_of(mapdb)
     return label, "", records, geometry
@@ -264,8 +274,6 @@ def evaluate_row(job: RowJob) -> tuple[str, str, list, MapGeometry | None]:
 def _run_row(job: RowJob, isolate: bool):
     if not isolate:
         return evaluate_row(job)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("spawn")  # a clean process: no memory of other rows
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
@@ -279,9 +287,6 @@ def run_evaluation(
     command: str,
 ) -> list:
     """Evaluate every (map, model) x modality on every bag; write and print the report."""
-    from crossover_ros.eval.bag_eval import compute_metrics, unavailable
-    from crossover_ros.mapdb import open_map
-    from crossover_ros.model.registry import model_for_fingerprint
 
     cfg = _cfg(args)
     live = args.mode == "live"
@@ -317,7 +322,6 @@ def run_evaluation(
 
 
 def _write(args, rows, bags, cfg, maps, command: str) -> None:
-    from crossover_ros.eval.bag_report import format_report, report_json
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -330,8 +334,6 @@ def _write(args, rows, bags, cfg, maps, command: str) -> None:
     }
     plots = {}
     if not args.no_plots:
-        from crossover_ros.eval.plots import plot_all
-
         plots = plot_all(rows, out)
     report = format_report(rows, bags, cfg, meta, plots)
     (out / "report.md").write_text(report)
@@ -346,12 +348,6 @@ def _write(args, rows, bags, cfg, maps, command: str) -> None:
 
 def benchmark_command(args: argparse.Namespace) -> int:
     """Held-out buildings + bags (both formats) + a map per model, then the evaluation."""
-    import json
-
-    from crossover_ros.errors import CrossoverError
-    from crossover_ros.eval.bag_eval import TRAIN_INSTANCE_BASELINE, unavailable
-    from crossover_ros.synthetic.building import BuildingConfig, generate_building
-    from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
     root: Path = args.benchmark
     root.mkdir(parents=True, exist_ok=True)
@@ -441,14 +437,6 @@ def _ensure_multi_map(
 ) -> None:
     """One map of every building's reference scans, made by ``model``: an existing one is kept
     while the recogniser would take it (``check_map``: same model, widths, ranked modality)."""
-    from tqdm import tqdm
-
-    from crossover_ros.errors import CrossoverError
-    from crossover_ros.mapdb import SQLiteMapDatabase
-    from crossover_ros.mapdb.build import embed_scan, list_scans
-    from crossover_ros.mapdb.open import create_map
-    from crossover_ros.model.registry import create_encoder
-    from crossover_ros.pipeline.recognizer import check_map
 
     encoder = create_encoder(model)
     if out.is_file():

@@ -92,18 +92,22 @@ def build_command(args: argparse.Namespace) -> int:
 
 
 def record_command(args: argparse.Namespace) -> int:
-    from crossover_ros.mapdb import open_or_create_map
-    from crossover_ros.model.registry import create_encoder
-    from crossover_ros.pipeline.recording import record_bag
+    from crossover_ros.pipeline.config import MapCfg, ModelCfg, RecordingPipelineCfg
+    from crossover_ros.pipeline.mapping_bag import record_map_from_bag
+    from crossover_ros.pipeline.runner import open_recording
 
     if args.scene_id and len(args.bag) > 1:
         raise DataError("--scene-id names one scene: give one bag")
-    encoder = create_encoder(args.model, backend="auto")
-    with open_or_create_map(args.out, encoder) as db:
+    cfg = RecordingPipelineCfg(model=ModelCfg(name=args.model), map=MapCfg(path=str(args.out)))
+    pipeline = open_recording(cfg, lambda event: print(f"WARNING: {event.message}"))
+    try:
         for bag in args.bag:
-            saved = record_bag(bag, db, encoder, args.scene_id, args.building_id)
+            saved = record_map_from_bag(bag, pipeline, args.scene_id, args.building_id)
             print(f"{bag}: {len(saved)} scene(s) recorded: {', '.join(s.scene_id for s in saved)}")
+        db = pipeline.mapdb
         print(f"map {db.path}: {len(db.scenes())} scenes, modalities {db.modalities()}")
+    finally:
+        pipeline.close()
     return 0
 
 

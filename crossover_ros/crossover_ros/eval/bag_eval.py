@@ -3,8 +3,9 @@
 A query bag (rosbag2, MCAP or sqlite3, read with ``rosbags``) is replayed through the recogniser
 and what it answers is scored against the bag's ground truth:
 
-- offline (:func:`evaluate_offline`): the messages go straight into :class:`SensorStream`, the
-  node's own per-message logic, as fast as possible and deterministically;
+- offline (:func:`evaluate_offline`): the messages go straight into the node's own recognition
+  pipeline (``pipeline.runner``, built from the same configuration tree), in the reading thread,
+  as fast as possible and deterministically;
 - live (``crossover_ros/ros/live_eval.py``): the bag is published on ROS 2 topics to a running
   ``scene_recognizer`` (in this process or another) and its SceneMatch messages are scored,
   so the real node and the DDS path are measured.
@@ -25,7 +26,7 @@ import resource
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,14 +45,12 @@ from crossover_ros.errors import BagError, CrossoverError
 from crossover_ros.eval.visits import ObservedMatch, VisitResult, summarize_visits
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.model import modalities as mod
+from crossover_ros.model.registry import RecognitionEncoder
+from crossover_ros.pipeline.config import PipelineCfg
 from crossover_ros.pipeline.decode import odometry_to_pose
-from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
+from crossover_ros.pipeline.events import Event, MatchEvent, RelocalizationEvent
 from crossover_ros.pipeline.keyframes import rotation_angle_deg
-from crossover_ros.pipeline.object_ranking import ObjectRankingCfg, ObjectSetRanker
-from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
-from crossover_ros.pipeline.relocalize import Relocalization, Relocalizer, RelocalizerCfg
-from crossover_ros.pipeline.stream import SensorStream, StreamCfg, StreamKeyframe
-from crossover_ros.pipeline.verification import GeometricVerifier, VerificationCfg
+from crossover_ros.pipeline.runner import open_recognition
 
 COLOR, DEPTH, CAMERA_INFO, ODOMETRY, GROUND_TRUTH = (
     "color",
@@ -100,30 +99,33 @@ def pair_name(modality: str, map_modality: str) -> str:
 
 @dataclass(frozen=True)
 class BagEvalCfg:
-    """Topics, ground truth and thresholds of an evaluation (defaults: the project's bags)."""
+    """Topics, ground truth and thresholds of an evaluation, and the pipeline it runs: the node's
+    own configuration tree (its defaults are the node's)."""
 
     topics: BagTopics = field(default_factory=BagTopics)
     ground_truth: Path | None = None  # sidecar JSON; default: ground_truth.json inside the bag
     ks: tuple[int, ...] = (1, 5, 10)
     confident: float = 0.5  # a wrong answer at or above this confidence is a confident one
-    recognizer: RecognizerCfg = field(default_factory=RecognizerCfg)
-    stream: StreamCfg = field(default_factory=StreamCfg)
-    # the node's defaults for the project's 320x240 bags (None: recognition only)
-    fusion: FusionCfg | None = field(default_factory=FusionCfg)
-    relocalizer: RelocalizerCfg | None = field(
-        default_factory=lambda: RelocalizerCfg(min_confidence=0.5)
-    )
-    verification: VerificationCfg = field(default_factory=VerificationCfg)  # top_k 0: off
-    # models with a region encoder only; top_k 0: off
-    object_ranking: ObjectRankingCfg = field(default_factory=ObjectRankingCfg)
+    pipeline: PipelineCfg = field(default_factory=PipelineCfg)
     box_margin_m: float = 0.15  # a matched object counts as right this close to its true box
-    wrong_pose_m: float = 0.5  # issue 8: a pose this far off, or this many degrees, is wrong
+    wrong_pose_m: float = 0.5  # a pose this far off, or this many degrees, is wrong
     wrong_pose_deg: float = 10.0
 
     @property
     def top_k(self) -> int:
-        """Candidates the recogniser must rank: enough for the largest K reported."""
-        return max(max(self.ks), self.recognizer.top_k)
+        """Candidates the recogniser must publish: enough for the largest K reported."""
+        return max(max(self.ks), self.pipeline.recognizer.top_k)
+
+    def pipeline_for(self, map_path: str, model: str, map_modality: str | None) -> PipelineCfg:
+        """The pipeline of one row: this map and model, candidates enough for every K (the
+        confidences do not depend on how many are published)."""
+        cfg = self.pipeline
+        return replace(
+            cfg,
+            map=replace(cfg.map, path=str(map_path)),
+            model=replace(cfg.model, name=str(model), map_modality=map_modality or ""),
+            recognizer=replace(cfg.recognizer, top_k=self.top_k),
+        )
 
     def roles(self) -> dict[str, str]:
         t = self.topics
@@ -353,69 +355,6 @@ def _attach_visits(bag: Path, cfg: BagEvalCfg, contents: BagContents, truth: Gro
         truth.visits = kept
 
 
-# -- instrumented encoder and map: per-stage timings without touching the recogniser ------------
-
-
-class StageTimers:
-    """Durations per stage; the proxies below add to the keyframe being processed.
-
-    ``per_call``: every duration is a sample of its own (live, where the node's thread calls
-    the proxies and nobody marks where a keyframe ends).
-    """
-
-    def __init__(self, per_call: bool = False) -> None:
-        self.samples: dict[str, list[float]] = {name: [] for name in STAGES}
-        self.current: dict[str, float] = {}
-        self.per_call = per_call
-
-    def add(self, stage: str, seconds: float) -> None:
-        if self.per_call:
-            self.samples.setdefault(stage, []).append(seconds)
-        else:
-            self.current[stage] = self.current.get(stage, 0.0) + seconds
-
-    def flush(self) -> dict[str, float]:
-        """Move the current keyframe's durations to the samples; returns them."""
-        done, self.current = self.current, {}
-        for stage, seconds in done.items():
-            self.samples.setdefault(stage, []).append(seconds)
-        return done
-
-
-class Timed:
-    """Wraps an object (encoder, map, verifier); times the named methods into their stages."""
-
-    def __init__(self, target: Any, timers: StageTimers, stages: dict[str, str]) -> None:
-        self._target = target
-        self._timers = timers
-        self._stages = stages
-
-    def __getattr__(self, name: str) -> Any:
-        attribute = getattr(self._target, name)
-        stage = self._stages.get(name)
-        if stage is None:
-            return attribute
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return attribute(*args, **kwargs)
-            finally:
-                self._timers.add(stage, time.perf_counter() - started)
-
-        return timed
-
-
-ENCODER_STAGES = {
-    "frame_features": "frame_features",
-    "frame_objects": "frame_features",
-    "query": "query_encoder",
-}
-MAP_STAGES = {"query": "map_search"}
-VERIFIER_STAGES = {"add": "verification", "rerank": "verification"}
-RANKER_STAGES = {"add": "object_ranking", "rerank": "object_ranking"}
-
-
 # -- peak memory ----------------------------------------------------------------------------------
 
 
@@ -442,12 +381,11 @@ def peak_memory_mb() -> float:
 # -- results ---------------------------------------------------------------------------------------
 
 
-def observed(match: StreamKeyframe, latency_s: float | None) -> ObservedMatch:
-    """An :class:`ObservedMatch` from the stream's result."""
-    r = match.result
-    stamp = match.header.stamp
+def observed(event: MatchEvent, latency_s: float | None) -> ObservedMatch:
+    """An :class:`ObservedMatch` from a match event."""
+    r = event.keyframe.result
     return ObservedMatch(
-        stamp_ns=int(stamp.sec) * 10**9 + int(stamp.nanosec),
+        stamp_ns=event.stamp_ns,
         scene_id=r.scene_id,
         score=float(r.score),
         confidence=float(r.confidence),
@@ -471,22 +409,15 @@ class ObservedRelocalization:
     correspondences: tuple[tuple[tuple[float, float, float], int], ...] = ()
 
 
-def observed_relocalization(
-    found: Relocalization, mapdb: MapBase, stamp_ns: int
-) -> ObservedRelocalization:
-    """What the node would publish for ``found`` (``ros/relocalization.py``), as arrays;
-    ``stamp_ns``: the keyframe header's exact stamp (``found.stamp`` is float seconds)."""
-    pose = found.camera_in_scene if found.confirmed else None  # the node publishes no other
-    record = mapdb.scene(found.scene_id)
-    if pose is not None and record.frame_to_building is not None:
-        pose = np.asarray(record.frame_to_building, np.float64).reshape(4, 4) @ pose
+def observed_relocalization(event: RelocalizationEvent) -> ObservedRelocalization:
+    """What the node publishes for ``event``: the pose only when confirmed."""
     return ObservedRelocalization(
-        stamp_ns=stamp_ns,
-        scene_id=found.scene_id,
-        pose_in_map=pose,
+        stamp_ns=event.stamp_ns,
+        scene_id=event.relocalization.scene_id,
+        pose_in_map=event.pose if event.confirmed else None,
         correspondences=tuple(
             (tuple(float(v) for v in c.query_centroid), c.map_instance_id)
-            for c in found.correspondences
+            for c in event.relocalization.correspondences
         ),
     )
 
@@ -522,116 +453,100 @@ class RunRecord:
         return max(0, self.frames_in_bag - self.frames_processed) + self.frames_rejected
 
 
-def _reason(err: Exception) -> tuple[str, str]:
-    """(reason key, example message) of a rejection: the stream's reason code if it has one."""
-    text = str(err)
-    text = text if len(text) <= 160 else text[:157] + "..."
-    return str(getattr(err, "reason", "") or text), text
-
-
 def evaluate_offline(
     bag: Path,
-    encoder: Any,
-    mapdb: MapBase,
-    cfg: BagEvalCfg | None = None,
+    cfg: PipelineCfg,
+    eval_cfg: BagEvalCfg | None = None,
     label: str = "",
     progress: bool = True,
+    *,
+    encoder: RecognitionEncoder | None = None,
+    mapdb: MapBase | None = None,
 ) -> RunRecord:
-    """Feed ``bag`` through :class:`SensorStream` as fast as it reads; return the run."""
-    cfg = cfg or BagEvalCfg()
-    timers = StageTimers()
-    rcfg = RecognizerCfg(
-        keyframes=cfg.recognizer.keyframes,
-        window_size=cfg.recognizer.window_size,
-        top_k=cfg.top_k,
-        confidence_temperature=cfg.recognizer.confidence_temperature,
-    )
-    verifier = None
-    if cfg.verification.top_k > 0:
-        verifier = Timed(GeometricVerifier(cfg.verification), timers, VERIFIER_STAGES)
-    ranker = None
-    if cfg.object_ranking.top_k > 0 and encoder.finds_objects:
-        ranker = Timed(ObjectSetRanker(rcfg.window_size, cfg.object_ranking), timers, RANKER_STAGES)
-    recognizer = SceneRecognizer(
-        Timed(encoder, timers, ENCODER_STAGES),
-        Timed(mapdb, timers, MAP_STAGES),
-        rcfg,
-        verifier,
-        ranker,
-    )
-    stream = SensorStream(
-        recognizer,
-        cfg.stream,
-        fusion=PointCloudFusion(cfg.fusion) if cfg.fusion is not None else None,
-        relocalizer=Relocalizer(mapdb, encoder, cfg.relocalizer) if cfg.relocalizer else None,
-    )
+    """Feed ``bag`` through the pipeline ``cfg`` describes, as fast as it reads; return the run.
+
+    ``encoder``/``mapdb``: share one across bags (default: made from ``cfg``, as the node does).
+    """
+    eval_cfg = eval_cfg or BagEvalCfg()
     matches: list[ObservedMatch] = []
     relocalizations: list[ObservedRelocalization] = []
-    rejected: Counter[str] = Counter()
-    examples: dict[str, str] = {}
-    frames = frames_rejected = 0
+    samples: dict[str, list[float]] = {name: [] for name in STAGES}
+    events: list[Event] = []
+    notes: list[str] = []
+    frames = 0
+    pipeline = open_recognition(cfg, events.append, threaded=False, encoder=encoder, mapdb=mapdb)
+    inputs = {
+        CAMERA_INFO: pipeline.on_camera_info,
+        ODOMETRY: pipeline.on_odometry,
+        COLOR: pipeline.on_color,
+        DEPTH: pipeline.on_depth,
+    }
 
     def handle(role: str, msg: Any, raw: RawMessage, deserialize_s: float) -> None:
-        nonlocal frames, frames_rejected
-        if role == CAMERA_INFO:
-            stream.on_camera_info(msg)
-            return
-        if role not in (COLOR, DEPTH, ODOMETRY):
+        nonlocal frames
+        if role not in inputs:
             return
         frames += role == COLOR
-        timers.current = {}
         started = time.perf_counter()
-        try:
-            if role == ODOMETRY:
-                stream.on_odometry(msg)
-                return
-            result = (stream.on_color if role == COLOR else stream.on_depth)(msg)
-        except CrossoverError as err:
-            reason, example = _reason(err)
-            rejected[reason] += 1
-            examples.setdefault(reason, example)
-            frames_rejected += role != ODOMETRY
-            return
+        inputs[role](msg)
         elapsed = time.perf_counter() - started + deserialize_s
-        if result is None and not timers.current:
-            timers.samples["per_frame"].append(elapsed)
+        if role in (CAMERA_INFO, ODOMETRY):
             return
-        model_s = sum(timers.current.values())
-        timers.add("deserialize", deserialize_s)
-        timers.add("stream", max(0.0, elapsed - deserialize_s - model_s))
-        timers.add("end_to_end", elapsed)
-        timers.flush()
-        if result is not None:
-            matches.append(observed(result, elapsed))
-            found = stream.relocalize(result)  # after the answer, as the node does
-            if found is not None:
-                timers.samples["relocalization"].append(found.compute_time_s)
-                relocalizations.append(observed_relocalization(found, mapdb, matches[-1].stamp_ns))
+        answered = [e for e in events if isinstance(e, MatchEvent)]
+        if not answered:
+            samples["per_frame"].append(elapsed)
+        for event in events:
+            if isinstance(event, MatchEvent):
+                timings = event.keyframe.result.timings
+                for stage, seconds in timings.items():
+                    samples[stage].append(seconds)
+                samples["deserialize"].append(deserialize_s)
+                relocalization_s = sum(
+                    e.relocalization.compute_time_s
+                    for e in events
+                    if isinstance(e, RelocalizationEvent)
+                )
+                answer_s = elapsed - relocalization_s  # the answer went out before the pose
+                samples["stream"].append(max(0.0, answer_s - deserialize_s - sum(timings.values())))
+                samples["end_to_end"].append(answer_s)
+                matches.append(observed(event, answer_s))
+            elif isinstance(event, RelocalizationEvent):
+                samples["relocalization"].append(event.relocalization.compute_time_s)
+                relocalizations.append(observed_relocalization(event))
+            elif event.message not in notes:
+                notes.append(event.message)
+        events.clear()
 
     memory_reset = reset_peak_memory()
     started = time.perf_counter()
-    contents, truth = read_bag(Path(bag), cfg, handle, progress, desc=f"{label or 'offline'}")
+    try:
+        contents, truth = read_bag(Path(bag), eval_cfg, handle, progress, label or "offline")
+    finally:
+        pipeline.close()
     wall = time.perf_counter() - started
-    contents.rejected = dict(rejected)
-    contents.rejected_example = examples
+    frame_log = pipeline.stats.stages["frames"]
+    contents.rejected = dict(frame_log.failures_by_reason)
+    contents.rejected_example = dict(frame_log.examples)
+    counters = pipeline.stream.counters
     record = RunRecord(
-        label=label or encoder.fingerprint,
-        pair=pair_name(encoder.modality, encoder.map_modality),
+        label=label or pipeline.encoder.fingerprint,
+        pair=pair_name(pipeline.encoder.modality, pipeline.encoder.map_modality),
         mode="offline",
         bag=str(bag),
         matches=matches,
         contents=contents,
         truth=truth,
-        stages=timers.samples,
+        stages=samples,
         relocalizations=relocalizations,
         frames_in_bag=frames,
-        frames_processed=stream.counters.get("frames", 0),
-        frames_rejected=frames_rejected,
-        keyframes=stream.counters.get("keyframes"),
-        sync_dropped=getattr(stream.sync, "dropped", None),
-        map_scenes=len(mapdb.scenes()),
+        frames_processed=counters["frames"],
+        frames_rejected=frame_log.failures,
+        keyframes=counters["keyframes"],
+        sync_dropped=pipeline.stream.sync.dropped,
+        map_scenes=pipeline.scene_count(),
         peak_memory_mb=peak_memory_mb(),
         wall_s=wall,
+        notes=pipeline.notes + notes,
     )
     if not memory_reset:
         record.notes.append("peak memory is the process's since it started")

@@ -123,8 +123,9 @@ def create_encoder(
     """The encoder ``model`` names: "global_descriptor", "crossover" or a checkpoint path.
 
     ``map_modality``: the stored modality the frames are ranked against (None or "": the
-    model's own, point_cloud for CrossOver; the global descriptor ranks rgb only). ``backend``: "torch", "onnxruntime",
-    "tensorrt" or "auto" (the fastest this machine has) for the graphs run per keyframe; ONNX
+    model's own, point_cloud for CrossOver; the global descriptor ranks rgb only).
+    ``backend``: "torch", "onnxruntime", "tensorrt" or "auto" (the fastest this machine has)
+    for the graphs run per keyframe; ONNX
     files and TensorRT engines are made on first use in ``cache_dir`` (default
     ~/.cache/crossover_ros). Embeddings agree across backends. ``image_weights``: the DINOv2
     weights of a checkpoint trained on DINOv2 features (default ``$CROSSOVER_IMAGE_WEIGHTS``,

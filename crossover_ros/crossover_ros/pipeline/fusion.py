@@ -13,9 +13,12 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import open3d as o3d
 
+from crossover_ros.config import setting, validate
 from crossover_ros.frames import CameraIntrinsics, RGBDFrame
+from crossover_ros.pose.registration import o3d
+
+AUTO_COLUMNS = 160  # pixel_stride 0: fuse about this many columns of any image
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,23 @@ class FusionCfg:
     voxel_size_m: float = 0.05
     min_depth_m: float = 0.2
     max_depth_m: float = 4.0  # depth noise grows with z^2; far points blur the fit
-    pixel_stride: int = 2  # every 2nd row and column: 4x fewer points, no loss at 5 cm voxels
+    pixel_stride: int = setting(
+        0,
+        "Fuse every n-th pixel row and column; 0: as many as keep about 160 columns (4 at"
+        " 640x480, 2 at 320x240): no loss at 5 cm voxels, fusion at a few ms.",
+        0,
+        16,
+    )
     max_keyframes: int = 10
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if self.max_keyframes < 1 or self.voxel_size_m <= 0.0:
+            raise ValueError("FusionCfg needs max_keyframes >= 1 and voxel_size_m > 0")
+
+    def stride_for(self, width: int) -> int:
+        """The pixel stride at an image ``width``: the set one, else about 160 columns."""
+        return self.pixel_stride or max(1, round(width / AUTO_COLUMNS))
 
 
 def backproject_depth(
@@ -94,8 +112,6 @@ class PointCloudFusion:
 
     def __init__(self, cfg: FusionCfg | None = None) -> None:
         self.cfg = cfg or FusionCfg()
-        if self.cfg.max_keyframes < 1 or self.cfg.voxel_size_m <= 0.0:
-            raise ValueError("FusionCfg needs max_keyframes >= 1 and voxel_size_m > 0")
         self._keyframes: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.cfg.max_keyframes)
         self._cache: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -119,7 +135,11 @@ class PointCloudFusion:
             raise ValueError(f"colour {color.shape} and depth {np.shape(frame.depth)} differ")
         cfg = self.cfg
         xyz, index = backproject_depth(
-            frame.depth, frame.intrinsics, cfg.pixel_stride, cfg.min_depth_m, cfg.max_depth_m
+            frame.depth,
+            frame.intrinsics,
+            cfg.stride_for(frame.intrinsics.width),
+            cfg.min_depth_m,
+            cfg.max_depth_m,
         )
         xyz = xyz.astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]
         rgb = color.reshape(-1, 3)[index].astype(np.float32) / 255.0

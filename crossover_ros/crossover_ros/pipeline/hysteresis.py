@@ -8,33 +8,55 @@ nor breaks a streak). The published scene switches to a challenger only when
 - in one window its confidence exceeds the current scene's by more than ``switch_margin``
   (the current scene counts 0 if it fell out of the window's candidates; 1.0 disables this).
 
-A window voting for the current scene ends any challenge. Before the first switch there is no
+A window of fewer than ``min_window_frames`` keyframes does not vote either: after a restart
+(the first keyframes, a bag loop, a reset) one frame alone never names a room, however sure it
+looks. A window voting for the current scene ends any challenge. Before the first switch there is no
 scene (``""``): the first scene is accepted by the same rule. ``switch_after_windows = 1``
 turns the filter off (every voting window's best is the answer).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from crossover_ros.config import setting, validate
 
 __all__ = ["HysteresisCfg", "HysteresisDecision", "SceneHysteresis"]
 
 
 @dataclass(frozen=True)
 class HysteresisCfg:
-    switch_after_windows: int = 3
-    switch_margin: float = 0.9
-    min_confidence: float = 0.0
+    switch_after_windows: int = setting(
+        3,
+        "The answer switches to a scene that was the best of this many windows in a row"
+        " (1: no temporal filter).",
+        1,
+        100,
+    )
+    switch_margin: float = setting(
+        0.9,
+        "... or at once when its confidence exceeds the current scene's by more than this"
+        " (1.0: never at once).",
+        0.0,
+        1.0,
+    )
+    min_confidence: float = setting(
+        0.0,
+        "Windows whose best candidate has less confidence do not count towards a switch.",
+        0.0,
+        1.0,
+    )
+    min_window_frames: int = setting(
+        2,
+        "Windows of fewer keyframes do not count either: after a restart one frame alone"
+        " never names a room.",
+        1,
+        100,
+    )
 
     def __post_init__(self) -> None:
-        if self.switch_after_windows < 1:
-            raise ValueError(f"switch_after_windows must be >= 1, got {self.switch_after_windows}")
-        for name in ("switch_margin", "min_confidence"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        validate(self)
 
 
 @dataclass(frozen=True)
@@ -64,11 +86,15 @@ class SceneHysteresis:
         self._challenger = ""
         self._streak = 0
 
-    def update(self, ranked_ids: Sequence[str], confidences: Sequence[float]) -> HysteresisDecision:
-        """One window: ``ranked_ids`` best first, ``confidences`` in the same order."""
+    def update(
+        self, ranked_ids: Sequence[str], confidences: Sequence[float], frames: int | None = None
+    ) -> HysteresisDecision:
+        """One window of ``frames`` keyframes (None: enough): ``ranked_ids`` best first,
+        ``confidences`` in the same order."""
         if len(ranked_ids) != len(confidences):
             raise ValueError(f"{len(ranked_ids)} candidates but {len(confidences)} confidences")
-        if not ranked_ids or confidences[0] < self.cfg.min_confidence:
+        too_few = frames is not None and frames < self.cfg.min_window_frames
+        if too_few or not ranked_ids or confidences[0] < self.cfg.min_confidence:
             return self._decision(changed=False, voted=False)
         best, best_confidence = ranked_ids[0], float(confidences[0])
         if best == self.current:

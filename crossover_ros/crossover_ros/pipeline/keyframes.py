@@ -6,12 +6,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crossover_ros.config import setting, validate
+
 
 @dataclass(frozen=True)
 class KeyframeCfg:
-    min_translation_m: float = 0.25
-    min_rotation_deg: float = 15.0
-    max_interval_s: float = 1.0
+    min_translation_m: float = setting(0.25, "Motion that makes a keyframe.", 0.0, 1000.0)
+    min_rotation_deg: float = setting(15.0, "Turn that makes a keyframe.", 0.0, 180.0)
+    max_interval_s: float = setting(
+        1.0, "A keyframe at least this often (0: every frame is one).", 0.0, 60.0
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 def rotation_angle_deg(rotation_a: np.ndarray, rotation_b: np.ndarray) -> float:

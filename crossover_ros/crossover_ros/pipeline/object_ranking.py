@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crossover_ros.config import setting, validate
 from crossover_ros.errors import CrossoverError
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.model import modalities as mod
@@ -23,9 +24,20 @@ from crossover_ros.model import modalities as mod
 
 @dataclass(frozen=True)
 class ObjectRankingCfg:
-    top_k: int = 20  # candidates re-scored (0: off); the rest keep their order below them
+    top_k: int = setting(
+        20,
+        "Re-score this many of each window's best candidates by how well their stored objects"
+        " explain the objects the region encoder finds in the window's frames (CrossOver"
+        " models with a region encoder; 0: by the scene vectors alone). Verification then"
+        " re-ranks the best of them.",
+        0,
+        200,
+    )
     modality: str = mod.POINT_CLOUD  # whose stored instance embeddings explain the objects
     scene_cache_size: int = 256  # scenes whose stored objects are kept (most recently used)
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 class ObjectSetRanker:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crossover_ros.pose.registration import o3d
+
 
 @dataclass(frozen=True)
 class SegmentationCfg:
@@ -46,8 +48,6 @@ def segment_objects(
     xyz: np.ndarray, rgb: np.ndarray, cfg: SegmentationCfg | None = None
 ) -> list[QueryObject]:
     """Objects of a point cloud (xyz metres, rgb 0..1), largest first."""
-    import open3d as o3d
-
     cfg = cfg or SegmentationCfg()
     if len(xyz) < cfg.min_cluster_points:
         return []

@@ -1,13 +1,14 @@
 """Scene recognition over a sliding window of keyframes, independent of ROS.
 
-A frame is encoded only if it is a keyframe; the last ``window_size`` keyframe embeddings form
-the query against the map database. With an :class:`ObjectSetRanker`, the best candidates are
-re-scored by how well their stored objects explain the objects found in the window's frames
-(:mod:`crossover_ros.pipeline.object_ranking`); with a :class:`GeometricVerifier`, the best are
-then re-ranked by how well the window's fused depth fits their stored clouds
-(:mod:`crossover_ros.pipeline.verification`). Each window's ranking goes through a temporal filter
-(:mod:`crossover_ros.pipeline.hysteresis`), so one odd keyframe does not flip the room. A time
-jump backwards (a bag loop) empties the window and the filter, and is counted.
+Each keyframe (chosen by the stream, :mod:`crossover_ros.pipeline.keyframes`) is encoded; the
+last ``window_size`` keyframe embeddings form the query against the map database. With an
+:class:`ObjectSetRanker`, the best candidates are re-scored by how well their stored objects
+explain the objects found in the window's frames (:mod:`crossover_ros.pipeline.object_ranking`);
+with a :class:`GeometricVerifier`, the best are then re-ranked by how well the window's fused
+depth fits their stored clouds (:mod:`crossover_ros.pipeline.verification`). Each window's
+ranking goes through a temporal filter (:mod:`crossover_ros.pipeline.hysteresis`), so one odd
+keyframe does not flip the room. Each answer carries how long each stage took, so the node's
+diagnostics and the evaluations read the same timings.
 
 Thread-safe: one worker may add frames while another thread resets or swaps the map.
 """
@@ -18,30 +19,32 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from crossover_ros.config import group, setting, validate
 from crossover_ros.errors import CrossoverError
 from crossover_ros.frames import RGBDFrame
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.model.registry import RecognitionEncoder
 from crossover_ros.pipeline.hysteresis import HysteresisCfg, SceneHysteresis
-from crossover_ros.pipeline.keyframes import KeyframeCfg, KeyframeSelector
 from crossover_ros.pipeline.object_ranking import ObjectSetRanker
-
-if TYPE_CHECKING:  # it needs open3d, which recognition alone does not
-    from crossover_ros.pipeline.verification import GeometricVerifier
+from crossover_ros.pipeline.verification import GeometricVerifier
 
 
 @dataclass(frozen=True)
 class RecognizerCfg:
-    keyframes: KeyframeCfg = field(default_factory=KeyframeCfg)
-    window_size: int = 6
-    top_k: int = 5
+    window_size: int = setting(6, "Keyframes in the query window.", 1, 100)
+    top_k: int = setting(5, "Ranked candidates published.", 1, 100)
     confidence_temperature: float = 0.01
-    hysteresis: HysteresisCfg = field(default_factory=HysteresisCfg)
+    confidence_candidates: int = 10  # at least this many ranked share the confidence
+    hysteresis: HysteresisCfg = group(HysteresisCfg)
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,9 @@ class SceneMatchResult:
     from ``scene_id`` while a challenger has not yet won. Their scores are the map's cosines (with
     object ranking: how well the scene's objects explain the window's), or with geometric
     verification ``fitness + score_weight * that score`` (``candidate_fitness``: NaN where not
-    fitted). ``changed``: this window switched ``scene_id``.
+    fitted). ``changed``: this window switched ``scene_id``. ``timings``: seconds per stage
+    (frame_features, query_encoder, map_search, object_ranking, verification); ``errors``: the
+    stages that failed on this window (the candidates kept their order before them).
     """
 
     stamp: float
@@ -70,6 +75,8 @@ class SceneMatchResult:
     changed: bool = False
     candidate_confidences: list[float] = field(default_factory=list)
     candidate_fitness: list[float] = field(default_factory=list)  # NaN: not verified
+    timings: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)  # stage -> why it failed (order kept)
 
 
 def softmax_confidence(scores: list[float], temperature: float) -> float:
@@ -93,11 +100,7 @@ def softmax_confidences(scores: list[float], temperature: float) -> list[float]:
 
 
 class SceneRecognizer:
-    """Feed synchronised frames; get a :class:`SceneMatchResult` whenever a keyframe is added.
-
-    ``add_frame`` = ``accept`` (keyframe selection, time-jump reset) + ``recognise`` (encode,
-    query, filter); callers that need to act between the two (fusion) call them separately.
-    """
+    """Feed keyframes to :meth:`recognise`; get a :class:`SceneMatchResult` for each."""
 
     def __init__(
         self,
@@ -115,11 +118,8 @@ class SceneRecognizer:
         self.mapdb = mapdb
         self.verifier = verifier  # re-ranks each window's candidates by depth, when given
         self.ranker = ranker  # re-scores them by the objects in the window's frames, when given
-        self.keyframes = KeyframeSelector(self.cfg.keyframes)
         self.filter = SceneHysteresis(self.cfg.hysteresis)
-        self.time_resets = 0  # windows emptied because time went backwards (bag loops)
         self._window: deque[np.ndarray] = deque(maxlen=self.cfg.window_size)
-        self._last_stamp: float | None = None
         self._lock = threading.RLock()
 
     def reset(self) -> None:
@@ -130,9 +130,7 @@ class SceneRecognizer:
                 self.verifier.reset()
             if self.ranker is not None:
                 self.ranker.reset()
-            self.keyframes.reset()
             self.filter.reset()
-            self._last_stamp = None
 
     def replace_map(self, mapdb: MapBase) -> MapBase:
         """Query ``mapdb`` from now on; returns the old map (the caller closes it).
@@ -154,59 +152,63 @@ class SceneRecognizer:
     def window_length(self) -> int:
         return len(self._window)
 
-    def add_frame(
-        self, frame: RGBDFrame, pose: np.ndarray | None = None
-    ) -> SceneMatchResult | None:
-        """Process one frame; returns a match if it became a keyframe, else None."""
-        with self._lock:
-            if not self.accept(frame.stamp, pose):
-                return None
-            return self.recognise(frame, pose)
-
-    def accept(self, stamp: float, pose: np.ndarray | None = None) -> bool:
-        """Is a frame at ``stamp`` (camera ``pose``) a keyframe? Time going back resets first."""
-        with self._lock:
-            if self._last_stamp is not None and stamp < self._last_stamp:
-                self.reset()
-                self.time_resets += 1
-            self._last_stamp = stamp
-            return self.keyframes.accept(stamp, pose)
-
     def recognise(
         self, frame: RGBDFrame, pose: np.ndarray | None = None
     ) -> SceneMatchResult | None:
-        """Add an accepted keyframe (camera ``pose`` in the odometry frame, if known) to the
-        window and query; None if the map has no scenes."""
+        """Add a keyframe (camera ``pose`` in the odometry frame, if known) to the window and
+        query; None if the map has no scenes."""
         with self._lock:
             started = time.perf_counter()
-            if self.ranker is not None:
-                features, objects = self.encoder.frame_objects([frame.color])
-                self.ranker.add(objects[0])
-            else:
-                features = self.encoder.frame_features([frame.color])
+            timer = _StageTimer()
+            with timer("frame_features"):
+                if self.ranker is not None:
+                    features, objects = self.encoder.frame_objects([frame.color])
+                else:
+                    features = self.encoder.frame_features([frame.color])
             self._window.append(features[0])
+            if self.ranker is not None:
+                with timer("object_ranking"):
+                    self.ranker.add(objects[0])
             if self.verifier is not None:
-                self.verifier.add(frame, pose)
-            queries = self.encoder.query(np.stack(self._window))
+                with timer("verification"):
+                    self.verifier.add(frame, pose)
+            with timer("query_encoder"):
+                queries = self.encoder.query(np.stack(self._window))
             published = self.cfg.top_k
-            wanted = published  # the ranker and the verifier may look at more
+            # the ranker and the verifier may look at more; the confidence looks at them all
+            wanted = max(published, self.cfg.confidence_candidates)
             if self.ranker is not None:
                 wanted = max(wanted, self.ranker.cfg.top_k)
             if self.verifier is not None:
                 wanted = max(wanted, self.verifier.cfg.top_k)
-            candidates = self.mapdb.query(queries, self.encoder.map_modality, top_k=wanted)
+            with timer("map_search"):
+                candidates = self.mapdb.query(queries, self.encoder.map_modality, top_k=wanted)
             if not candidates:
                 return None
             ids = [c.scene_id for c in candidates]
             scores = [c.score for c in candidates]
             fitness = [math.nan] * len(ids)
+            errors: dict[str, str] = {}
             if self.ranker is not None:
-                ids, scores = self.ranker.rerank(self.mapdb, ids, scores)
+                failures = self.ranker.failures
+                with timer("object_ranking"):
+                    ids, scores = self.ranker.rerank(self.mapdb, ids, scores)
+                if self.ranker.failures != failures:
+                    errors["object_ranking"] = self.ranker.last_error
             if self.verifier is not None:
-                ids, scores, fitness = self.verifier.rerank(self.mapdb, ids, scores)
-            ids, scores, fitness = ids[:published], scores[:published], fitness[:published]
+                failures = self.verifier.failures
+                with timer("verification"):
+                    ids, scores, fitness = self.verifier.rerank(self.mapdb, ids, scores)
+                if self.verifier.failures != failures:
+                    errors["verification"] = self.verifier.last_error
+            # confidences over every candidate ranked, so the number published changes nothing
             confidences = softmax_confidences(scores, self.cfg.confidence_temperature)
-            decision = self.filter.update(ids, confidences)
+            ids, scores, fitness = ids[:published], scores[:published], fitness[:published]
+            confidences = confidences[:published]
+            frames = len(self._window)  # a full window always counts, however short
+            decision = self.filter.update(
+                ids, confidences, frames if frames < self.cfg.window_size else None
+            )
             if decision.scene_id in ids:
                 rank = ids.index(decision.scene_id)
                 score, confidence = scores[rank], confidences[rank]
@@ -226,7 +228,25 @@ class SceneRecognizer:
                 changed=decision.changed,
                 candidate_confidences=confidences,
                 candidate_fitness=fitness,
+                timings=timer.seconds,
+                errors=errors,
             )
+
+
+class _StageTimer:
+    """Adds up the seconds spent in each named stage of one keyframe."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + elapsed
 
 
 def check_map(encoder: RecognitionEncoder, mapdb: MapBase) -> None:

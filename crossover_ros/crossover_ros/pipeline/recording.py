@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from crossover_ros.errors import BagError, CrossoverError, DataError
+from crossover_ros.config import setting, validate
+from crossover_ros.errors import CrossoverError, DataError
 from crossover_ros.frames import RGBDFrame
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.records import SceneRecord, voxel_downsample
@@ -29,16 +29,26 @@ __all__ = [
     "RecordingCfg",
     "SceneRecording",
     "cell_points",
-    "record_bag",
-    "recording_fusion",
 ]
 
 
 @dataclass(frozen=True)
 class RecordingCfg:
-    max_keyframes: int = 200  # colour images kept (640x480: 0.9 MB each)
+    max_keyframes: int = setting(
+        200,
+        "Colour keyframes kept per scene (640x480: 0.9 MB each; when full, every second one is"
+        " dropped, so they still cover the whole run).",
+        2,
+        10000,
+    )
+    fuse_cloud: bool = setting(
+        True, "Store the fused point cloud (odometry frame) with the scene (needs odometry)."
+    )
     voxel_m: float = 0.05  # the stored cloud's voxel size (as `map build` stores)
     max_cloud_points: int = 2_000_000  # the fused cloud is re-voxelised beyond this
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 class KeyframeImages:
@@ -118,14 +128,6 @@ def cell_points(
         if len(points) and len(points) >= min_valid * pixels_per_cell:
             out[index] = rotation @ np.median(points, axis=0) + translation
     return out
-
-
-def recording_fusion(pixel_stride: int) -> Any:
-    """The fusion a recording folds into its cloud: windows of 20 keyframes, every
-    ``pixel_stride``-th pixel row and column."""
-    from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
-
-    return PointCloudFusion(FusionCfg(pixel_stride=pixel_stride, max_keyframes=20))
 
 
 class SceneRecording:
@@ -253,92 +255,3 @@ class SceneRecording:
                 self.cfg.voxel_m,
             )
             self._chunks, self._chunk_points = [merged], len(merged[0])
-
-
-def record_bag(
-    bag: Path,
-    mapdb: MapBase,
-    encoder: Any,
-    scene_id: str = "",
-    building_id: str = "",
-    cfg: RecordingCfg | None = None,
-    fusion_stride: int = 2,
-    progress: bool = True,
-) -> list[SceneRecord]:
-    """A recorded mapping run, offline: the bag's frames through the recorder's own logic.
-
-    One scene per visit of the bag's ground truth (``ground_truth.json``, as ``data record-bag``
-    writes it; scene and room ids from its visits), standing in for the ``~/save_scene`` call
-    at the end of each room; with ``scene_id``, the whole bag is one scene. The bag's topics are
-    the defaults of ``data.bag.BagTopics``. Frames the stream rejects are skipped, as live.
-    The bag's odometry frame is taken as the building frame (one mapping run, one frame for all
-    its rooms; ``data record-bag`` writes odometry in the building frame).
-    """
-    from tqdm import tqdm
-
-    from crossover_ros.bags.reader import (
-        BagTopics,
-        deserialize,
-        iter_raw_messages,
-        read_ground_truth,
-    )
-    from crossover_ros.pipeline.stream import FrameRejectedError, SensorStream
-
-    if scene_id:
-        visits = [{"scene_id": scene_id, "room_id": scene_id, "start_ns": 0, "end_ns": 2**63}]
-    else:
-        try:
-            truth = read_ground_truth(Path(bag))
-        except BagError as err:
-            hint = "to store the whole bag as one scene, name its scene_id"
-            raise BagError(f"{err}; {hint}") from err
-        visits = truth.get("visits") or []
-        building_id = building_id or str(truth.get("building_id") or "")
-        if not visits:
-            raise DataError(f"{bag}: its ground truth lists no visits; name one scene_id instead")
-    building_id = building_id or "building"
-    topics = BagTopics()
-    recording = SceneRecording(cfg, recording_fusion(fusion_stride), encoder.cell_grid)
-    stream = SensorStream(None)
-    handlers = {
-        topics.camera_info: stream.on_camera_info,
-        topics.odometry: stream.on_odometry,
-        topics.color: stream.on_color,
-        topics.depth: stream.on_depth,
-    }
-    saved: list[SceneRecord] = []
-    current: dict | None = None
-
-    def save(visit: dict) -> None:
-        if len(recording):
-            room = str(visit.get("room_id", visit["scene_id"]))
-            saved.append(
-                recording.save(mapdb, encoder, visit["scene_id"], building_id, room, 0, np.eye(4))
-            )
-
-    for raw in tqdm(iter_raw_messages(Path(bag)), desc="recording", disable=not progress):
-        handler = handlers.get(raw.topic)
-        if handler is None:
-            continue
-        try:
-            keyframe = handler(deserialize(raw))
-        except FrameRejectedError:
-            continue
-        if keyframe is None:
-            continue
-        stamp_ns = keyframe.header.stamp.sec * 10**9 + keyframe.header.stamp.nanosec
-        visit = next((v for v in visits if v["start_ns"] <= stamp_ns <= v["end_ns"]), None)
-        if visit is not current and current is not None:
-            save(current)
-        current = visit
-        if visit is not None:
-            recording.add(keyframe.frame, keyframe.pose, keyframe.odom_frame)
-    if current is not None:
-        save(current)
-    if not saved:
-        raise DataError(
-            f"no keyframe in {bag} became a scene: it needs colour, depth and camera_info on"
-            f" {topics.color}, {topics.depth}, {topics.camera_info} (and, for a cloud, odometry"
-            f" on {topics.odometry}) within its visits"
-        )
-    return saved

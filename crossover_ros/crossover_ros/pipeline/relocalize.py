@@ -33,6 +33,7 @@ from itertools import islice
 
 import numpy as np
 
+from crossover_ros.config import setting, validate
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.records import SceneCandidate, SceneRecord
 from crossover_ros.model import modalities as mod
@@ -127,15 +128,45 @@ class PoseConsensus:
 
 @dataclass(frozen=True)
 class RelocalizerCfg:
-    interval_s: float = 2.0  # at most one relocalisation per this much sensor time
-    min_confidence: float = 0.0  # the recogniser's confidence needed to try
+    enabled: bool = setting(
+        True,
+        "After a confident answer, match objects of the fused cloud to the room's instances and"
+        " estimate the pose in the map (needs odometry and open3d).",
+    )
+    interval_s: float = setting(2.0, "At most one relocalisation this often.", 0.0, 3600.0)
+    map_frame: str = setting(
+        "map",
+        "Frame of the poses found in scenes stored with their place in the building (the"
+        " building frame; other scenes' poses are in a frame named after the scene).",
+    )
+    min_confidence: float = setting(
+        0.5,
+        "Answers below this confidence are not relocalised in (look-alike rooms: a pose in the"
+        " wrong twin is worse than none).",
+        0.0,
+        1.0,
+    )
     min_keyframes: int = 3  # fused since the answer last changed: one view sees too little
     min_points: int = 500  # a fused cloud with fewer points sees too little of the room
     instance_threshold: float = 0.5  # cosine below which an object stays unmatched
     box_margin_m: float = 0.15  # an object's centroid this far outside a stored box still counts
-    max_rivals: int = 4  # look-alike scenes (nearest in the map) checked for a twin that fits
-    max_candidates: int = 3  # the recogniser's runners-up (other rooms) checked as rivals too
-    max_predictions: int = 3  # hypotheses (best supported) whose predicted scene is checked
+    max_rivals: int = setting(
+        4,
+        "A pose that disagrees with the established one is also fitted to this many look-alike"
+        " scenes (nearest in the map); if one fits as well, no pose until another room decides.",
+        0,
+        10,
+    )
+    max_candidates: int = setting(
+        3, "... and to this many of the recogniser's runners-up (other rooms).", 0, 10
+    )
+    max_predictions: int = setting(
+        3,
+        "... and to the room where each of this many pooled hypotheses (best supported) puts"
+        " the robot, so a stranger that fits nearly as well never gathers support unopposed.",
+        0,
+        10,
+    )
     scene_margin_m: float = 0.5  # a cloud centred this far outside a scene's bounds is not in it
     # a rival fits alike when it leaves at most this many times the best fit's unexplained share
     # of the cloud unexplained (twins differ by a few objects: a few percent of the points)
@@ -143,6 +174,9 @@ class RelocalizerCfg:
     consensus: ConsensusCfg = field(default_factory=lambda: ConsensusCfg())
     segmentation: SegmentationCfg = field(default_factory=SegmentationCfg)
     pose: PoseCfg = field(default_factory=PoseCfg)
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 @dataclass(frozen=True)
@@ -205,6 +239,13 @@ class Relocalizer:
         """Forget the rate limit and the pooled poses (a bag loop, ``~/reset``)."""
         self._last_stamp = None
         self.consensus.reset()
+
+    def replace_map(self, mapdb: MapBase) -> None:
+        """Relocalise in ``mapdb`` from now on: scenes prepared from the old map are forgotten."""
+        self.mapdb = mapdb
+        self.estimator = PoseEstimator(self.cfg.pose)
+        self._rivals, self._frames, self._bounds = {}, None, {}
+        self.reset()
 
     def due(self, stamp: float, scene_id: str, confidence: float) -> bool:
         """Whether to relocalise now: a confident answer, and the interval has passed."""

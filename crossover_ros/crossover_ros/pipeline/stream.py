@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from crossover_ros.config import setting, validate
 from crossover_ros.errors import ConversionError, CrossoverError
 from crossover_ros.frames import RGBDFrame
 from crossover_ros.pipeline.decode import (
@@ -49,6 +50,7 @@ REJECT_REASONS = (
     "size_mismatch",
     "no_valid_depth",
     "bad_odometry",
+    "out_of_order",
     "fusion",
     "recognizer",
 )
@@ -62,6 +64,10 @@ class FrameRejectedError(CrossoverError):
         self.reason = reason
 
 
+class RelocalizationError(CrossoverError):
+    """A relocalisation that failed: the answer stands, the pose is lost."""
+
+
 class MissingCameraInfoError(FrameRejectedError):
     """A frame arrived before any camera_info: it cannot be back-projected, so it is dropped."""
 
@@ -71,12 +77,28 @@ class MissingCameraInfoError(FrameRejectedError):
 
 @dataclass(frozen=True)
 class StreamCfg:
-    sync_slop_s: float = 0.02
+    sync_slop_s: float = setting(
+        0.02, "Colour/depth stamps further apart are not paired.", 0.0, 1.0
+    )
     sync_queue_size: int = 10
-    odom_max_age_s: float = 0.1
+    odom_max_age_s: float = setting(
+        0.1, "Odometry older than this is not used for a frame.", 0.0, 5.0
+    )
     odom_buffer: int = 200  # ~6 s of 30 Hz odometry: enough to pair any frame still in sync
-    time_jump_s: float = 1.0  # a stamp this much older than the newest one: the clock went back
-    min_valid_depth_fraction: float = 0.01  # frames with less valid depth are rejected
+    time_jump_s: float = setting(
+        1.0,
+        "A frame this much older than the newest: the clock went back (a bag loop, simulated"
+        " time reset), so the window, filter and cloud restart; a smaller step back is an"
+        " out-of-order frame, rejected.",
+        0.0,
+        3600.0,
+    )
+    min_valid_depth_fraction: float = setting(
+        0.01, "Frames with a smaller share of valid depth pixels are rejected.", 0.0, 1.0
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 @dataclass(frozen=True)
@@ -102,9 +124,14 @@ class SensorStream:
     ``sync_depth`` only pair, and ``process`` runs in a worker. ``process`` returns a
     :class:`StreamKeyframe` when a pair became a keyframe and raises :class:`FrameRejectedError`
     (after counting it) for a frame that cannot be used, so the caller decides how loudly to
-    say so; the stream itself stays usable. Without a recogniser, keyframes are selected with
-    ``keyframes`` (the map recorder). With a ``fusion`` (``add(frame, camera_to_odom)``,
-    ``reset()``), every keyframe with a pose is fused.
+    say so; the stream itself stays usable. Keyframes are selected by ``keyframes`` (with or
+    without a recogniser: the map recorder has none). With a ``fusion`` (``add(frame,
+    camera_to_odom)``, ``reset()``), every keyframe with a pose is fused.
+
+    Time: a frame older than the newest by more than ``time_jump_s`` restarts the window, the
+    filter, the cloud and the keyframe rule (a bag loop, simulated time reset: counted in
+    ``window_resets``); one older by less is out of order and rejected, so stamps that run
+    steadily backwards cannot restart the window on every frame.
     """
 
     def __init__(
@@ -121,9 +148,7 @@ class SensorStream:
         self.fusion = fusion
         self.relocalizer = relocalizer
         self.stats = stats or StreamStats()
-        self.keyframes = (
-            recognizer.keyframes if recognizer is not None else KeyframeSelector(keyframes)
-        )
+        self.keyframes = KeyframeSelector(keyframes)
         self.sync = ApproximateTimeSynchronizer(
             2, self.cfg.sync_slop_s, self.cfg.sync_queue_size, self.cfg.time_jump_s
         )
@@ -131,7 +156,7 @@ class SensorStream:
         self._odom_lock = threading.Lock()
         self._process_lock = threading.RLock()
         self._camera_info: Any = None
-        self.last_relocalization_error = ""
+        self._last_stamp: float | None = None
         self.counters = {
             "frames": 0,
             "keyframes": 0,
@@ -139,27 +164,32 @@ class SensorStream:
             "rejected": 0,
             "no_camera_info": 0,
             "odom_time_jumps": 0,
+            "window_resets": 0,
             "relocalizations": 0,
             "relocalization_errors": 0,
         }
 
     # -- state -------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget odometry, the recogniser's window and filter, and the fused cloud.
+        """Forget odometry, the keyframe rule, the recogniser's window and filter, and the
+        fused cloud.
 
         camera_info stays: it is latched. Waits for a frame being processed to finish.
         """
         with self._process_lock:
             with self._odom_lock:
                 self._odometry.clear()
-            if self.recognizer is not None:
-                self.recognizer.reset()
-            else:
-                self.keyframes.reset()
-            if self.fusion is not None:
-                self.fusion.reset()
-            if self.relocalizer is not None:
-                self.relocalizer.reset()
+            self._restart()
+
+    def _restart(self) -> None:
+        self._last_stamp = None
+        self.keyframes.reset()
+        if self.recognizer is not None:
+            self.recognizer.reset()
+        if self.fusion is not None:
+            self.fusion.reset()
+        if self.relocalizer is not None:
+            self.relocalizer.reset()
 
     @property
     def has_camera_info(self) -> bool:
@@ -170,18 +200,12 @@ class SensorStream:
         """Colour/depth clock jumps backwards (bag loops, simulated time reset)."""
         return self.sync.time_jumps
 
-    @property
-    def window_resets(self) -> int:
-        """Recognition windows emptied because frames went back in time."""
-        return 0 if self.recognizer is None else self.recognizer.time_resets
-
     def counts(self) -> dict[str, int]:
         """Every counter, with the synchroniser's and the rejects by reason."""
         out = dict(self.counters)
         out["sync_dropped"] = self.sync.dropped
         out["time_jumps"] = self.time_jumps
-        out["window_resets"] = self.window_resets
-        for reason, count in self.stats.snapshot()["rejected_by_reason"].items():
+        for reason, count in self.stats.rejected_by_reason.items():
             out[f"rejected_{reason}"] = count
         return out
 
@@ -196,8 +220,10 @@ class SensorStream:
             pose = odometry_to_pose(msg)
         except ConversionError as err:
             self.counters["rejected"] += 1
-            self.stats.reject("bad_odometry", frame=False)
-            raise FrameRejectedError("bad_odometry", f"odometry rejected: {err}") from err
+            rejected = FrameRejectedError("bad_odometry", f"odometry rejected: {err}")
+            self.stats.attempt("odometry", True, rejected.reason, str(rejected))
+            raise rejected from err
+        self.stats.attempt("odometry", False)
         stamp = stamp_to_seconds(msg.header.stamp)
         with self._odom_lock:
             if self._odometry and stamp < self._odometry[-1][0] - self.cfg.time_jump_s:
@@ -258,31 +284,44 @@ class SensorStream:
         with self._process_lock:
             self.counters["frames"] += 1
             self.stats.tick("frames")
-            if self._camera_info is None:
-                self.counters["no_camera_info"] += 1
-                self._reject(MissingCameraInfoError())
-            frame = self._frame(color_msg, depth_msg)
-            found = self._odometry_at(frame.stamp)
-            pose, odom_frame = found if found is not None else (None, "")
-            frame.camera_to_world = pose
-            if not self._accept(frame.stamp, pose):
-                return None
-            self.counters["keyframes"] += 1
-            self.stats.tick("keyframes")
-            if self.fusion is not None and pose is not None:
+            keyframe = self._process(color_msg, depth_msg, synced_at)
+            self.stats.attempt("frames", False)  # a rejected frame raised, counted
+            return keyframe
+
+    def _process(
+        self, color_msg: Any, depth_msg: Any, synced_at: float | None
+    ) -> StreamKeyframe | None:
+        """:meth:`process` under its lock; raises (counted) for a frame it rejects."""
+        if self._camera_info is None:
+            self.counters["no_camera_info"] += 1
+            self._reject(MissingCameraInfoError())
+        frame = self._frame(color_msg, depth_msg)
+        self._check_time(frame.stamp)
+        found = self._odometry_at(frame.stamp)
+        pose, odom_frame = found if found is not None else (None, "")
+        frame.camera_to_world = pose
+        if not self.keyframes.accept(frame.stamp, pose):
+            return None
+        self.counters["keyframes"] += 1
+        self.stats.tick("keyframes")
+        if self.fusion is not None and pose is not None:
+            self._step("fusion", self.fusion.add, frame, pose)
+        result = None
+        if self.recognizer is not None:
+            result = self._step("recognizer", self.recognizer.recognise, frame, pose)
+        if result is not None:
+            self.counters["results"] += 1
+            for stage in ("object_ranking", "verification"):
+                if stage in result.timings:
+                    error = result.errors.get(stage)
+                    self.stats.attempt(stage, error is not None, error or "")
+            if result.changed and self.fusion is not None and pose is not None:
+                # another room: the cloud of the one before would not fit it
+                self.fusion.reset()
                 self._step("fusion", self.fusion.add, frame, pose)
-            result = None
-            if self.recognizer is not None:
-                result = self._step("recognizer", self.recognizer.recognise, frame, pose)
-            if result is not None:
-                self.counters["results"] += 1
-                if result.changed and self.fusion is not None and pose is not None:
-                    # another room: the cloud of the one before would not fit it
-                    self.fusion.reset()
-                    self._step("fusion", self.fusion.add, frame, pose)
-                waited = 0.0 if synced_at is None else time.monotonic() - synced_at
-                self.stats.result(result.compute_time_s, waited)
-            return StreamKeyframe(frame, color_msg.header, pose, odom_frame, result)
+            waited = 0.0 if synced_at is None else time.monotonic() - synced_at
+            self.stats.result(result.compute_time_s, waited)
+        return StreamKeyframe(frame, color_msg.header, pose, odom_frame, result)
 
     def relocalize(self, keyframe: StreamKeyframe | None) -> Relocalization | None:
         """Correspondences and pose in the keyframe's answered room, when due.
@@ -308,9 +347,11 @@ class SensorStream:
             )
         except (CrossoverError, ValueError) as err:  # ValueError: numpy/open3d on odd input
             self.counters["relocalization_errors"] += 1
-            self.last_relocalization_error = f"relocalisation in {result.scene_id} failed: {err}"
-            return None
+            message = f"relocalisation in {result.scene_id} failed: {err}"
+            self.stats.attempt("relocalization", True, type(err).__name__, message)
+            raise RelocalizationError(message) from err
         self.counters["relocalizations"] += 1
+        self.stats.attempt("relocalization", False)
         return found
 
     def _frame(self, color_msg: Any, depth_msg: Any) -> RGBDFrame:
@@ -332,14 +373,21 @@ class SensorStream:
             )
         return RGBDFrame(color, depth, intrinsics, stamp_to_seconds(color_msg.header.stamp))
 
-    def _accept(self, stamp: float, pose: np.ndarray | None) -> bool:
-        if self.recognizer is None:
-            return self.keyframes.accept(stamp, pose)
-        resets = self.recognizer.time_resets
-        accepted = self.recognizer.accept(stamp, pose)
-        if self.recognizer.time_resets != resets and self.fusion is not None:
-            self.fusion.reset()  # a bag loop: the cloud of the previous pass is not this one's
-        return accepted
+    def _check_time(self, stamp: float) -> None:
+        """Restart on a jump back in time; reject a frame slightly out of order."""
+        last = self._last_stamp
+        if last is not None and stamp < last:
+            if last - stamp <= self.cfg.time_jump_s:
+                self._reject(
+                    FrameRejectedError(
+                        "out_of_order",
+                        f"frame at {stamp:.3f} s is older than the newest ({last:.3f} s):"
+                        " dropped (a jump back of more than time_jump_s restarts instead)",
+                    )
+                )
+            self.counters["window_resets"] += 1
+            self._restart()
+        self._last_stamp = stamp
 
     def _step(self, reason: str, function: Callable, *args: Any) -> Any:
         """Run one step; its CrossoverError becomes a counted :class:`FrameRejectedError`."""
@@ -352,7 +400,7 @@ class SensorStream:
 
     def _reject(self, err: FrameRejectedError, cause: BaseException | None = None) -> None:
         self.counters["rejected"] += 1
-        self.stats.reject(err.reason)
+        self.stats.attempt("frames", True, err.reason, str(err))
         raise err from cause
 
 

@@ -17,6 +17,7 @@ from functools import partial
 
 import numpy as np
 
+from crossover_ros.config import setting, validate
 from crossover_ros.errors import CrossoverError
 from crossover_ros.frames import RGBDFrame
 from crossover_ros.mapdb.base import MapBase
@@ -30,11 +31,28 @@ class VerificationCfg:
     # weight of 0.03 ranks within a point of the fit alone. Look-alikes fit alike but not
     # equally: a fit 0.01-0.03 better decides over the score (counting such fits as ties, for
     # the score to decide, cost 1-7 points there: the fit knows more than a weak vector)
-    top_k: int = 10  # candidates fitted, best first (0: off); the rest rank below them
-    score_weight: float = 0.03  # ranking score = fitness + score_weight * the scene score
+    top_k: int = setting(
+        10,
+        "Re-rank this many of each window's best candidates by how well the window's fused"
+        " depth fits their stored clouds (needs odometry; 0: off; each costs about 30 ms once"
+        " its scene is prepared).",
+        0,
+        50,
+    )
+    score_weight: float = setting(
+        0.03,
+        "Ranking score of a verified candidate: fitness + this x its score (by objects, else"
+        " its scene vector's; the fit decides, the score breaks ties between look-alikes).",
+        0.0,
+        10.0,
+    )
     min_points: int = 500  # a window cloud with fewer points is not verified
+    # the window's keyframes (the recogniser's window size), fused at the fusion's stride
     fusion: FusionCfg = field(default_factory=lambda: FusionCfg(max_keyframes=6))
     pose: PoseCfg = field(default_factory=lambda: PoseCfg(map_cache_size=16))
+
+    def __post_init__(self) -> None:
+        validate(self)
 
 
 class GeometricVerifier:

@@ -17,12 +17,9 @@ reach in about a third of the windows and took 100-400 ms (see ``crossover_ros b
 from __future__ import annotations
 
 import numpy as np
-import open3d as o3d
 from scipy import fft
 
-from crossover_ros.pose.registration import PreparedCloud
-
-reg = o3d.pipelines.registration
+from crossover_ros.pose.registration import PreparedCloud, o3d, reg
 
 _VERTICAL_NZ = 0.35  # |n_z| below: a vertical surface (within ~20 degrees)
 _HORIZONTAL_NZ = 0.94  # |n_z| above: a horizontal surface

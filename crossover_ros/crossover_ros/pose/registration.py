@@ -20,10 +20,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-import open3d as o3d
 from scipy.spatial import cKDTree
 
-reg = o3d.pipelines.registration
+try:  # optional: fusion, verification and relocalisation need it, recognition does not
+    import open3d as o3d
+except ImportError:  # e.g. a Jetson's pip install (open3d-cpu has x86_64 wheels only)
+    o3d = None
+
+HAS_OPEN3D = o3d is not None
+reg = o3d.pipelines.registration if HAS_OPEN3D else None
 
 
 @dataclass

@@ -15,9 +15,12 @@ from builtin_interfaces.msg import Time
 from geometry_msgs.msg import PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
 
+from crossover_msgs.msg import SceneMatch
 from crossover_ros.errors import ConversionError
 from crossover_ros.frames import CameraIntrinsics
+from crossover_ros.pipeline.recognizer import SceneMatchResult
 
 __all__ = [
     "depth_to_image",
@@ -237,4 +240,19 @@ def pose_to_odometry(
     position.x, position.y, position.z = (float(v) for v in pose[:3, 3])
     o = msg.pose.pose.orientation
     o.x, o.y, o.z, o.w = _matrix_to_quaternion(r)
+    return msg
+
+
+def to_scene_match(result: SceneMatchResult, header: Header, changed: bool = False) -> SceneMatch:
+    """The message for a result; ``header`` is the newest colour frame's, stamp kept exact."""
+    msg = SceneMatch(header=header)
+    msg.scene_id = result.scene_id
+    msg.score = result.score
+    msg.confidence = result.confidence
+    msg.changed = changed
+    msg.candidate_ids = result.candidate_ids
+    msg.candidate_scores = result.candidate_scores
+    msg.modality = result.modality
+    msg.map_modality = result.map_modality
+    msg.num_frames = result.num_frames
     return msg

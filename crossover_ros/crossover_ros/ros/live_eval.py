@@ -17,89 +17,62 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 
+from crossover_ros.bags.reader import BagTopics
 from crossover_ros.errors import CrossoverError
 from crossover_ros.eval.bag_eval import (
-    ENCODER_STAGES,
-    MAP_STAGES,
-    RANKER_STAGES,
-    VERIFIER_STAGES,
+    STAGES,
     BagEvalCfg,
     RunRecord,
-    StageTimers,
-    Timed,
     pair_name,
     peak_memory_mb,
     read_bag,
     reset_peak_memory,
 )
 from crossover_ros.eval.visits import first_per_window
+from crossover_ros.pipeline.config import PipelineCfg
+from crossover_ros.pipeline.events import Event, MatchEvent, RelocalizationEvent
+from crossover_ros.ros.nodes.scene_recognizer import SceneRecognizerNode
+from crossover_ros.ros.params import parameters_of
 from crossover_ros.ros.replay import MATCH_TOPIC, replay_detailed
 
 
-def node_parameters(
-    cfg: BagEvalCfg, map_path: Path | str, model: str, map_modality: str | None
-) -> list[Parameter]:
-    """The scene_recognizer's parameters for an evaluation: the bag's topics, top_k for R@K."""
-    keyframes = cfg.recognizer.keyframes
-    params = {
-        "map_path": str(map_path),
-        "model": str(model),
-        "color_topic": cfg.topics.color,
-        "depth_topic": cfg.topics.depth,
-        "camera_info_topic": cfg.topics.camera_info,
-        "odom_topic": cfg.topics.odometry,
-        "top_k": int(cfg.top_k),
-        "window_size": int(cfg.recognizer.window_size),
-        "keyframe_min_translation_m": float(keyframes.min_translation_m),
-        "keyframe_min_rotation_deg": float(keyframes.min_rotation_deg),
-        "keyframe_max_interval_s": float(keyframes.max_interval_s),
-        "sync_slop_s": float(cfg.stream.sync_slop_s),
-        "odom_max_age_s": float(cfg.stream.odom_max_age_s),
-        "publish_rate_hz": 0.0,  # one SceneMatch per query window, no periodic repeats
-        "fuse_cloud": cfg.fusion is not None,
-        "relocalize": cfg.relocalizer is not None,
-        "verify_candidates": int(cfg.verification.top_k),
-        "verify_score_weight": float(cfg.verification.score_weight),
-        "object_candidates": int(cfg.object_ranking.top_k),
-    }
-    if cfg.fusion is not None:
-        params["fusion_pixel_stride"] = int(cfg.fusion.pixel_stride)
-    if cfg.relocalizer is not None:
-        params["relocalize_interval_s"] = float(cfg.relocalizer.interval_s)
-        params["relocalize_min_confidence"] = float(cfg.relocalizer.min_confidence)
-    if map_modality:
-        params["map_modality"] = map_modality
-    return [Parameter(name, value=value) for name, value in params.items()]
+def node_parameters(cfg: PipelineCfg, topics: BagTopics) -> list[Parameter]:
+    """The scene_recognizer's parameters for an evaluation: the pipeline tree as it is, the
+    bag's topics, and one SceneMatch per query window (no periodic repeats)."""
+    return [
+        *parameters_of(cfg),
+        Parameter("topics.color", value=topics.color),
+        Parameter("topics.depth", value=topics.depth),
+        Parameter("topics.camera_info", value=topics.camera_info),
+        Parameter("topics.odom", value=topics.odometry),
+        Parameter("publish.rate_hz", value=0.0),
+    ]
 
 
 class InProcessNode:
-    """A scene_recognizer spinning in its own thread of this process; stop() ends it."""
+    """A scene_recognizer spinning in its own thread of this process; stop() ends it.
+
+    Its pipeline's events also reach :attr:`stages`, the per-stage timings of each keyframe.
+    """
 
     def __init__(self, parameters: list[Parameter]) -> None:
-        from crossover_ros.ros.nodes.scene_recognizer import SceneRecognizerNode
-
         self.node = SceneRecognizerNode(parameter_overrides=parameters)
-        self.stream = getattr(self.node, "stream", None)
-        if self.stream is None:
+        if self.node.pipeline is None:
             self.node.destroy_node()
             raise CrossoverError("the scene_recognizer did not configure: see its log above")
+        self.stages: dict[str, list[float]] = {name: [] for name in STAGES}
+        self.node.pipeline.add_listener(self._time)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
 
-    def instrument(self, timers: StageTimers) -> bool:
-        """Time the node's encoder and map search; False if the node is not built that way."""
-        recognizer = getattr(self.stream, "recognizer", None)
-        if recognizer is None or not hasattr(recognizer, "encoder"):
-            return False
-        recognizer.encoder = Timed(recognizer.encoder, timers, ENCODER_STAGES)
-        recognizer.mapdb = Timed(recognizer.mapdb, timers, MAP_STAGES)
-        if recognizer.verifier is not None:
-            recognizer.verifier = Timed(recognizer.verifier, timers, VERIFIER_STAGES)
-        if recognizer.ranker is not None:
-            recognizer.ranker = Timed(recognizer.ranker, timers, RANKER_STAGES)
-        return True
+    def _time(self, event: Event) -> None:
+        if isinstance(event, MatchEvent):
+            for stage, seconds in event.keyframe.result.timings.items():
+                self.stages[stage].append(seconds)
+        elif isinstance(event, RelocalizationEvent):
+            self.stages["relocalization"].append(event.relocalization.compute_time_s)
 
     def stop(self) -> None:
         self.executor.shutdown()
@@ -111,9 +84,7 @@ def evaluate_live(
     bag: Path,
     cfg: BagEvalCfg | None = None,
     *,
-    map_path: Path | str | None = None,
-    model: str = "global_descriptor",
-    map_modality: str | None = None,
+    pipeline: PipelineCfg | None = None,
     in_process: bool = True,
     rate: float = 1.0,
     label: str = "",
@@ -124,8 +95,8 @@ def evaluate_live(
 ) -> RunRecord:
     """Replay ``bag`` over ROS 2 to a scene_recognizer and score what it publishes.
 
-    ``in_process``: start the node here with ``map_path``/``model``/``map_modality``;
-    otherwise a node must already be running and publishing on ``match_topic``. Calls
+    ``in_process``: start the node here, running ``pipeline`` (its map and model); otherwise a
+    node must already be running and publishing on ``match_topic``. Calls
     ``rclpy.init`` (and shutdown) itself unless rclpy is already initialised.
     """
     cfg = cfg or BagEvalCfg()
@@ -135,15 +106,12 @@ def evaluate_live(
     if owns_rclpy:
         rclpy.init()
     node = None
-    timers = StageTimers(per_call=True)
     notes: list[str] = []
     try:
         if in_process:
-            if map_path is None:
-                raise CrossoverError("live evaluation with the node in-process needs the map")
-            node = InProcessNode(node_parameters(cfg, map_path, model, map_modality))
-            if not node.instrument(timers):
-                notes.append("node internals changed: no per-stage timings live")
+            if pipeline is None:
+                raise CrossoverError("live evaluation with the node in-process needs its pipeline")
+            node = InProcessNode(node_parameters(pipeline, cfg.topics))
         memory_reset = reset_peak_memory()
         started = time.perf_counter()
         outcome = replay_detailed(
@@ -155,9 +123,10 @@ def evaluate_live(
             color_topic=cfg.topics.color,
         )
         wall = time.perf_counter() - started
-        counters = dict(getattr(node.stream, "counters", {})) if node else {}
-        sync = getattr(node.stream, "sync", None) if node else None
-        map_scenes = len(node.stream.recognizer.mapdb.scenes()) if node else None
+        stream = node.node.pipeline.stream if node else None
+        counters = dict(stream.counters) if stream else {}
+        sync_dropped = stream.sync.dropped if stream else None
+        map_scenes = node.node.pipeline.scene_count() if node else None
     finally:
         if node is not None:
             node.stop()
@@ -174,20 +143,20 @@ def evaluate_live(
         notes.append("peak memory is the process's since it started")
     frames_processed = counters.get("frames") if in_process else None
     return RunRecord(
-        label=label or str(model),
+        label=label or (pipeline.model.name if pipeline else "external node"),
         pair=pair,
         mode=f"live x{rate:g}" if rate else "live (as fast as possible)",
         bag=str(bag),
         matches=matches,
         contents=contents,
         truth=truth,
-        stages=timers.samples,
+        stages=node.stages if node else {},
         relocalizations=outcome.relocalizations,
         frames_in_bag=outcome.published.get(cfg.topics.color, 0),
         frames_processed=frames_processed,
         frames_rejected=counters.get("rejected", 0),
         keyframes=counters.get("keyframes"),
-        sync_dropped=getattr(sync, "dropped", None),
+        sync_dropped=sync_dropped,
         map_scenes=map_scenes,
         peak_memory_mb=peak_memory_mb() if in_process else None,
         wall_s=wall,

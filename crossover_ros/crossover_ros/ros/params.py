@@ -1,72 +1,58 @@
-"""Declaring node parameters with descriptions and ranges, from one table per node."""
+"""ROS parameters from the configuration tree: each setting declared once, on its dataclass.
+
+A node declares every setting of its configuration classes (``crossover_ros.config``) with a
+``ParameterDescriptor`` (description, range, read-only) under its dotted name, and reads the
+tree back with :func:`read_tree`. rclpy rejects a value outside the declared range, or of
+another type, when it is set, so a node never starts with a nonsensical configuration.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from crossover_ros.config import Setting, build, settings_of, values_of
+
+T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    default: bool | int | float | str
-    description: str
-    min_value: float | None = None
-    max_value: float | None = None
-    read_only: bool = True
+def descriptor(item: Setting) -> ParameterDescriptor:
+    """The descriptor of one setting: description (with its choices), range, read-only."""
+    text = item.description
+    if item.choices:
+        text += f" One of: {', '.join(repr(c) for c in item.choices)}."
+    out = ParameterDescriptor(description=text, read_only=item.read_only)
+    if item.low is not None and isinstance(item.default, float):
+        out.floating_point_range = [
+            FloatingPointRange(from_value=item.low, to_value=item.high, step=0.0)
+        ]
+    elif (
+        item.low is not None
+        and isinstance(item.default, int)
+        and not isinstance(item.default, bool)
+    ):
+        out.integer_range = [
+            IntegerRange(from_value=int(item.low), to_value=int(item.high), step=1)
+        ]
+    return out
 
 
-def declare(node: Node, specs: list[ParamSpec]) -> dict[str, object]:
-    """Declare every parameter with its descriptor and return the current values by name.
-
-    rclpy rejects a value outside the declared range (or of another type) with a clear error
-    when the parameter is set, so the node never starts with a nonsensical configuration.
-    """
-    values = {}
-    for spec in specs:
-        descriptor = ParameterDescriptor(description=spec.description, read_only=spec.read_only)
-        if spec.min_value is not None and isinstance(spec.default, float):
-            descriptor.floating_point_range = [
-                FloatingPointRange(from_value=spec.min_value, to_value=spec.max_value, step=0.0)
-            ]
-        elif spec.min_value is not None and isinstance(spec.default, int):
-            descriptor.integer_range = [
-                IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value), step=1)
-            ]
-        values[spec.name] = node.declare_parameter(spec.name, spec.default, descriptor).value
-    return values
+def declare_tree(node: Node, cls: type) -> None:
+    """Declare every setting of ``cls`` as a parameter of ``node``."""
+    for item in settings_of(cls):
+        node.declare_parameter(item.name, item.default, descriptor(item))
 
 
-# The sensor input and keyframe rule both nodes share (scene_recognizer, map_recorder).
-SENSOR_PARAMETERS = [
-    ParamSpec("color_topic", "/camera/color/image_raw", "sensor_msgs/Image, rgb8/bgr8/mono8."),
-    ParamSpec(
-        "depth_topic", "/camera/aligned_depth_to_color/image_raw", "Depth aligned to colour."
-    ),
-    ParamSpec("camera_info_topic", "/camera/color/camera_info", "CameraInfo of the colour image."),
-    ParamSpec(
-        "odom_topic", "/odom", "nav_msgs/Odometry of the camera; '' to run without (no cloud)."
-    ),
-    ParamSpec("sync_slop_s", 0.02, "Colour/depth stamps further apart are not paired.", 0.0, 1.0),
-    ParamSpec("odom_max_age_s", 0.1, "Odometry older than this is not used for a frame.", 0.0, 5.0),
-    ParamSpec(
-        "min_valid_depth_fraction",
-        0.01,
-        "Frames with a smaller share of valid depth pixels are rejected.",
-        0.0,
-        1.0,
-    ),
-    ParamSpec("keyframe_min_translation_m", 0.25, "Motion that makes a keyframe.", 0.0, 10.0),
-    ParamSpec("keyframe_min_rotation_deg", 15.0, "Turn that makes a keyframe.", 0.0, 180.0),
-    ParamSpec("keyframe_max_interval_s", 1.0, "A keyframe at least this often.", 0.01, 60.0),
-    ParamSpec(
-        "fusion_pixel_stride",
-        4,
-        "Fuse every n-th pixel row and column: 4 loses nothing at 640x480 and 5 cm voxels and"
-        " keeps fusion at a few ms; 1-2 for 320x240 and smaller.",
-        1,
-        16,
-    ),
-]
+def read_tree(node: Node, cls: type[T]) -> T:
+    """The configuration tree from ``node``'s current parameter values (ValueError: one that
+    is not in its setting's choices)."""
+    names = [item.name for item in settings_of(cls)]
+    return build(cls, {name: node.get_parameter(name).value for name in names})
+
+
+def parameters_of(cfg: Any) -> list[Parameter]:
+    """A configuration tree as parameter overrides (a node started with it runs ``cfg``)."""
+    return [Parameter(name, value=value) for name, value in values_of(cfg).items()]

@@ -1,10 +1,9 @@
 """Messages of a relocalisation: instance correspondences and the pose for a navigation stack.
 
-The pose is that of the odometry's child frame (the body whose pose ``odom_topic`` gives) in
-the map frame. A scene stored with its pose in the building (``frame_to_building``, as every
-scene of a generated or recorded building has) is published in ``map_frame``, the building's
-frame, so AMCL can take it on ``/initialpose``; a scene without one is published in its own
-frame, named after the scene.
+The pose is that of the odometry's child frame (the body whose pose the odometry topic gives)
+in the map frame, as the pipeline computed it (``pipeline.events.RelocalizationEvent``): a scene
+stored with its pose in the building is published in the building's frame, so AMCL can take it
+on ``initialpose``; a scene without one in its own frame, named after the scene.
 """
 
 from __future__ import annotations
@@ -13,9 +12,8 @@ import numpy as np
 from geometry_msgs.msg import Point, PoseWithCovarianceStamped, Vector3
 
 from crossover_msgs.msg import InstanceCorrespondence, InstanceCorrespondences
-from crossover_ros.mapdb.records import SceneRecord
+from crossover_ros.pipeline.events import RelocalizationEvent
 from crossover_ros.pipeline.relocalize import Relocalization
-from crossover_ros.pose.estimate import PoseEstimate
 from crossover_ros.ros.convert import pose_with_covariance
 
 
@@ -43,18 +41,6 @@ def instance_correspondences(found: Relocalization, header) -> InstanceCorrespon
     return msg
 
 
-def pose_in_map(
-    found: Relocalization, record: SceneRecord, map_frame: str, stamp
-) -> PoseWithCovarianceStamped | None:
-    """The body's pose in ``map_frame`` (or the scene's own frame), None without a pose."""
-    if not isinstance(found.pose, PoseEstimate):
-        return None
-    body_in_scene = found.camera_in_scene
-    covariance = found.pose.covariance_at(found.camera_to_odom[:3, 3])
-    if record.frame_to_building is None:
-        return pose_with_covariance(body_in_scene, covariance, stamp, record.scene_id)
-    scene_to_map = np.asarray(record.frame_to_building, np.float64).reshape(4, 4)
-    rotate = np.kron(np.eye(2), scene_to_map[:3, :3])  # the same rotation for both halves
-    return pose_with_covariance(
-        scene_to_map @ body_in_scene, rotate @ covariance @ rotate.T, stamp, map_frame
-    )
+def pose_message(event: RelocalizationEvent, stamp) -> PoseWithCovarianceStamped:
+    """The event's pose (the odometry body in its frame) for a navigation stack."""
+    return pose_with_covariance(event.pose, event.covariance, stamp, event.frame_id)

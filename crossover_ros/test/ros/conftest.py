@@ -41,14 +41,14 @@ def stub_encoder(monkeypatch):
     """
     from fake_encoders import ColourEncoder
 
-    from crossover_ros.ros.nodes import scene_recognizer
+    from crossover_ros.pipeline import runner
 
     encoder = ColourEncoder()
 
     def create_encoder(model="global_descriptor", map_modality=None, num_threads=None, **kwargs):
         return encoder
 
-    monkeypatch.setattr(scene_recognizer, "create_encoder", create_encoder)
+    monkeypatch.setattr(runner, "create_encoder", create_encoder)
     return encoder
 
 

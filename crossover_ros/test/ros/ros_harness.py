@@ -146,7 +146,8 @@ class Rig:
         """Frames 1 s apart, each once the previous one was processed; camera_info and
         odometry first, so the node has them when the images arrive (topics are not ordered).
         """
-        stream = self.node.stream
+        pipeline = self.node.pipeline
+        stream = pipeline.stream
         for i, frame in enumerate(frames):
             t = start_s + i
             if info:
@@ -158,9 +159,8 @@ class Rig:
             done = stream.counters["frames"] + 1
             self.publish_images(frame, t, **images)
             assert self.wait_for(lambda d=done: stream.counters["frames"] >= d, 30)
-            for name in ("worker", "relocalization_worker"):  # the recorder has neither
-                worker = getattr(self.node, name, None)
-                assert worker is None or worker.wait_idle(30.0)
+            wait_idle = getattr(pipeline, "wait_idle", None)  # the recorder has no workers
+            assert wait_idle is None or wait_idle(30.0)
 
     def call(self, service: str, timeout_s: float = 30.0) -> Trigger.Response:
         client = self.source.create_client(Trigger, f"/{self.node_name}/{service}")

@@ -31,11 +31,11 @@ def map_path(small_building, tmp_path_factory):
 
 def test_live_against_the_real_node_in_process(query_bag, map_path):
     cfg = BagEvalCfg()
+    pipeline = cfg.pipeline_for(map_path, "global_descriptor", None)
     record = evaluate_live(
         query_bag,
         cfg,
-        map_path=map_path,
-        model="global_descriptor",
+        pipeline=pipeline,
         rate=2.0,
         drain_s=3.0,
         progress=False,
@@ -58,13 +58,8 @@ def test_live_against_the_real_node_in_process(query_bag, map_path):
     )
     assert metrics.peak_memory_mb > 100
 
-    # The same bag offline, through the same stream logic: same scenes ranked, same rooms.
-    from crossover_ros.mapdb import open_map
-    from crossover_ros.model.global_descriptor import GlobalDescriptorEncoder
-
-    encoder = GlobalDescriptorEncoder()
-    with open_map(map_path, encoder.fingerprint) as mapdb:
-        offline = evaluate_offline(query_bag, encoder, mapdb, cfg, "offline", progress=False)
+    # The same bag offline, through the same pipeline: same rooms.
+    offline = evaluate_offline(query_bag, pipeline, cfg, "offline", progress=False)
     offline_metrics = compute_metrics([offline], cfg)
     assert len(offline_metrics.visits) == len(metrics.visits) == 3
     report = format_report(

@@ -11,19 +11,18 @@ from ros_harness import Rig
 from crossover_ros.datasets.scan import load_building
 from crossover_ros.mapdb import open_map
 from crossover_ros.model.global_descriptor import GlobalDescriptorEncoder
-from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
 from crossover_ros.ros.nodes.map_recorder import MapRecorderNode
 
 
-def _recorder(context, map_path, **params):
+def _recorder(context, map_path, params=None):
     overrides = {
-        "map_path": str(map_path),
-        "scene_id": "recorded_room",
-        "building_id": "test",
-        "room_id": "lab",
-        "keyframe_max_interval_s": 0.01,
-        **params,
+        "map.path": str(map_path),
+        "scene.id": "recorded_room",
+        "scene.building_id": "test",
+        "scene.room_id": "lab",
+        "keyframes.max_interval_s": 0.01,
+        **(params or {}),
     }
     return MapRecorderNode(
         context=context,
@@ -49,15 +48,15 @@ def test_a_recorded_room_is_added_to_the_map_and_recognised(
         assert rig.wait_connected(matches=False)
         assert not rig.call("save_scene").success, "nothing recorded yet"
         rig.send(frames, 50.0)
-        assert len(node.recording) == len(frames)
+        assert len(node.pipeline.recording) == len(frames)
         response = rig.call("save_scene")
         assert response.success, response.message
-        assert "recorded_room" in response.message and len(node.recording) == 0
+        assert "recorded_room" in response.message and len(node.pipeline.recording) == 0
         response = rig.call("save_scene")
         assert not response.success and "no keyframes" in response.message
 
         # The next room, saved when the node shuts down.
-        node.set_parameters([Parameter("scene_id", value="second_room")])
+        node.set_parameters([Parameter("scene.id", value="second_room")])
         rig.send(frames[:2], 80.0)
         node.save_pending()
     finally:
@@ -74,9 +73,8 @@ def test_a_recorded_room_is_added_to_the_map_and_recognised(
         assert len(xyz) > 100 and rgb.shape == xyz.shape
         assert db.scene("second_room").scene_id == "second_room"
 
-        cfg = RecognizerCfg(keyframes=KeyframeCfg(max_interval_s=0.0), window_size=3)
-        recognizer = SceneRecognizer(encoder, db, cfg)
-        results = [recognizer.add_frame(frame) for frame in frames]
+        recognizer = SceneRecognizer(encoder, db, RecognizerCfg(window_size=3))
+        results = [recognizer.recognise(frame) for frame in frames]
     assert results[-1].candidate_ids[0] == "recorded_room"
     assert results[-1].scene_id == "recorded_room"
     assert results[-1].score == pytest.approx(1.0, abs=1e-3)
@@ -89,13 +87,15 @@ def test_a_crossover_room_is_recorded_with_scene_vectors_and_placed_cells(
     reference = next(s for s in building.scans if s.scan_index == 0)
     frames = list(building.scan(reference.scan_id).frames())
     map_path = tmp_path / "crossover.sqlite"
-    recorder = _recorder(ros_context, map_path, model="crossover", odom_is_building_frame=True)
+    recorder = _recorder(
+        ros_context, map_path, {"model.name": "crossover", "scene.odom_is_building_frame": True}
+    )
     rig = Rig(ros_context, recorder, node_name="map_recorder")
     node = rig.node
     try:
         assert rig.wait_connected(matches=False)
         rig.send(frames, 50.0)
-        places = node.recording.cell_points()
+        places = node.pipeline.recording.cell_points()
         assert len(places) == len(frames)
         assert all(p.shape == (20, 3) and np.isfinite(p).any() for p in places)
         response = rig.call("save_scene")

@@ -3,6 +3,7 @@ filter and publish rate, services, diagnostics, markers, hardening, and a flood 
 
 import math
 import time
+from dataclasses import replace
 
 import numpy as np
 import psutil
@@ -18,14 +19,14 @@ from crossover_ros.ros.convert import depth_to_image, rgb_to_image, seconds_to_s
 from crossover_ros.ros.nodes.scene_recognizer import SceneRecognizerNode
 
 
-def _node(context, map_path, **params):
+def _node(context, map_path, params=None):
     overrides = {
-        "map_path": str(map_path),
-        "keyframe_max_interval_s": 0.01,  # frames 1 s apart: every one a keyframe
-        "window_size": 1,  # the window does not smooth: the filter must
-        "switch_margin": 1.0,  # switch by streak only
-        "publish_rate_hz": 0.0,
-        **params,
+        "map.path": str(map_path),
+        "keyframes.max_interval_s": 0.01,  # frames 1 s apart: every one a keyframe
+        "recognizer.window_size": 1,  # the window does not smooth: the filter must
+        "recognizer.hysteresis.switch_margin": 1.0,  # switch by streak only
+        "publish.rate_hz": 0.0,
+        **(params or {}),
     }
     return SceneRecognizerNode(
         context=context,
@@ -45,7 +46,7 @@ def _send(rig, colours, start_s, **kwargs):
 def test_one_odd_frame_does_not_flip_the_room_and_a_change_is_sent_at_once(
     ros_context, colour_map, stub_encoder
 ):
-    rig = Rig(ros_context, _node(ros_context, colour_map, publish_rate_hz=2.0))
+    rig = Rig(ros_context, _node(ros_context, colour_map, {"publish.rate_hz": 2.0}))
     try:
         assert rig.wait_connected()
         _send(rig, ["red"] * 3, 100.0)
@@ -68,7 +69,10 @@ def test_one_odd_frame_does_not_flip_the_room_and_a_change_is_sent_at_once(
 
 
 def test_every_window_is_published_at_rate_zero_with_markers(ros_context, colour_map, stub_encoder):
-    rig = Rig(ros_context, _node(ros_context, colour_map, switch_after_windows=1))
+    rig = Rig(
+        ros_context,
+        _node(ros_context, colour_map, {"recognizer.hysteresis.switch_after_windows": 1}),
+    )
     try:
         assert rig.wait_connected()
         _send(rig, ["green", "green", "red"], 10.0)
@@ -88,20 +92,23 @@ def test_every_window_is_published_at_rate_zero_with_markers(ros_context, colour
 
 
 def test_reset_and_reload_map(ros_context, colour_map, stub_encoder, tmp_path):
-    rig = Rig(ros_context, _node(ros_context, colour_map, switch_after_windows=1))
+    rig = Rig(
+        ros_context,
+        _node(ros_context, colour_map, {"recognizer.hysteresis.switch_after_windows": 1}),
+    )
     try:
         assert rig.wait_connected()
         _send(rig, ["red"], 1.0)
         assert rig.wait_for(lambda: len(rig.matches) == 1)
-        assert len(rig.node.stream.fusion) == 1
+        assert len(rig.node.pipeline.stream.fusion) == 1
         response = rig.call("reset")
         assert response.success, response.message
-        stream = rig.node.stream
+        stream = rig.node.pipeline.stream
         assert stream.recognizer.window_length == 0 and len(stream.fusion) == 0
         assert stream.recognizer.filter.current == ""
 
         # A broken map: the old one stays in use and the answer says why.
-        rig.node.set_parameters([Parameter("map_path", value=str(tmp_path / "missing.sqlite"))])
+        rig.node.set_parameters([Parameter("map.path", value=str(tmp_path / "missing.sqlite"))])
         response = rig.call("reload_map")
         assert not response.success and "missing.sqlite" in response.message
         assert "kept" in response.message
@@ -116,7 +123,7 @@ def test_reset_and_reload_map(ros_context, colour_map, stub_encoder, tmp_path):
 
             image = np.full((4, 4, 3), (250, 10, 10), np.uint8)
             db.add_scene(SceneRecord("red_b", "b2", "r"), {"rgb": encoder.frame_features([image])})
-        rig.node.set_parameters([Parameter("map_path", value=str(other))])
+        rig.node.set_parameters([Parameter("map.path", value=str(other))])
         response = rig.call("reload_map")
         assert response.success and "1 scenes" in response.message
         _send(rig, ["red"], 3.0)
@@ -129,13 +136,13 @@ def test_reset_and_reload_map(ros_context, colour_map, stub_encoder, tmp_path):
 def test_diagnostics_report_rates_latency_counters_and_levels(
     ros_context, colour_map, stub_encoder
 ):
-    node = _node(ros_context, "postgresql://robot:secret@db/maps#x", autostart=False)
+    node = _node(ros_context, "postgresql://robot:secret@db/maps#x", {"autostart": False})
     rig = Rig(ros_context, node)
     try:
         status = node.diagnostic_status()
         assert status.level == DiagnosticStatus.ERROR and "unconfigured" in status.message
         assert "secret" not in _values(status)["map"] and "robot:***@db" in _values(status)["map"]
-        node.set_parameters([Parameter("map_path", value=str(colour_map))])
+        node.set_parameters([Parameter("map.path", value=str(colour_map))])
         node.trigger_configure()
         node.trigger_activate()
         assert rig.wait_connected()
@@ -146,7 +153,7 @@ def test_diagnostics_report_rates_latency_counters_and_levels(
         assert values["state"] == "active" and values["backend"] == "stub"
         assert values["map"] == str(colour_map) and values["scenes"] == "3"
         assert values["frames"] == "3" and values["keyframes"] == "3" and values["rejected"] == "0"
-        assert float(values["color rate (Hz)"]) > 0 and float(values["keyframe rate (Hz)"]) > 0
+        assert float(values["color rate (Hz)"]) > 0 and float(values["keyframes rate (Hz)"]) > 0
         assert float(values["recognition p50 (ms)"]) >= 0.0
         assert float(values["recognition p95 (ms)"]) >= float(values["recognition p50 (ms)"])
         for key in ("dropped", "time_jumps", "no_camera_info", "window_resets", "sync_dropped"):
@@ -155,7 +162,8 @@ def test_diagnostics_report_rates_latency_counters_and_levels(
         name = rig.diagnostics[-1].status[0].name
         assert name == "scene_recognizer: scene recognition"
 
-        node._health = type(node._health)(stale_after_s=0.2, reject_share=0.5)
+        quick = replace(node.pipeline.cfg.health, stale_after_s=0.2)
+        node.pipeline.cfg = replace(node.pipeline.cfg, health=quick)
         time.sleep(0.4)
         status = node.diagnostic_status()
         assert status.level == DiagnosticStatus.WARN and "no synchronised frames" in status.message
@@ -164,7 +172,10 @@ def test_diagnostics_report_rates_latency_counters_and_levels(
 
 
 def test_bad_input_is_rejected_counted_and_survived(ros_context, colour_map, stub_encoder):
-    rig = Rig(ros_context, _node(ros_context, colour_map, switch_after_windows=1))
+    rig = Rig(
+        ros_context,
+        _node(ros_context, colour_map, {"recognizer.hysteresis.switch_after_windows": 1}),
+    )
     node = rig.node
     try:
         assert rig.wait_connected()
@@ -172,7 +183,7 @@ def test_bad_input_is_rejected_counted_and_survived(ros_context, colour_map, stu
 
         # Missing camera_info: frames are dropped and counted.
         _send(rig, ["red"], 1.0, info=False)
-        assert node.stream.counters["no_camera_info"] == 1
+        assert node.pipeline.stream.counters["no_camera_info"] == 1
 
         def stamped(t):
             return seconds_to_stamp(t), "camera_color_optical_frame"
@@ -192,21 +203,22 @@ def test_bad_input_is_rejected_counted_and_survived(ros_context, colour_map, stu
         bad["negative_depth"] = dict(depth=depth_to_image(neg, *stamped(5.0), "32FC1"))
         for t, images in zip((2.0, 3.0, 4.0, 5.0), bad.values(), strict=True):
             rig.send([colour_frame("red", t)], t, **images)
-        counts = node.stream.counts()
+        counts = node.pipeline.stream.counts()
         assert counts["rejected_no_camera_info"] == 1
         assert counts["rejected_bad_color"] == 1 and counts["rejected_size_mismatch"] == 1
         assert counts["rejected_no_valid_depth"] == 2
 
-        # Rejects dominate: diagnostics warn.
+        # Every recent frame rejected: an error, named by its commonest reason.
         status = node.diagnostic_status()
-        assert status.level == DiagnosticStatus.WARN and "rejected" in status.message
+        assert status.level == DiagnosticStatus.ERROR, status.message
+        assert "frames: 5 of the last 5 failed (mostly no_valid_depth)" in status.message
         assert _values(status)["rejected_no_valid_depth"] == "2"
 
         # A bag loop: time goes back, the window restarts, both counted.
         _send(rig, ["red", "red"], 100.0)
         _send(rig, ["green"], 6.0)
         assert rig.wait_for(lambda: rig.matches and rig.matches[-1].scene_id == "green", 10)
-        counts = node.stream.counts()
+        counts = node.pipeline.stream.counts()
         assert counts["time_jumps"] >= 1 and counts["window_resets"] == 1
         assert rig.matches[-1].num_frames == 1
         assert node._state_machine.current_state[1] == "active"
@@ -246,7 +258,10 @@ def test_a_map_of_another_model_fails_configure_clearly(ros_context, stub_encode
 def test_a_flood_of_frames_is_dropped_not_queued(ros_context, colour_map, stub_encoder):
     """200 VGA frames as fast as DDS takes them; recognition takes 50 ms a frame."""
     stub_encoder.delay_s = 0.05
-    rig = Rig(ros_context, _node(ros_context, colour_map, switch_after_windows=1))
+    rig = Rig(
+        ros_context,
+        _node(ros_context, colour_map, {"recognizer.hysteresis.switch_after_windows": 1}),
+    )
     node = rig.node
     process = psutil.Process()
     try:
@@ -259,16 +274,19 @@ def test_a_flood_of_frames_is_dropped_not_queued(ros_context, colour_map, stub_e
         for i in range(200):
             t = 1.0 + i / 30
             rig.publish(frames[i % 3], t, info=(i % 30 == 0))
-            worst_slot = max(worst_slot, len(node.worker.slot))
-            worst_sync = max(worst_sync, max(node.stream.sync.pending()))
+            worst_slot = max(worst_slot, len(node.pipeline.workers[0].slot))
+            worst_sync = max(worst_sync, max(node.pipeline.stream.sync.pending()))
             if i % 20 == 0:
                 peak = max(peak, process.memory_info().rss)
         publish_s = time.monotonic() - started
-        assert rig.wait_for(lambda: node.worker.wait_idle(0.0), 30)
+        assert rig.wait_for(lambda: node.pipeline.workers[0].wait_idle(0.0), 30)
         time.sleep(0.3)
         peak = max(peak, process.memory_info().rss)
-        counts = node.stream.counts()
-        dropped, pairs = node.worker.dropped, node.stream.stats.meters["pairs"].total - 1
+        counts = node.pipeline.stream.counts()
+        dropped, pairs = (
+            node.pipeline.workers[0].dropped,
+            node.pipeline.stream.stats.meters["pairs"].total - 1,
+        )
         status = node.diagnostic_status()
         alive = node._state_machine.current_state[1]
     finally:
@@ -282,7 +300,7 @@ def test_a_flood_of_frames_is_dropped_not_queued(ros_context, colour_map, stub_e
     assert alive == "active"
     assert dropped > 0 and processed + dropped == pairs
     assert processed < pairs / 2, "most pairs were superseded, not queued"
-    assert worst_slot <= 1 and worst_sync <= node.stream.sync.queue_size
+    assert worst_slot <= 1 and worst_sync <= node.pipeline.stream.sync.queue_size
     assert peak - rss_before < 200 * 2**20, "200 VGA pairs would be ~300 MiB if queued"
     assert _values(status)["dropped"] == str(dropped)
     assert not math.isnan(float(_values(status)["recognition p95 (ms)"]))

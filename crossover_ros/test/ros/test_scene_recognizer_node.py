@@ -24,13 +24,13 @@ def test_publishes_the_scene_of_mapped_frames_and_survives_bad_input(
     node = SceneRecognizerNode(
         context=ros_context,
         parameter_overrides=[
-            Parameter("map_path", value=str(map_path)),
-            Parameter("model", value="global_descriptor"),
-            Parameter("keyframe_max_interval_s", value=0.01),
-            Parameter("publish_rate_hz", value=0.0),  # every window
+            Parameter("map.path", value=str(map_path)),
+            Parameter("model.name", value="global_descriptor"),
+            Parameter("keyframes.max_interval_s", value=0.01),
+            Parameter("publish.rate_hz", value=0.0),  # every window
             # the scene vectors' own ranking: cosine 1 for the frames the map was built from
             # (verification would rank this room and its look-alike by their fit)
-            Parameter("verify_candidates", value=0),
+            Parameter("verification.top_k", value=0),
         ],
     )
     rig = Rig(ros_context, node)
@@ -42,7 +42,7 @@ def test_publishes_the_scene_of_mapped_frames_and_survives_bad_input(
         bad = rgb_to_image(frames[0].color, seconds_to_stamp(100.0), "camera")
         bad.encoding = "yuv422"
         rig.send([frames[0]], 100.0, color=bad)
-        assert node.stream.counters["rejected"] == 1
+        assert node.pipeline.stream.counters["rejected"] == 1
         rig.send(frames[:3], 101.0)
         assert rig.wait_for(lambda: len(rig.matches) >= 3)
     finally:
@@ -56,21 +56,22 @@ def test_publishes_the_scene_of_mapped_frames_and_survives_bad_input(
     assert match.num_frames == 3 and match.modality == "rgb"
     assert match.header.stamp.sec == 103
     assert np.isfinite(match.confidence)
-    assert rig.matches[0].changed and not any(m.changed for m in rig.matches[1:])
+    # the first keyframe alone names no room; the second does, and only that one is a change
+    assert rig.matches[0].scene_id == "" and [m.changed for m in rig.matches[1:]] == [True, False]
 
 
 def test_a_missing_map_leaves_the_node_unconfigured_and_alive(ros_context, tmp_path):
     node = SceneRecognizerNode(
         context=ros_context,
         parameter_overrides=[
-            Parameter("map_path", value=str(tmp_path / "no_map.sqlite")),
-            Parameter("model", value="global_descriptor"),
+            Parameter("map.path", value=str(tmp_path / "no_map.sqlite")),
+            Parameter("model.name", value="global_descriptor"),
         ],
     )
     rig = Rig(ros_context, node)
     try:
         assert node._state_machine.current_state[1] == "unconfigured"
-        assert node.stream is None and node._mapdb is None
+        assert node.pipeline is None
         response = rig.call("reset")
         assert not response.success and "not configured" in response.message
         response = rig.call("reload_map")
@@ -98,13 +99,13 @@ def test_publishes_the_pose_in_the_map_after_recognising_the_room(
     node = SceneRecognizerNode(
         context=ros_context,
         parameter_overrides=[
-            Parameter("map_path", value=str(map_path)),
-            Parameter("keyframe_max_interval_s", value=0.01),
-            Parameter("switch_after_windows", value=1),
-            Parameter("fusion_pixel_stride", value=1),  # 160x120 frames
-            Parameter("relocalize_interval_s", value=0.0),
-            Parameter("relocalize_min_confidence", value=0.0),
-            Parameter("publish_initialpose", value=True),
+            Parameter("map.path", value=str(map_path)),
+            Parameter("keyframes.max_interval_s", value=0.01),
+            Parameter("recognizer.hysteresis.switch_after_windows", value=1),
+            Parameter("fusion.pixel_stride", value=1),  # 160x120 frames
+            Parameter("relocalization.interval_s", value=0.0),
+            Parameter("relocalization.min_confidence", value=0.0),
+            Parameter("publish.initialpose", value=True),
         ],
     )
     rig = Rig(ros_context, node)
@@ -120,7 +121,7 @@ def test_publishes_the_pose_in_the_map_after_recognising_the_room(
         assert rig.wait_for(lambda: poses and initial and rig.instances, 30)
     finally:
         rig.close()
-    assert node.stream is None or node.stream.counters["relocalization_errors"] == 0
+    assert node.pipeline is None or node.pipeline.stream.counters["relocalization_errors"] == 0
     last = poses[-1]
     assert last.header.frame_id == "map"
     stamp_s = last.header.stamp.sec + last.header.stamp.nanosec * 1e-9

@@ -44,11 +44,11 @@ def recognizer_process(gd_map, tmp_path, monkeypatch):
         "--params-file",
         str(PACKAGE / "config" / "scene_recognizer.yaml"),
         "-p",
-        f"map_path:={gd_map}",
+        f"map.path:={gd_map}",
         "-p",
-        "keyframe_max_interval_s:=0.01",
+        "keyframes.max_interval_s:=0.01",
         "-p",
-        "publish_rate_hz:=0.0",
+        "publish.rate_hz:=0.0",
     ]
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +47,7 @@ from crossover_ros.eval.visits import (
 from crossover_ros.frames import CameraIntrinsics
 from crossover_ros.mapdb.open import create_map
 from crossover_ros.mapdb.records import SceneRecord
+from crossover_ros.pipeline.config import PipelineCfg
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg
 from crossover_ros.synthetic.query_bag import QueryBagCfg
@@ -83,9 +83,8 @@ VISITS = [
 ]
 EVAL_CFG = BagEvalCfg(
     ks=(1, 2, 3),
-    recognizer=replace(
-        RecognizerCfg(),
-        window_size=1,
+    pipeline=PipelineCfg(
+        recognizer=RecognizerCfg(window_size=1),
         keyframes=KeyframeCfg(min_translation_m=100.0, min_rotation_deg=180.0, max_interval_s=0.5),
     ),
 )
@@ -186,7 +185,9 @@ def _evaluate(bag, colour_map, cfg=EVAL_CFG):
     from crossover_ros.mapdb import open_map
 
     with open_map(colour_map, ColourEncoder.fingerprint) as mapdb:
-        return evaluate_offline(bag, ColourEncoder(), mapdb, cfg, label="colour", progress=False)
+        return evaluate_offline(
+            bag, cfg.pipeline, cfg, "colour", False, encoder=ColourEncoder(), mapdb=mapdb
+        )
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

@@ -14,7 +14,6 @@ from crossover_ros.model import modalities as mod
 from crossover_ros.model.crossover import CrossOverModel
 from crossover_ros.model.crossover_encoder import CrossOverEncoder
 from crossover_ros.model.registry import create_encoder
-from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
 
 
@@ -53,10 +52,10 @@ def test_recogniser_ranks_frames_against_point_clouds(crossover_map, small_build
     scan = load_building(small_building).scan(
         next(s.scan_id for s in load_building(small_building).scans if s.scan_index == 0)
     )
-    cfg = RecognizerCfg(window_size=3, keyframes=KeyframeCfg(max_interval_s=0.0))
+    cfg = RecognizerCfg(window_size=3)
     with open_map(path, encoder.fingerprint) as db:
         recognizer = SceneRecognizer(encoder, db, cfg)
-        results = [recognizer.add_frame(frame) for frame in scan.frames()]
+        results = [recognizer.recognise(frame) for frame in scan.frames()]
     assert all(r is not None for r in results)
     assert [r.num_frames for r in results][:4] == [1, 2, 3, 3]
     last = results[-1]
@@ -84,11 +83,11 @@ def test_frames_give_their_objects_and_the_recogniser_ranks_by_them(
     cells = regions.cfg.grid[0] * regions.cfg.grid[1]
     assert [o.shape for o in objects] == [(cells, encoder.instance_dim)] * 2
     assert np.allclose(np.linalg.norm(objects[0], axis=1), 1.0, atol=1e-5)
-    cfg = RecognizerCfg(window_size=3, top_k=2, keyframes=KeyframeCfg(max_interval_s=0.0))
+    cfg = RecognizerCfg(window_size=3, top_k=2)
     with open_map(path, encoder.fingerprint) as db:
         ranker = ObjectSetRanker(cfg.window_size)
         recognizer = SceneRecognizer(encoder, db, cfg, ranker=ranker)
-        last = [recognizer.add_frame(frame) for frame in scan.frames()][-1]
+        last = [recognizer.recognise(frame) for frame in scan.frames()][-1]
         stored = db.instance_embeddings(last.candidate_ids[0], mod.POINT_CLOUD)[1]
     seen = np.concatenate(list(ranker._window))
     assert last.candidate_scores[0] == pytest.approx((seen @ stored.T).max(axis=1).mean())

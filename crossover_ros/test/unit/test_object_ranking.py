@@ -60,10 +60,10 @@ def mapdb(tmp_path):
 def test_the_objects_seen_outrank_the_scene_vector(mapdb):
     cfg = RecognizerCfg(top_k=3)
     frame = _frame((240, 20, 20), 0.0)
-    plain = SceneRecognizer(ObjectColourEncoder(), mapdb, cfg).add_frame(frame)
+    plain = SceneRecognizer(ObjectColourEncoder(), mapdb, cfg).recognise(frame)
     assert plain.candidate_ids[:2] == ["red", "pink"]
     ranker = ObjectSetRanker(cfg.window_size, ObjectRankingCfg(top_k=3))
-    ranked = SceneRecognizer(ObjectColourEncoder(), mapdb, cfg, ranker=ranker).add_frame(frame)
+    ranked = SceneRecognizer(ObjectColourEncoder(), mapdb, cfg, ranker=ranker).recognise(frame)
     # a red thing seen: 'pink' holds one (cosine 1; its unseen green thing does not count
     # against it), 'red' only blue things (0), 'bare' nothing (-1)
     assert ranked.candidate_ids == ["pink", "red", "bare"]

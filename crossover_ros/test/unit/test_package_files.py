@@ -6,6 +6,11 @@ from pathlib import Path
 
 import yaml
 
+from crossover_ros.config import flatten, load_yaml
+from crossover_ros.eval.bag_eval import BagEvalCfg
+from crossover_ros.pipeline.config import PipelineCfg
+from crossover_ros.ros.settings import node_settings
+
 PACKAGE = Path(__file__).resolve().parents[2]
 
 
@@ -19,34 +24,31 @@ def _console_scripts() -> set[str]:
     raise AssertionError("no console_scripts in setup.py")
 
 
-def _param_specs(path: Path) -> set[str]:
-    """Names of the ParamSpec(...) calls in a source file (read, not imported: no rclpy here)."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ParamSpec":
-            names.add(node.args[0].value)
-    return names
+def _declared_parameters(node: str) -> dict[str, object]:
+    """name -> default of every parameter ``node`` declares: its configuration trees."""
+    return {item.name: item.default for item in node_settings(node)}
 
 
-def _declared_parameters(module: str) -> set[str]:
-    ros = PACKAGE / "crossover_ros" / "ros"
-    path = ros / "nodes" / f"{module}.py"
-    names = _param_specs(path)
-    if "*SENSOR_PARAMETERS" in path.read_text():
-        names |= _param_specs(ros / "params.py")  # the shared table holds only ParamSpecs
-    return names
+def _yaml_parameters(node: str) -> dict[str, object]:
+    document = yaml.safe_load((PACKAGE / "config" / f"{node}.yaml").read_text())
+    (section,) = document.values()
+    return flatten(section["ros__parameters"])
 
 
 NODES = ("scene_recognizer", "map_recorder")  # nodes with a config and a launch file each
 
 
-def test_yaml_parameters_are_declared_by_the_node():
-    for path in (PACKAGE / "config").glob("*.yaml"):
-        for node_name, content in yaml.safe_load(path.read_text()).items():
-            assert node_name in _console_scripts(), f"{path.name}: no executable {node_name}"
-            params = set(content["ros__parameters"])
-            unknown = params - _declared_parameters(node_name)
-            assert not unknown, f"{path.name}: {node_name} declares no {sorted(unknown)}"
+def test_each_yaml_holds_every_parameter_of_its_node_at_its_default():
+    """config/*.yaml is the tree as a file: nothing missing, nothing unknown, nothing else."""
+    for node in NODES:
+        assert _yaml_parameters(node) == _declared_parameters(node), f"config/{node}.yaml"
+
+
+def test_the_yaml_is_what_the_evaluation_runs():
+    """``crossover_ros eval --params-file config/scene_recognizer.yaml`` runs the defaults."""
+    path = PACKAGE / "config" / "scene_recognizer.yaml"
+    assert load_yaml(path, "scene_recognizer", PipelineCfg) == PipelineCfg()
+    assert BagEvalCfg().pipeline == PipelineCfg()
 
 
 def test_every_node_has_a_complete_yaml_a_launch_file_and_a_run_entry():
@@ -61,9 +63,7 @@ def test_every_node_has_a_complete_yaml_a_launch_file_and_a_run_entry():
         assert name in _console_scripts(), f"setup.py: no console script {name}"
         assert RUNNABLE.get(name) == f"crossover_ros.ros.nodes.{name}", f"cli/run.py: {name}"
         assert name in launched, f"no launch file starts {name}"
-        config = yaml.safe_load((PACKAGE / "config" / f"{name}.yaml").read_text())
-        missing = _declared_parameters(name) - set(config[name]["ros__parameters"])
-        assert not missing, f"config/{name}.yaml lacks {sorted(missing)}"
+        assert (PACKAGE / "config" / f"{name}.yaml").is_file(), f"no config/{name}.yaml"
 
 
 def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
@@ -84,10 +84,12 @@ def test_launch_files_set_only_declared_parameters_from_declared_arguments():
             keywords = {k.arg: k.value for k in call.keywords}
             executable = keywords["executable"].value
             assert keywords["name"].value == executable, f"{path.name}: node name != executable"
+            namespace = keywords["namespace"]
+            assert getattr(namespace.func, "id", None) == "LaunchConfiguration", path.name
             for item in keywords["parameters"].elts:
                 if isinstance(item, ast.Dict):
                     keys = {k.value for k in item.keys}
-                    unknown = keys - _declared_parameters(executable)
+                    unknown = keys - set(_declared_parameters(executable))
                     assert not unknown, f"{path.name}: {executable} declares no {sorted(unknown)}"
 
 
@@ -113,42 +115,17 @@ def test_package_xml_is_format_3_and_versions_agree():
     assert (PACKAGE / "resource" / "crossover_ros").is_file()
 
 
-def _param_defaults(path: Path) -> dict[str, object]:
-    """name -> default of the ParamSpec(...) calls in a source file (read, not imported)."""
-    defaults = {}
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "ParamSpec":
-            defaults[node.args[0].value] = ast.literal_eval(node.args[1])
-    return defaults
-
-
-def test_node_yaml_and_eval_defaults_are_the_pipelines_defaults():
-    """The recogniser's settings are written four times (dataclass, node parameter, YAML, eval
-    flag: the CLI and the node are read without importing the pipeline), the training stages
-    twice (pipeline, train CLI); they must agree."""
-    from crossover_ros.cli.main import build_parser
+def test_training_stages_are_written_once():
     from crossover_ros.cli.train import STAGES
-    from crossover_ros.pipeline.object_ranking import ObjectRankingCfg
-    from crossover_ros.pipeline.recognizer import RecognizerCfg
-    from crossover_ros.pipeline.verification import VerificationCfg
     from crossover_ros.train.pipeline import ALL_STAGES
 
-    pipeline = {
-        "window_size": RecognizerCfg().window_size,
-        "top_k": RecognizerCfg().top_k,
-        "verify_candidates": VerificationCfg().top_k,
-        "verify_score_weight": VerificationCfg().score_weight,
-        "object_candidates": ObjectRankingCfg().top_k,
-    }
-    node = _param_defaults(PACKAGE / "crossover_ros" / "ros" / "nodes" / "scene_recognizer.py")
-    assert {name: node[name] for name in pipeline} == pipeline
-    for name in NODES:
-        declared = _param_defaults(PACKAGE / "crossover_ros" / "ros" / "nodes" / f"{name}.py")
-        declared |= _param_defaults(PACKAGE / "crossover_ros" / "ros" / "params.py")
-        yaml_file = yaml.safe_load((PACKAGE / "config" / f"{name}.yaml").read_text())
-        for param, value in yaml_file[name]["ros__parameters"].items():
-            assert value == declared[param], f"{name}.yaml: {param} {value} != {declared[param]}"
     assert STAGES == ALL_STAGES  # `train --stages`: choices, default and order
-    args = build_parser().parse_args(["eval", "--bag", "b", "--map", "m"])
-    flags = {"verify_candidates", "verify_score_weight", "object_candidates"}
-    assert {name: getattr(args, name) for name in flags} == {n: pipeline[n] for n in flags}
+
+
+def test_every_setting_has_a_description_and_a_consistent_range():
+    for node in NODES:
+        for item in node_settings(node):
+            assert item.description.strip(), item.name
+            item.check(item.default)  # the default is in its own range
+            if item.low is not None:
+                assert isinstance(item.default, int | float), item.name

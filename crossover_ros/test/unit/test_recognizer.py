@@ -61,33 +61,35 @@ def test_keyframes_by_motion_turn_and_time():
 
 def test_recognises_the_room_and_reports_candidates(mapdb):
     recognizer = SceneRecognizer(ColourEncoder(), mapdb, RecognizerCfg(top_k=3))
-    result = recognizer.add_frame(_frame((240, 20, 20), 0.0), _pose())
-    assert result.scene_id == "red"
+    first = recognizer.recognise(_frame((240, 20, 20), 0.0), _pose())
+    assert first.candidate_ids[0] == "red" and first.scene_id == "", "one frame names no room"
+    result = recognizer.recognise(_frame((240, 20, 20), 0.5), _pose())
+    assert result.scene_id == "red" and result.changed
     assert result.candidate_ids[0] == "red" and len(result.candidate_ids) == 3
     assert result.candidate_scores == sorted(result.candidate_scores, reverse=True)
     assert 0.5 < result.confidence <= 1.0
-    assert recognizer.add_frame(_frame((240, 20, 20), 0.05), _pose()) is None  # not a keyframe
+    assert set(result.timings) == {"frame_features", "query_encoder", "map_search"}
+
+
+def test_confidences_do_not_depend_on_how_many_candidates_are_published(mapdb):
+    frames = [_frame((130, 130, 10), t) for t in range(3)]  # between red and green
+    answers = []
+    for top_k in (1, 3):
+        recognizer = SceneRecognizer(ColourEncoder(), mapdb, RecognizerCfg(top_k=top_k))
+        answers.append([recognizer.recognise(f).candidate_confidences[0] for f in frames])
+    assert answers[0] == pytest.approx(answers[1]) and answers[0][0] < 1.0 - 1e-6
 
 
 def test_window_follows_the_robot_into_another_room(mapdb):
-    cfg = RecognizerCfg(window_size=2, keyframes=KeyframeCfg(max_interval_s=0.5))
+    cfg = RecognizerCfg(window_size=2)
     recognizer = SceneRecognizer(ColourEncoder(), mapdb, cfg)
     answers = [
-        recognizer.add_frame(_frame(colour, t), None).scene_id
+        recognizer.recognise(_frame(colour, t), None).scene_id
         for t, colour in enumerate([(250, 0, 0)] * 3 + [(0, 0, 250)] * 3)
     ]
-    assert answers[:3] == ["red"] * 3
+    assert answers[:3] == ["", "red", "red"], "the first keyframe alone names no room"
     assert answers[-1] == "blue"
     assert recognizer.window_length == 2
-
-
-def test_bag_loop_resets_the_window(mapdb):
-    recognizer = SceneRecognizer(ColourEncoder(), mapdb, RecognizerCfg(window_size=5))
-    for t in range(3):
-        recognizer.add_frame(_frame((250, 0, 0), 10.0 + t), None)
-    assert recognizer.window_length == 3
-    assert recognizer.add_frame(_frame((0, 250, 0), 1.0), None).scene_id == "green"
-    assert recognizer.window_length == 1
 
 
 def test_map_of_another_model_is_refused(mapdb):
@@ -117,12 +119,11 @@ def test_confidence_is_low_for_near_ties():
 def test_one_odd_keyframe_does_not_flip_the_room(mapdb):
     cfg = RecognizerCfg(
         window_size=1,  # no window smoothing: only the filter keeps the answer
-        keyframes=KeyframeCfg(max_interval_s=0.5),
         hysteresis=HysteresisCfg(switch_after_windows=3, switch_margin=1.0),
     )
     recognizer = SceneRecognizer(ColourEncoder(), mapdb, cfg)
     colours = [(250, 0, 0)] * 3 + [(0, 0, 250)] + [(250, 0, 0)] * 2 + [(0, 0, 250)] * 3
-    results = [recognizer.add_frame(_frame(c, t), None) for t, c in enumerate(colours)]
+    results = [recognizer.recognise(_frame(c, t), None) for t, c in enumerate(colours)]
     assert [r.scene_id for r in results] == [""] * 2 + ["red"] * 5 + ["red", "blue"]
     assert [r.changed for r in results].count(True) == 2
     odd = results[3]
@@ -134,14 +135,13 @@ def test_one_odd_keyframe_does_not_flip_the_room(mapdb):
 def test_score_is_nan_when_the_answer_left_the_candidates(mapdb):
     cfg = RecognizerCfg(
         top_k=1,
-        keyframes=KeyframeCfg(max_interval_s=0.5),
         hysteresis=HysteresisCfg(switch_after_windows=2, switch_margin=1.0),
         window_size=1,
     )
     recognizer = SceneRecognizer(ColourEncoder(), mapdb, cfg)
-    recognizer.add_frame(_frame((250, 0, 0), 0.0))
-    assert recognizer.add_frame(_frame((250, 0, 0), 1.0)).scene_id == "red"
-    odd = recognizer.add_frame(_frame((0, 250, 0), 2.0))
+    recognizer.recognise(_frame((250, 0, 0), 0.0))
+    assert recognizer.recognise(_frame((250, 0, 0), 1.0)).scene_id == "red"
+    odd = recognizer.recognise(_frame((0, 250, 0), 2.0))
     assert odd.scene_id == "red" and np.isnan(odd.score) and odd.confidence == 0.0
 
 
@@ -149,13 +149,13 @@ def test_an_empty_map_is_accepted_and_answers_nothing(tmp_path):
     encoder = ColourEncoder()
     with SQLiteMapDatabase.create(tmp_path / "e.sqlite", encoder.fingerprint, encoder.dim) as db:
         recognizer = SceneRecognizer(encoder, db)
-        assert recognizer.add_frame(_frame((250, 0, 0), 0.0)) is None
+        assert recognizer.recognise(_frame((250, 0, 0), 0.0)) is None
 
 
 def test_replace_map_keeps_the_window_and_checks_the_model(mapdb, tmp_path):
     encoder = ColourEncoder()
     recognizer = SceneRecognizer(encoder, mapdb, RecognizerCfg(window_size=3))
-    recognizer.add_frame(_frame((250, 0, 0), 0.0))
+    recognizer.recognise(_frame((250, 0, 0), 0.0))
     other = SQLiteMapDatabase.create(tmp_path / "o.sqlite", "another-model", encoder.dim)
     with pytest.raises(CrossoverError, match="rebuild"):
         recognizer.replace_map(other)
@@ -166,6 +166,6 @@ def test_replace_map_keeps_the_window_and_checks_the_model(mapdb, tmp_path):
         {"rgb": encoder.frame_features([_frame((250, 10, 10), 0).color])},
     )
     assert recognizer.replace_map(fresh) is mapdb
-    result = recognizer.add_frame(_frame((250, 0, 0), 2.0))
+    result = recognizer.recognise(_frame((250, 0, 0), 2.0))
     assert result.candidate_ids == ["pink"] and result.num_frames == 2
     fresh.close()

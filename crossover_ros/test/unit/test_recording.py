@@ -165,7 +165,9 @@ def test_a_bag_without_camera_topics_records_nothing_and_says_why(tmp_path):
     from rosbags.typesys import Stores, get_typestore
 
     from crossover_ros.errors import BagError, DataError
-    from crossover_ros.pipeline.recording import record_bag
+    from crossover_ros.pipeline.config import RecordingPipelineCfg
+    from crossover_ros.pipeline.mapping_bag import record_map_from_bag
+    from crossover_ros.pipeline.runner import open_recording
 
     store = get_typestore(Stores.ROS2_JAZZY)
     with Writer(tmp_path / "bag", version=9) as writer:
@@ -174,8 +176,9 @@ def test_a_bag_without_camera_topics_records_nothing_and_says_why(tmp_path):
         writer.write(connection, 1, store.serialize_cdr(message, "std_msgs/msg/String"))
     encoder = ColourEncoder()
     with SQLiteMapDatabase.create(tmp_path / "m.sqlite", encoder.fingerprint, encoder.dim) as db:
+        pipeline = open_recording(RecordingPipelineCfg(), print, encoder=encoder, mapdb=db)
         with pytest.raises(DataError, match="camera_info"):
-            record_bag(tmp_path / "bag", db, encoder, scene_id="lab", progress=False)
+            record_map_from_bag(tmp_path / "bag", pipeline, scene_id="lab", progress=False)
         with pytest.raises(BagError, match=r"ground_truth\.json.*name its scene_id"):
-            record_bag(tmp_path / "bag", db, encoder, progress=False)
+            record_map_from_bag(tmp_path / "bag", pipeline, progress=False)
         assert db.scenes() == []

@@ -10,6 +10,7 @@ import pytest
 from fake_encoders import ColourEncoder
 
 from crossover_ros.mapdb import SceneRecord, SQLiteMapDatabase
+from crossover_ros.pipeline.hysteresis import HysteresisCfg
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
 from crossover_ros.pipeline.stream import (
@@ -104,9 +105,12 @@ def mapdb(tmp_path):
 
 
 def make_stream(mapdb, fusion=None, **cfg):
-    recognizer_cfg = RecognizerCfg(keyframes=KeyframeCfg(max_interval_s=0.01), window_size=3)
+    # one frame may name the room here: these tests are about the stream, not the filter
+    answer_at_once = HysteresisCfg(min_window_frames=1)
+    recognizer_cfg = RecognizerCfg(window_size=3, hysteresis=answer_at_once)
     recognizer = SceneRecognizer(ColourEncoder(), mapdb, recognizer_cfg)
-    stream = SensorStream(recognizer, StreamCfg(**cfg), fusion=fusion)
+    keyframes = KeyframeCfg(max_interval_s=0.01)
+    stream = SensorStream(recognizer, StreamCfg(**cfg), fusion=fusion, keyframes=keyframes)
     stream.on_camera_info(camera_info())
     return stream
 
@@ -200,7 +204,33 @@ def test_bad_odometry_is_rejected_and_counted(mapdb):
         stream.on_odometry(odometry(1.0, quaternion=(0, 0, 0, 0)))
     assert err.value.reason == "bad_odometry"
     assert stream.counts()["rejected_bad_odometry"] == 1
-    assert stream.stats.snapshot()["recent_rejected"] == 0, "not a frame: not in the share"
+    stages = stream.stats.snapshot()["stages"]
+    assert stages["odometry"]["attempts"] == 1 and stages["odometry"]["failures"] == 1
+    assert stages["frames"]["attempts"] == 0, "odometry has a share of its own"
+
+
+@pytest.mark.parametrize("step_s", [0.3, 2.0])
+def test_stamps_running_backwards_never_give_an_answer(mapdb, step_s):
+    """Out of order (small steps) is rejected; jumps back (large steps) restart the window, and
+    a restarted window of one keyframe names no room: no answer from a single frame."""
+    recognizer = SceneRecognizer(ColourEncoder(), mapdb, RecognizerCfg(window_size=3))
+    stream = SensorStream(recognizer, keyframes=KeyframeCfg(max_interval_s=0.0))
+    stream.on_camera_info(camera_info())
+    answers, rejected = [], 0
+    for index in range(12):
+        t = 100.0 - index * step_s
+        try:
+            keyframe = feed(stream, t)
+        except FrameRejectedError as err:
+            assert err.reason == "out_of_order"
+            rejected += 1
+            continue
+        answers.append(keyframe.result)
+    assert all(r.scene_id == "" and not r.changed for r in answers)
+    if step_s < StreamCfg().time_jump_s:
+        assert rejected > 0 and len(answers) < 12
+    else:
+        assert stream.counts()["window_resets"] == 11 and rejected == 0
 
 
 def test_a_bag_loop_resets_window_filter_and_cloud_and_is_counted(mapdb):

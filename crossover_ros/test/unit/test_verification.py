@@ -7,7 +7,6 @@ import pytest
 from crossover_ros.datasets.scan import load_building
 from crossover_ros.errors import MapDatabaseError
 from crossover_ros.pipeline.fusion import FusionCfg
-from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg, SceneRecognizer
 from crossover_ros.pipeline.verification import GeometricVerifier, VerificationCfg
 
@@ -99,14 +98,14 @@ def test_scenes_without_a_cloud_rank_as_unfitted_and_a_bad_cloud_keeps_the_order
 def test_recogniser_ranks_with_the_verifier_and_resets_it(gd_map, small_building):
     """It verifies all three scenes and publishes its top_k (two) of the new ranking."""
     encoder, db = gd_map
-    cfg = RecognizerCfg(window_size=6, top_k=2, keyframes=KeyframeCfg(max_interval_s=0.0))
+    cfg = RecognizerCfg(window_size=6, top_k=2)
     recognizer = SceneRecognizer(encoder, db, cfg, _verifier(top_k=3))
-    results = [recognizer.add_frame(f, f.camera_to_world) for f in _rescan(small_building)]
+    results = [recognizer.recognise(f, f.camera_to_world) for f in _rescan(small_building)]
     last = results[-1]
     assert last.candidate_ids[0] == UNIQUE and last.candidate_fitness[0] > 0.9
     assert len(last.candidate_ids) == len(last.candidate_fitness) == 2
     assert last.candidate_scores == sorted(last.candidate_scores, reverse=True)
     recognizer.reset()
     assert len(recognizer.verifier.window) == 0
-    plain = SceneRecognizer(encoder, db, cfg).add_frame(_rescan(small_building)[0])
+    plain = SceneRecognizer(encoder, db, cfg).recognise(_rescan(small_building)[0])
     assert all(map(math.isnan, plain.candidate_fitness))

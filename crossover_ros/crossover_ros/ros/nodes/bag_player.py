@@ -19,13 +19,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from crossover_ros.bags.reader import bag_topics, iter_raw_messages
 from crossover_ros.errors import BagError
-from crossover_ros.ros.params import ParamSpec, declare
-
-PARAMETERS = [
-    ParamSpec("bag", "", "rosbag2 folder (MCAP or sqlite3) to play."),
-    ParamSpec("rate", 1.0, "Playback speed factor; 0 plays as fast as possible.", 0.0, 100.0),
-    ParamSpec("start_delay_s", 1.0, "Wait before the first message, for subscribers.", 0.0, 60.0),
-]
+from crossover_ros.ros.params import declare_tree, read_tree
+from crossover_ros.ros.settings import BagPlayerCfg
 
 
 def message_class(msgtype: str) -> type:
@@ -42,9 +37,10 @@ class BagPlayer(Node):
 
     def __init__(self, bag: Path | None = None, rate: float | None = None, **kwargs) -> None:
         super().__init__("bag_player", **kwargs)
-        self.params = declare(self, PARAMETERS)
-        self.bag = Path(bag or self.params["bag"])
-        self.rate = self.params["rate"] if rate is None else rate
+        declare_tree(self, BagPlayerCfg)
+        self.settings = read_tree(self, BagPlayerCfg)
+        self.bag = Path(bag or self.settings.bag)
+        self.rate = self.settings.rate if rate is None else rate
         self.published_at: dict[tuple[str, int], float] = {}  # (topic, stamp ns) -> wall time
         self.stop_event = threading.Event()
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -59,7 +55,7 @@ class BagPlayer(Node):
 
     def play(self) -> int:
         """Publish every message at its recorded time offset / rate; returns how many."""
-        self.stop_event.wait(self.params["start_delay_s"])
+        self.stop_event.wait(self.settings.start_delay_s)
         count = 0
         wall_start = time.monotonic()
         bag_start: int | None = None

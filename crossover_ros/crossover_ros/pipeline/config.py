@@ -1,0 +1,97 @@
+"""The recognition pipeline's configuration: one tree, read by the node, the evaluations and the
+benchmarks alike.
+
+Each group is the configuration dataclass of the stage it sets; the settings in it
+(``crossover_ros.config.setting``) are the ``scene_recognizer``'s ROS parameters under dotted
+names (``recognizer.hysteresis.switch_after_windows``), the keys of ``config/*.yaml``, and what
+``crossover_ros eval`` passes on. :class:`RecordingPipelineCfg` is the ``map_recorder``'s: the
+same stream, keyframe and fusion groups.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from crossover_ros.config import group, setting
+from crossover_ros.model import modalities as mod
+from crossover_ros.pipeline.fusion import FusionCfg
+from crossover_ros.pipeline.keyframes import KeyframeCfg
+from crossover_ros.pipeline.object_ranking import ObjectRankingCfg
+from crossover_ros.pipeline.recognizer import RecognizerCfg
+from crossover_ros.pipeline.recording import RecordingCfg
+from crossover_ros.pipeline.relocalize import RelocalizerCfg
+from crossover_ros.pipeline.stats import HealthCfg
+from crossover_ros.pipeline.stream import StreamCfg
+from crossover_ros.pipeline.verification import VerificationCfg
+from crossover_ros.runtime.backends import BACKENDS
+
+MAP_MODALITIES = ("", *mod.UNIFIED_MODALITIES, mod.SCENE)
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """Which model embeds the frames, and how it runs."""
+
+    name: str = setting(
+        "global_descriptor",
+        "global_descriptor, crossover (the shipped CrossOver model) or a checkpoint path; must"
+        " be the model the map was built with.",
+    )
+    backend: str = setting(
+        "auto",
+        "Inference runtime: tensorrt, onnxruntime, torch or auto (the fastest here).",
+        choices=BACKENDS,
+    )
+    num_threads: int = setting(2, "CPU threads for the encoder.", 1, 64)
+
+
+@dataclass(frozen=True)
+class RecognitionModelCfg(ModelCfg):
+    """The model, and the stored modality the recogniser ranks the frames against."""
+
+    map_modality: str = setting(
+        "",
+        "Stored modality the frames are ranked against: point_cloud, rgb, floorplan, referral"
+        " or scene; '' the model's own (point_cloud; rgb for the global descriptor).",
+        choices=MAP_MODALITIES,
+    )
+
+
+@dataclass(frozen=True)
+class MapCfg:
+    """Where the map database is."""
+
+    path: str = setting(
+        "",
+        "Map database: SQLite file or postgresql:// URL ('map build'). May be changed at run"
+        " time; ~/reload_map then opens the new one.",
+        read_only=False,
+    )
+
+
+@dataclass(frozen=True)
+class PipelineCfg:
+    """Everything the ``scene_recognizer`` runs between its subscriptions and its publishers."""
+
+    model: RecognitionModelCfg = group(RecognitionModelCfg)
+    map: MapCfg = group(MapCfg)
+    stream: StreamCfg = group(StreamCfg)
+    keyframes: KeyframeCfg = group(KeyframeCfg)
+    recognizer: RecognizerCfg = group(RecognizerCfg)
+    ranking: ObjectRankingCfg = group(ObjectRankingCfg)
+    verification: VerificationCfg = group(VerificationCfg)
+    fusion: FusionCfg = group(FusionCfg)
+    relocalization: RelocalizerCfg = group(RelocalizerCfg)
+    health: HealthCfg = group(HealthCfg)
+
+
+@dataclass(frozen=True)
+class RecordingPipelineCfg:
+    """Everything the ``map_recorder`` runs: the recogniser's sensor groups, and the recording."""
+
+    model: ModelCfg = group(ModelCfg)
+    map: MapCfg = group(MapCfg)
+    stream: StreamCfg = group(StreamCfg)
+    keyframes: KeyframeCfg = group(KeyframeCfg)
+    fusion: FusionCfg = group(FusionCfg)
+    recording: RecordingCfg = group(RecordingCfg)
