@@ -23,6 +23,30 @@ import time
 from pathlib import Path
 
 import numpy as np
+import rclpy
+from nav_msgs.msg import Odometry
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.serialization import deserialize_message, serialize_message
+from sensor_msgs.msg import CameraInfo, Image
+
+from crossover_msgs.msg import SceneMatch
+from crossover_ros.config import build
+from crossover_ros.frames import CameraIntrinsics, RGBDFrame
+from crossover_ros.mapdb import SceneRecord, SQLiteMapDatabase
+from crossover_ros.model.registry import create_encoder
+from crossover_ros.pipeline.config import PipelineCfg
+from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
+from crossover_ros.pipeline.keyframes import KeyframeCfg
+from crossover_ros.pipeline.stream import SensorStream, StreamCfg
+from crossover_ros.ros.convert import (
+    depth_to_image,
+    intrinsics_to_camera_info,
+    pose_to_odometry,
+    rgb_to_image,
+)
+from crossover_ros.ros.nodes.scene_recognizer import SceneRecognizerNode
+from crossover_ros.ros.params import parameters_of
 
 OVERHEAD_TARGET_MS = 5.0
 
@@ -49,7 +73,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 # -- synthetic sensor data ----------------------------------------------------------------------
 def _frames(count: int, width: int, height: int, seed: int = 0):
     """Smooth random colour images, a slanted depth plane with holes, a camera moving 0.3 m."""
-    from crossover_ros.frames import CameraIntrinsics, RGBDFrame
 
     rng = np.random.default_rng(seed)
     intrinsics = CameraIntrinsics.from_fov(width, height, 69.0)
@@ -69,12 +92,6 @@ def _frames(count: int, width: int, height: int, seed: int = 0):
 
 
 def _messages(frames):
-    from crossover_ros.ros.convert import (
-        depth_to_image,
-        intrinsics_to_camera_info,
-        pose_to_odometry,
-        rgb_to_image,
-    )
 
     frame_id = "camera_color_optical_frame"
     out = []
@@ -98,12 +115,6 @@ def _ms(samples: list[float]) -> tuple[float, float]:
 # -- part 1 -------------------------------------------------------------------------------------
 def measure_overhead(frames, messages, fusion_stride: int = 0) -> dict[str, list[float]]:
     """Per-keyframe seconds of each step the node runs, without the encoder."""
-    from rclpy.serialization import deserialize_message, serialize_message
-    from sensor_msgs.msg import Image
-
-    from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
-    from crossover_ros.pipeline.keyframes import KeyframeCfg
-    from crossover_ros.pipeline.stream import SensorStream, StreamCfg
 
     fusion = PointCloudFusion(FusionCfg(pixel_stride=fusion_stride))
     stream = SensorStream(None, StreamCfg(), keyframes=KeyframeCfg(max_interval_s=0.0))
@@ -133,8 +144,6 @@ def measure_overhead(frames, messages, fusion_stride: int = 0) -> dict[str, list
 # -- part 2 -------------------------------------------------------------------------------------
 def _make_map(path: Path, args, frames) -> str:
     """A map of ``--scenes`` synthetic scenes embedded with the node's model; its fingerprint."""
-    from crossover_ros.mapdb import SceneRecord, SQLiteMapDatabase
-    from crossover_ros.model.registry import create_encoder
 
     encoder = create_encoder(args.model, None, args.num_threads, backend=args.backend)
     images = [f.color for f in _frames(args.scenes, 320, 240, seed=1)]
@@ -149,17 +158,6 @@ def _make_map(path: Path, args, frames) -> str:
 
 def measure_end_to_end(args, frames, messages) -> tuple[list[float], list[float], str]:
     """(published -> SceneMatch received seconds, node recognition seconds, backend)."""
-    import rclpy
-    from nav_msgs.msg import Odometry
-    from rclpy.executors import MultiThreadedExecutor
-    from rclpy.parameter import Parameter
-    from sensor_msgs.msg import CameraInfo, Image
-
-    from crossover_msgs.msg import SceneMatch
-    from crossover_ros.config import build
-    from crossover_ros.pipeline.config import PipelineCfg
-    from crossover_ros.ros.nodes.scene_recognizer import SceneRecognizerNode
-    from crossover_ros.ros.params import parameters_of
 
     with tempfile.TemporaryDirectory() as tmp:
         map_path = Path(tmp) / "bench.sqlite"

@@ -35,6 +35,7 @@ from crossover_ros.eval.metrics import (
     temporal_instance_matching,
     temporal_recall,
 )
+from crossover_ros.eval.report import format_markdown_table, table_rows
 from crossover_ros.mapdb.search import (
     LayoutCfg,
     object_layout_similarity,
@@ -439,7 +440,6 @@ def evaluate_models(
 
 def format_report(tables: dict[str, dict]) -> str:
     """Markdown: one table per title, values in percent."""
-    from crossover_ros.eval.report import format_markdown_table, table_rows
 
     parts = []
     for title, rows in tables.items():

@@ -17,6 +17,7 @@ from crossover_ros.model import modalities as mod
 from crossover_ros.model.batches import SceneBatch
 from crossover_ros.model.instance_encoder import InstanceEncoder, InstanceEncoderCfg
 from crossover_ros.model.layers import LogitScale
+from crossover_ros.model.point_encoder import PointEncoderCfg
 from crossover_ros.model.regions import RegionEncoder, RegionEncoderCfg
 from crossover_ros.model.scene_fusion import SceneFusion, SceneFusionCfg
 from crossover_ros.model.unified import (
@@ -79,7 +80,6 @@ class CrossOverCfg:
 
     @classmethod
     def from_json(cls, text: str) -> CrossOverCfg:
-        from crossover_ros.model.point_encoder import PointEncoderCfg
 
         raw = json.loads(text)
 

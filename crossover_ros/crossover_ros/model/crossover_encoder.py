@@ -177,9 +177,7 @@ class CrossOverEncoder:
         """A mapping run, no instance masks: the frame-set vector of its keyframes ('rgb'), the
         scene-cloud vector of its fused cloud ('point_cloud', if it has one) and, with a region
         encoder, the objects found in its keyframes, placed by their cells' depth and merged
-        (``pipeline.recording.merge_region_objects``)."""
-        from crossover_ros.model.crossover_encoder import merge_region_objects
-
+        (:func:`merge_region_objects`)."""
         images = recording.color_images()
         if not images:
             raise DataError("the recording has no keyframes")

@@ -23,6 +23,7 @@ from crossover_ros.errors import CrossoverError, DataError
 from crossover_ros.frames import RGBDFrame
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.records import SceneRecord, voxel_downsample
+from crossover_ros.pipeline.fusion import backproject_depth
 
 __all__ = [
     "KeyframeImages",
@@ -111,7 +112,6 @@ def cell_points(
     feature map (``model.layers.grid_mean``); a cell's place is the median of its pixels'
     back-projected depth, NaN where fewer than ``min_valid`` of its pixels have a reading.
     """
-    from crossover_ros.pipeline.fusion import backproject_depth
 
     rows, columns = grid
     height, width = frame.depth.shape

@@ -8,6 +8,9 @@ from collections.abc import Mapping
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from crossover_ros.mapdb.open import is_postgres_url
+from crossover_ros.mapdb.postgres import redact_url
+
 __all__ = ["diagnostic_array", "diagnostic_status", "format_value", "mask_map_location"]
 
 
@@ -46,10 +49,8 @@ def diagnostic_array(stamp: Time, statuses: list[DiagnosticStatus]) -> Diagnosti
 
 def mask_map_location(location: str) -> str:
     """A map path as logs may show it: a PostgreSQL URL with its password masked."""
-    from crossover_ros.mapdb.open import is_postgres_url
 
     if not is_postgres_url(location):
         return str(location)
-    from crossover_ros.mapdb.postgres import redact_url
 
     return redact_url(str(location))

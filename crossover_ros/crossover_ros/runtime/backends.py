@@ -21,7 +21,10 @@ import numpy as np
 import torch
 
 from crossover_ros.errors import RuntimeBackendError
+from crossover_ros.runtime.engine_cache import EngineCache
+from crossover_ros.runtime.export import OnnxCache, default_cache_dir
 from crossover_ros.runtime.graph import Graph
+from crossover_ros.runtime.tensorrt_engine import TensorRTBuilder, TensorRTRunner, tensorrt_status
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,6 @@ class RuntimeCfg:
             raise RuntimeBackendError(f"ort_optimization must be one of {_ORT_LEVELS}")
 
     def folder(self, what: str) -> Path:
-        from crossover_ros.runtime.export import default_cache_dir
 
         return (self.cache_dir or default_cache_dir()) / what
 
@@ -192,15 +194,10 @@ def create_backend(graph: Graph, cfg: RuntimeCfg, kind: str | None = None) -> Ba
     if kind == "onnxruntime":
         if not onnxruntime_available():
             raise RuntimeBackendError("onnxruntime is not installed: pip install onnxruntime")
-        from crossover_ros.runtime.export import OnnxCache
 
         path = OnnxCache(cfg.folder("onnx")).ensure(graph)
         return OnnxRuntimeBackend(path, cfg.num_threads, cfg.ort_optimization, cfg.ort_spinning)
     if kind == "tensorrt":
-        from crossover_ros.runtime.engine_cache import EngineCache
-        from crossover_ros.runtime.export import OnnxCache
-        from crossover_ros.runtime.tensorrt_engine import TensorRTBuilder, TensorRTRunner
-
         path = OnnxCache(cfg.folder("onnx")).ensure(graph)
         cache = EngineCache(cfg.folder("engines"), TensorRTBuilder(cfg.workspace_mb))
         return TensorRTRunner(cache.get(path, graph.spec, cfg.precision), graph.spec)
@@ -221,7 +218,6 @@ def auto_order() -> tuple[list[str], str]:
     node's batch of six keyframes the image backbone ran 3.3x faster so on an H200 machine
     (README), and the CPU stays free for the robot's other nodes.
     """
-    from crossover_ros.runtime.tensorrt_engine import tensorrt_status
 
     order, reasons = [], []
     trt_ok, trt_reason = tensorrt_status()

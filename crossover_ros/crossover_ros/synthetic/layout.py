@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import trimesh
 
-from crossover_ros.synthetic.furniture import ObjectModel, Part, Surface, build_object
+from crossover_ros.synthetic.furniture import ObjectModel, Part, Surface, books, build_object, table
 from crossover_ros.synthetic.materials import (
     Material,
     MaterialTable,
@@ -368,7 +368,6 @@ def _fill_shelf(placer: Placer, shelf: PlacedObject, rng: np.random.Generator) -
 
 def books_model(rng: np.random.Generator, width: float, max_height: float) -> ObjectModel:
     """A row of books sized to a shelf."""
-    from crossover_ros.synthetic.furniture import books
 
     model = books(rng, width=width, max_height=max_height)
     lo, hi = model.mesh_bounds()
@@ -473,7 +472,6 @@ def furnish_living(p: Placer, rng: np.random.Generator) -> None:
 
 def furnish_meeting(p: Placer, rng: np.random.Generator) -> None:
     """Meeting room: a long table with chairs around it, whiteboard, cabinet, plants."""
-    from crossover_ros.synthetic.furniture import table
 
     model = table(rng, width=float(rng.uniform(1.8, 2.4)), depth=float(rng.uniform(0.9, 1.1)))
     tbl = p.free(_finalise(model), near_center=True)

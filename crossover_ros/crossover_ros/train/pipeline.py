@@ -17,6 +17,8 @@ from crossover_ros.model.features import (
     ScanFeatures,
     load_scan_features,
 )
+from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
+from crossover_ros.model.text_backbone import TextBackbone
 from crossover_ros.train.features import cache_building_features
 from crossover_ros.train.stages import TrainCfg, train_stage
 
@@ -41,12 +43,8 @@ def load_features(
     for building_dir in buildings:
         building_id = load_building(building_dir).building_id
         if image_encoder is None:
-            from crossover_ros.model.global_descriptor import ImageDescriptorEncoder
-
             image_encoder = ImageDescriptorEncoder()
         if text_encoder is None:
-            from crossover_ros.model.text_backbone import TextBackbone
-
             text_encoder = TextBackbone()
         backbone = getattr(image_encoder, "backbone", "efficientnet_lite0")
         cache_dir = Path(cache_root) / building_id
