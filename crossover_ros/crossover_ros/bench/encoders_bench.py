@@ -22,6 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from crossover_ros.errors import RuntimeBackendError
+from crossover_ros.model.registry import load_graphs
+from crossover_ros.runtime.backends import RuntimeCfg, create_backend
+from crossover_ros.runtime.export import cosine_rows
+
 # Two input sizes per encoder: batch 1, and the node's / map builder's batch.
 CASES: dict[str, tuple[dict[str, int], dict[str, int]]] = {
     "image": ({"batch": 1}, {"batch": 6}),
@@ -78,9 +83,6 @@ def _rss_mb() -> float:
 def _backends(args: argparse.Namespace, device: str, graph, runtime) -> dict[str, object]:
     """name -> started backend; a backend this machine lacks is reported and left out."""
     from dataclasses import replace
-
-    from crossover_ros.errors import RuntimeBackendError
-    from crossover_ros.runtime.backends import create_backend
 
     wanted = ["torch", "onnxruntime", "tensorrt"] if args.backend == "all" else [args.backend]
     kinds: list[tuple[str, str, object]] = []
@@ -147,10 +149,6 @@ def _machine(device: str, threads: int) -> str:
 
 def bench_encoders_command(args: argparse.Namespace) -> int:
     import torch
-
-    from crossover_ros.model.registry import load_graphs
-    from crossover_ros.runtime.backends import RuntimeCfg
-    from crossover_ros.runtime.export import cosine_rows
 
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from crossover_ros.mapdb import SceneData, SceneRecord, SQLiteMapDatabase
+from crossover_ros.mapdb.postgres import PostgresMapDatabase
+
 DIM = 512
 
 
@@ -44,8 +47,6 @@ def _fill(db, vectors: np.ndarray) -> float:
     One call, because PostgreSQL then builds each HNSW index once over all rows, several
     times faster than growing it batch by batch.
     """
-    from crossover_ros.mapdb import SceneData, SceneRecord
-
     start = time.perf_counter()
     db.add_scenes(
         [
@@ -74,22 +75,17 @@ def _measure(db, vectors: np.ndarray, queries: np.ndarray) -> tuple[float, float
 def _create(backend: str, tmp: Path, name: str, dim: int, servers: dict):
     """A fresh map on ``backend`` (the PostgreSQL server starts once), or None if unavailable."""
     if backend == "sqlite":
-        from crossover_ros.mapdb import SQLiteMapDatabase
-
         return SQLiteMapDatabase.create(tmp / f"{name}.sqlite", "bench", dim)
     if "postgres" not in servers:
         servers["postgres"] = _start_postgres(tmp / "pg")
     if servers["postgres"] is None:
         return None
-    from crossover_ros.mapdb.postgres import PostgresMapDatabase
 
     return PostgresMapDatabase.create(f"{servers['postgres'].get_uri()}#{name}", "bench", dim)
 
 
 def _bench_instances(db, n: int, rng: np.random.Generator, per_scene: int = 100) -> str:
     """Fill ``n`` instances; time ``match_instances`` on random scenes. One printed row."""
-    from crossover_ros.mapdb import SceneData, SceneRecord
-
     dim, scenes = db.embedding_dim, max(1, n // per_scene)
     start = time.perf_counter()
     for begin in range(0, scenes, 200):

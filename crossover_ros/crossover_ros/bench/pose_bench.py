@@ -30,6 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
+from crossover_ros.datasets.scan import load_building
+from crossover_ros.errors import CrossoverError
+from crossover_ros.mapdb.records import voxel_downsample
+from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion, backproject_depth
+from crossover_ros.pipeline.keyframes import KeyframeSelector
+from crossover_ros.pose import NoPose, PoseCfg, PoseEstimator
+from crossover_ros.pose.evaluate import rotation_error_deg, summarize, translation_error_m
+from crossover_ros.pose.global_search import yaw_pose
+from crossover_ros.synthetic.building import BuildingConfig, generate_building
+
 WRONG = "wrong scene"
 
 
@@ -59,16 +69,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _scene(scan) -> tuple[np.ndarray, np.ndarray, dict[int, np.ndarray]]:
     """What the map stores of a scan: 5 cm cloud (room frame) and instance centroids."""
-    from crossover_ros.mapdb.records import voxel_downsample
-
     xyz, rgb, _ = scan.point_cloud()
     xyz, rgb = voxel_downsample(xyz, rgb, 0.05)
     return xyz, rgb, {inst.id: inst.centroid for inst in scan.instances}
 
 
 def _keyframes(scan) -> list:
-    from crossover_ros.pipeline.keyframes import KeyframeSelector
-
     selector = KeyframeSelector()
     frames = [scan.frame(i) for i in range(scan.num_frames)]
     return [f for f in frames if selector.accept(f.stamp, f.camera_to_world)]
@@ -78,8 +84,6 @@ def _drifted(poses: list[np.ndarray], drift: float, rng: np.random.Generator) ->
     """Odometry that drifts: per step, random translation (``drift`` m per metre walked, 1 sigma)
     and yaw (50 * ``drift`` degrees per metre: 0.5 deg/m at 1 %) about the camera, accumulated.
     """
-    from crossover_ros.pose.global_search import yaw_pose
-
     if drift <= 0.0:
         return poses
     out, error = [poses[0]], np.eye(4)
@@ -96,8 +100,6 @@ def _drifted(poses: list[np.ndarray], drift: float, rng: np.random.Generator) ->
 
 def _window_query(frames, camera_to_odom, rng, mismatch, map_centroids):
     """Fused cloud and (query, map) centroid pairs of one window, all in the odometry frame."""
-    from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion, backproject_depth
-
     cfg = FusionCfg(max_keyframes=len(frames))
     fusion = PointCloudFusion(cfg)
     sums: dict[int, np.ndarray] = {}
@@ -105,7 +107,11 @@ def _window_query(frames, camera_to_odom, rng, mismatch, map_centroids):
     for frame, pose in zip(frames, camera_to_odom, strict=True):
         fusion.add(frame, pose)
         xyz, index = backproject_depth(
-            frame.depth, frame.intrinsics, cfg.pixel_stride, cfg.min_depth_m, cfg.max_depth_m
+            frame.depth,
+            frame.intrinsics,
+            cfg.stride_for(frame.intrinsics.width),
+            cfg.min_depth_m,
+            cfg.max_depth_m,
         )
         ids = frame.instance.reshape(-1)[index]
         xyz = xyz @ pose[:3, :3].T + pose[:3, 3]
@@ -132,9 +138,6 @@ def _pose_cfg(args: argparse.Namespace):
     """PoseCfg with ``--global-method`` and the ``--cfg KEY=VALUE`` overrides (typed by field)."""
     import ast
     from dataclasses import fields
-
-    from crossover_ros.errors import CrossoverError
-    from crossover_ros.pose import PoseCfg
 
     cfg = PoseCfg(global_method=args.global_method)
     names = {f.name for f in fields(PoseCfg)}
@@ -176,12 +179,8 @@ class _Record:
 
 
 def _building(args: argparse.Namespace, tmp: str):
-    from crossover_ros.datasets.scan import load_building
-
     folder = args.building
     if folder is None:
-        from crossover_ros.synthetic.building import BuildingConfig, generate_building
-
         folder = Path(tmp) / "building"
         cfg = BuildingConfig(
             seed=args.seed,
@@ -200,8 +199,6 @@ def _evaluate(
     result, cpu_s: float, camera_to_odom: np.ndarray, truth: np.ndarray, mode: str
 ) -> tuple:
     """(_Record without time, one-line description) of an estimate against the true camera."""
-    from crossover_ros.pose import NoPose
-    from crossover_ros.pose.evaluate import rotation_error_deg, translation_error_m
 
     def off(pose: np.ndarray) -> tuple[float, float]:
         camera = pose @ camera_to_odom
@@ -231,9 +228,6 @@ def bench_pose_command(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace, building) -> None:
-    from crossover_ros.pose import PoseEstimator
-    from crossover_ros.pose.global_search import yaw_pose
-
     rng = np.random.default_rng(args.seed)
     cfg = _pose_cfg(args)
     # every scene stays prepared, as on a robot that knows which rooms it will ask about
@@ -289,8 +283,6 @@ def _bench(args: argparse.Namespace, building) -> None:
 
 
 def _report(args, building, records: list[_Record], prep_ms, fuse_ms) -> None:
-    from crossover_ros.pose.evaluate import summarize
-
     queries = sum(r.mode == "global" for r in records)
     print(
         f"building {building.building_id}: {len(building.rooms)} rooms, {queries} query windows "

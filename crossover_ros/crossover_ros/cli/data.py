@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossover_ros.synthetic.building import BuildingConfig, generate_building
+from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
+
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser = verbs.add_parser("data", help="generate buildings and record query bags")
@@ -41,8 +44,6 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 
 
 def generate_command(args: argparse.Namespace) -> int:
-    from crossover_ros.synthetic.building import BuildingConfig, generate_building
-
     cfg = BuildingConfig(
         seed=args.seed,
         num_rooms=args.rooms,
@@ -60,8 +61,6 @@ def generate_command(args: argparse.Namespace) -> int:
 
 
 def record_command(args: argparse.Namespace) -> int:
-    from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
-
     cfg = QueryBagCfg(
         seed=args.seed,
         storage=args.storage,

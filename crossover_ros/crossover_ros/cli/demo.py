@@ -14,6 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+from crossover_ros.bags.reader import read_ground_truth
+from crossover_ros.errors import CrossoverError
+from crossover_ros.eval.visits import first_per_window, format_visits, summarize_visits
+from crossover_ros.mapdb.build import build_map
+from crossover_ros.model.registry import MODELS, create_encoder
+from crossover_ros.synthetic.building import BuildingConfig, generate_building
+from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
+
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser = verbs.add_parser("demo", help="run the whole pipeline on a generated building")
@@ -36,11 +44,6 @@ def _step(message: str) -> None:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from crossover_ros.bags.reader import read_ground_truth
-    from crossover_ros.eval.visits import format_visits, summarize_visits
-    from crossover_ros.synthetic.building import BuildingConfig, generate_building
-    from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
-
     building_dir = args.workdir / "building"
     bag_path = args.workdir / "query_bag"
     started = time.monotonic()
@@ -75,8 +78,6 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def _map_path(model: str, workdir: Path) -> Path:
-    from crossover_ros.model.registry import MODELS
-
     label = model if model in MODELS else Path(model).stem  # a checkpoint path: its file name
     return workdir / f"map_{label}.sqlite"
 
@@ -88,11 +89,6 @@ def _eval_maps(args: argparse.Namespace) -> str:
 
 def _replay_with(model: str, building_dir: Path, bag_path: Path, args: argparse.Namespace):
     """Map the building with ``model``, run the node on it, replay the bag, return the matches."""
-    from crossover_ros.errors import CrossoverError
-    from crossover_ros.eval.visits import first_per_window
-    from crossover_ros.mapdb.build import build_map
-    from crossover_ros.model.registry import create_encoder
-
     map_path = _map_path(model, args.workdir)
     if not map_path.is_file():
         _step(f"building the map database of the reference scans with {model}")

@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+from crossover_ros.datasets.scan import load_building
 from crossover_ros.errors import ModelError
+from crossover_ros.eval.crossover_eval import evaluate_models, format_report
+from crossover_ros.eval.report import results_to_dict
+from crossover_ros.model.crossover import CrossOverModel
+from crossover_ros.model.image_backbone import image_encoder_for_model
+from crossover_ros.train.pipeline import load_features
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
@@ -24,13 +30,6 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    from crossover_ros.datasets.scan import load_building
-    from crossover_ros.eval.crossover_eval import evaluate_models, format_report
-    from crossover_ros.eval.report import results_to_dict
-    from crossover_ros.model.crossover import CrossOverModel
-    from crossover_ros.model.image_backbone import image_encoder_for_model
-    from crossover_ros.train.pipeline import load_features
-
     model, metadata = CrossOverModel.load(args.model)
     baseline = CrossOverModel.load(args.baseline)[0] if args.baseline else None
     if baseline is not None and baseline.cfg.image_backbone != model.cfg.image_backbone:

@@ -11,15 +11,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from crossover_ros.errors import RuntimeBackendError
+from crossover_ros.errors import ModelError, RuntimeBackendError
+from crossover_ros.model.graphs import GRAPH_NAMES
+from crossover_ros.model.registry import load_graphs
+from crossover_ros.runtime.backends import OnnxRuntimeBackend, RuntimeCfg
+from crossover_ros.runtime.engine_cache import EngineCache
+from crossover_ros.runtime.export import OnnxCache, parity, read_metadata
+from crossover_ros.runtime.tensorrt_engine import TensorRTBuilder, import_tensorrt
 
 PARITY_MIN = 0.9999  # FP32 ONNX Runtime vs PyTorch, lowest row cosine
 DEFAULT_ENGINES = ("image", "frames")  # what the node runs per keyframe / per window
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
-    from crossover_ros.model.graphs import GRAPH_NAMES
-
     export = verbs.add_parser(
         "export",
         help="write the inference encoders to ONNX (dynamic batch), checked against PyTorch",
@@ -51,8 +55,6 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser, default: list[str]) -> None:
-    from crossover_ros.model.graphs import GRAPH_NAMES
-
     parser.add_argument(
         "--model",
         default="crossover",
@@ -69,23 +71,15 @@ def _add_model_arguments(parser: argparse.ArgumentParser, default: list[str]) ->
 
 
 def _graphs(args: argparse.Namespace):
-    from crossover_ros.model.graphs import GRAPH_NAMES
-    from crossover_ros.model.registry import load_graphs
-
     names = GRAPH_NAMES if "all" in args.encoders else tuple(dict.fromkeys(args.encoders))
     checkpoint = None if args.model == "crossover" else args.model
     if checkpoint is not None and not Path(checkpoint).is_file():
-        from crossover_ros.errors import ModelError
-
         raise ModelError(f"CrossOver checkpoint {checkpoint} not found")
     return load_graphs(names, checkpoint)
 
 
 def export_command(args: argparse.Namespace) -> int:
     import numpy as np
-
-    from crossover_ros.runtime.backends import RuntimeCfg
-    from crossover_ros.runtime.export import OnnxCache, parity
 
     out = args.out or RuntimeCfg().folder("onnx")
     cache = OnnxCache(out)
@@ -96,8 +90,6 @@ def export_command(args: argparse.Namespace) -> int:
         path = cache.ensure(graph)
         cos = float("nan")
         if not args.no_check:
-            from crossover_ros.runtime.backends import OnnxRuntimeBackend
-
             backend = OnnxRuntimeBackend(path)
             rng = np.random.default_rng(0)
             cos = min(
@@ -114,11 +106,6 @@ def export_command(args: argparse.Namespace) -> int:
 
 
 def build_engines_command(args: argparse.Namespace) -> int:
-    from crossover_ros.runtime.backends import RuntimeCfg
-    from crossover_ros.runtime.engine_cache import EngineCache
-    from crossover_ros.runtime.export import OnnxCache, read_metadata
-    from crossover_ros.runtime.tensorrt_engine import TensorRTBuilder, import_tensorrt
-
     trt = import_tensorrt()  # before any export: fail fast where there is no TensorRT
     builder = TensorRTBuilder(args.workspace_mb, trt)
     builder.platform()  # RuntimeBackendError without a CUDA GPU

@@ -10,6 +10,12 @@ import argparse
 from pathlib import Path
 
 from crossover_ros.errors import DataError, MapDatabaseError
+from crossover_ros.mapdb import SQLiteMapDatabase, copy_map, create_map, is_postgres_url, open_map
+from crossover_ros.mapdb.build import build_map, embed_scan, list_scans
+from crossover_ros.model.registry import create_encoder
+from crossover_ros.pipeline.config import MapCfg, ModelCfg, RecordingPipelineCfg
+from crossover_ros.pipeline.mapping_bag import record_map_from_bag
+from crossover_ros.pipeline.runner import open_recording
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
@@ -82,9 +88,6 @@ def _add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def build_command(args: argparse.Namespace) -> int:
-    from crossover_ros.mapdb.build import build_map
-    from crossover_ros.model.registry import create_encoder
-
     encoder = create_encoder(args.model)
     with build_map(args.scans, args.out, encoder, args.include_rescans, layout=args.layout) as db:
         print(f"map {db.path}: {len(db.scenes())} scenes, modalities {db.modalities()}")
@@ -92,10 +95,6 @@ def build_command(args: argparse.Namespace) -> int:
 
 
 def record_command(args: argparse.Namespace) -> int:
-    from crossover_ros.pipeline.config import MapCfg, ModelCfg, RecordingPipelineCfg
-    from crossover_ros.pipeline.mapping_bag import record_map_from_bag
-    from crossover_ros.pipeline.runner import open_recording
-
     if args.scene_id and len(args.bag) > 1:
         raise DataError("--scene-id names one scene: give one bag")
     cfg = RecordingPipelineCfg(model=ModelCfg(name=args.model), map=MapCfg(path=str(args.out)))
@@ -112,8 +111,6 @@ def record_command(args: argparse.Namespace) -> int:
 
 
 def info_command(args: argparse.Namespace) -> int:
-    from crossover_ros.mapdb import SQLiteMapDatabase, is_postgres_url, open_map
-
     if args.verify and not is_postgres_url(args.map):
         db = SQLiteMapDatabase.open(args.map, verify=True)
     else:
@@ -134,10 +131,6 @@ def info_command(args: argparse.Namespace) -> int:
 
 
 def add_scan_command(args: argparse.Namespace) -> int:
-    from crossover_ros.mapdb import open_map
-    from crossover_ros.mapdb.build import embed_scan, list_scans
-    from crossover_ros.model.registry import create_encoder
-
     scans = [
         s for s in list_scans(args.scans, args.layout, True) if s.record.scene_id == args.scan_id
     ]
@@ -151,8 +144,6 @@ def add_scan_command(args: argparse.Namespace) -> int:
 
 
 def remove_scene_command(args: argparse.Namespace) -> int:
-    from crossover_ros.mapdb import open_map
-
     with open_map(args.map) as db:
         db.remove_scene(args.scene_id)
         print(f"removed {args.scene_id} from {db.path}")
@@ -161,8 +152,6 @@ def remove_scene_command(args: argparse.Namespace) -> int:
 
 def _copy(source_location: str, target_location: str, must_be_new: bool) -> int:
     from tqdm import tqdm
-
-    from crossover_ros.mapdb import copy_map, create_map, open_map
 
     with open_map(source_location) as source:
         try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossover_ros.errors import CrossoverError
+
 NODES = {
     "scene_recognizer": "crossover_ros.ros.nodes.scene_recognizer",
     "bag_player": "crossover_ros.ros.nodes.bag_player",
@@ -24,8 +26,6 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     import importlib
-
-    from crossover_ros.errors import CrossoverError
 
     if args.params_file is not None and not args.params_file.is_file():
         raise CrossoverError(f"parameter file {args.params_file} not found")

@@ -7,6 +7,16 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from crossover_ros.errors import CrossoverError
+from crossover_ros.model.crossover import CrossOverCfg
+from crossover_ros.model.image_backbone import (
+    WEIGHTS_METADATA_KEY,
+    ImageBackboneCfg,
+    create_image_encoder,
+)
+from crossover_ros.train.pipeline import instance_baseline_cfg, load_features, train_crossover
+from crossover_ros.train.stages import TrainCfg
+
 # train.pipeline.ALL_STAGES, in training order (not imported here: the parser stays torch-free)
 STAGES = ("stage1", "stage2", "stage3", "regions")
 
@@ -76,8 +86,6 @@ def training_device(choice: str, cuda_available: bool, local_rank: int, gpu_coun
     if choice == "cpu" or (choice == "auto" and not cuda_available):
         return "cpu"
     if not cuda_available:
-        from crossover_ros.errors import CrossoverError
-
         raise CrossoverError("--device cuda, but torch sees no CUDA GPU")
     return f"cuda:{local_rank % max(gpu_count, 1)}"
 
@@ -90,16 +98,6 @@ def process_group_backend(device: str, local_world_size: int, gpu_count: int) ->
 
 def train_command(args: argparse.Namespace) -> int:
     import torch
-
-    from crossover_ros.errors import CrossoverError
-    from crossover_ros.model.crossover import CrossOverCfg
-    from crossover_ros.model.image_backbone import (
-        WEIGHTS_METADATA_KEY,
-        ImageBackboneCfg,
-        create_image_encoder,
-    )
-    from crossover_ros.train.pipeline import instance_baseline_cfg, load_features, train_crossover
-    from crossover_ros.train.stages import TrainCfg
 
     if not 0.0 < args.point_pairs <= 1.0:
         raise CrossoverError("--point-pairs must be in (0, 1]")

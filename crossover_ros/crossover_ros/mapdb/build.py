@@ -8,6 +8,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from crossover_ros.datasets.rscan import find_rscan_scans
+from crossover_ros.datasets.scan import load_building
+from crossover_ros.datasets.scannet import SCENE_NAME, find_scannet_scenes
 from crossover_ros.errors import DataError
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.open import create_map
@@ -47,7 +50,6 @@ def detect_layout(scans: Path) -> str:
         return "generated"
     if (scans / "3RScan.json").is_file():
         return "3rscan"
-    from crossover_ros.datasets.scannet import SCENE_NAME
 
     base = scans / "scans" if (scans / "scans").is_dir() else scans
     if SCENE_NAME.match(base.name) or any(SCENE_NAME.match(p.name) for p in base.iterdir()):
@@ -68,8 +70,6 @@ def list_scans(scans: Path, layout: str = "auto", include_rescans: bool = False)
     layout = detect_layout(scans) if layout == "auto" else layout
     out: list[MapScan] = []
     if layout == "generated":
-        from crossover_ros.datasets.scan import load_building
-
         building = load_building(scans)
         for info in building.scans:
             scan = building.scan(info.scan_id)
@@ -85,14 +85,10 @@ def list_scans(scans: Path, layout: str = "auto", include_rescans: bool = False)
             )
             out.append(MapScan(record, scan))
     elif layout == "scannet":
-        from crossover_ros.datasets.scannet import find_scannet_scenes
-
         for scene in find_scannet_scenes(scans):
             record = SceneRecord(scene.scan_id, "scannet", scene.room_id, scene.scan_index)
             out.append(MapScan(record, scene))
     else:
-        from crossover_ros.datasets.rscan import find_rscan_scans
-
         for scan in find_rscan_scans(scans):
             record = SceneRecord(
                 scan.scan_id,

@@ -6,7 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from crossover_ros.errors import MapDatabaseError
 from crossover_ros.mapdb.base import MapBase
+from crossover_ros.mapdb.postgres import PostgresMapDatabase
 from crossover_ros.mapdb.sqlite import SQLiteMapDatabase
 
 
@@ -17,8 +19,6 @@ def is_postgres_url(location: str | Path) -> bool:
 def open_map(location: str | Path, model_fingerprint: str | None = None) -> MapBase:
     """A SQLite file path or a ``postgresql://...[#map_name]`` URL."""
     if is_postgres_url(location):
-        from crossover_ros.mapdb.postgres import PostgresMapDatabase
-
         return PostgresMapDatabase.open(str(location), model_fingerprint)
     return SQLiteMapDatabase.open(location, model_fingerprint)
 
@@ -30,8 +30,6 @@ def create_map(
     instance_dim: int | None = None,
 ) -> MapBase:
     if is_postgres_url(location):
-        from crossover_ros.mapdb.postgres import PostgresMapDatabase
-
         return PostgresMapDatabase.create(
             str(location), model_fingerprint, embedding_dim, instance_dim
         )
@@ -56,8 +54,6 @@ def copy_map(
 
     Both maps must come from the same model: mixing embedding spaces gives wrong answers.
     """
-    from crossover_ros.errors import MapDatabaseError
-
     if (source.model_fingerprint, source.embedding_dim, source.instance_dim) != (
         target.model_fingerprint,
         target.embedding_dim,

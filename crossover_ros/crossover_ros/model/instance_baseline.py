@@ -2,35 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
 
 from crossover_ros.errors import ModelError
 from crossover_ros.model import modalities as mod
 from crossover_ros.model.crossover_encoder import CrossOverEncoder
-
-
-def checkpoint_is_instance_baseline(path: Path) -> bool:
-    """True for a checkpoint trained at instance level only (``train --instance-baseline``).
-
-    Its scene-level (stage 3) encoders were never trained, so a node must not rank scenes with
-    them; the Instance Baseline ranks the mean of object embeddings instead.
-    """
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except Exception as err:
-        raise ModelError(f"cannot read checkpoint {path}: {err}") from err
-    try:
-        history = json.loads(metadata.get("history", "{}"))
-    except json.JSONDecodeError:
-        history = {}
-    return bool(history) and "stage3" not in history
 
 
 class InstanceBaselineEncoder:

@@ -70,28 +70,30 @@ class MapCfg:
 
 
 @dataclass(frozen=True)
-class PipelineCfg:
-    """Everything the ``scene_recognizer`` runs between its subscriptions and its publishers."""
-
-    model: RecognitionModelCfg = group(RecognitionModelCfg)
-    map: MapCfg = group(MapCfg)
-    stream: StreamCfg = group(StreamCfg)
-    keyframes: KeyframeCfg = group(KeyframeCfg)
-    recognizer: RecognizerCfg = group(RecognizerCfg)
-    ranking: ObjectRankingCfg = group(ObjectRankingCfg)
-    verification: VerificationCfg = group(VerificationCfg)
-    fusion: FusionCfg = group(FusionCfg)
-    relocalization: RelocalizerCfg = group(RelocalizerCfg)
-    health: HealthCfg = group(HealthCfg)
-
-
-@dataclass(frozen=True)
-class RecordingPipelineCfg:
-    """Everything the ``map_recorder`` runs: the recogniser's sensor groups, and the recording."""
+class SensorPipelineCfg:
+    """What both nodes share: the model, the map, how sensor messages become keyframes."""
 
     model: ModelCfg = group(ModelCfg)
     map: MapCfg = group(MapCfg)
     stream: StreamCfg = group(StreamCfg)
     keyframes: KeyframeCfg = group(KeyframeCfg)
     fusion: FusionCfg = group(FusionCfg)
+
+
+@dataclass(frozen=True)
+class PipelineCfg(SensorPipelineCfg):
+    """Everything the ``scene_recognizer`` runs between its subscriptions and its publishers."""
+
+    model: RecognitionModelCfg = group(RecognitionModelCfg)
+    recognizer: RecognizerCfg = group(RecognizerCfg)
+    ranking: ObjectRankingCfg = group(ObjectRankingCfg)
+    verification: VerificationCfg = group(VerificationCfg)
+    relocalization: RelocalizerCfg = group(RelocalizerCfg)
+    health: HealthCfg = group(HealthCfg)
+
+
+@dataclass(frozen=True)
+class RecordingPipelineCfg(SensorPipelineCfg):
+    """Everything the ``map_recorder`` runs: the shared groups, and the recording."""
+
     recording: RecordingCfg = group(RecordingCfg)

@@ -82,7 +82,39 @@ def open_recognition(
         raise
 
 
-class RecognitionPipeline:
+class _SensorPipeline:
+    """What both pipelines do alike: take camera info and odometry, say what went wrong."""
+
+    stream: SensorStream
+
+    def __init__(self, emit: Emit) -> None:
+        self._listeners: list[Emit] = [emit]
+        self._throttle = WarnThrottle(WARN_PERIOD_S)
+
+    def add_listener(self, emit: Emit) -> None:
+        """Also hand every event to ``emit`` (the live evaluation's stage timings)."""
+        self._listeners.append(emit)
+
+    def on_camera_info(self, msg: Any) -> None:
+        self.stream.on_camera_info(msg)
+
+    def on_odometry(self, msg: Any) -> None:
+        try:
+            self.stream.on_odometry(msg)
+        except FrameRejectedError as err:
+            self._warn(err.reason, str(err))
+
+    def _emit(self, event: Event) -> None:
+        for listener in self._listeners:
+            listener(event)
+
+    def _warn(self, key: str, message: str) -> None:
+        text = self._throttle(key, message)
+        if text is not None:
+            self._emit(WarningEvent(key, text))
+
+
+class RecognitionPipeline(_SensorPipeline):
     """Sensor messages in (rclpy or rosbags objects alike), events out."""
 
     def __init__(
@@ -98,10 +130,9 @@ class RecognitionPipeline:
         self.encoder = encoder
         self.mapdb = mapdb
         self.notes: list[str] = []  # stages left out, and why
+        super().__init__(emit)
         self.stats = StreamStats()
-        self._listeners: list[Emit] = [emit]
         self._owns_map = owns_map
-        self._throttle = WarnThrottle(WARN_PERIOD_S)
         self._scenes: int | None = None
         self._scenes_checked = -np.inf
         geometry = HAS_OPEN3D or self._note("open3d is not installed: no verification, no pose")
@@ -129,14 +160,6 @@ class RecognitionPipeline:
     def _note(self, why: str) -> bool:
         self.notes.append(why)
         return False
-
-    def add_listener(self, emit: Emit) -> None:
-        """Also hand every event to ``emit`` (the live evaluation's stage timings)."""
-        self._listeners.append(emit)
-
-    def _emit(self, event: Event) -> None:
-        for listener in self._listeners:
-            listener(event)
 
     def _verifier(self) -> GeometricVerifier | None:
         cfg = self.cfg
@@ -200,15 +223,6 @@ class RecognitionPipeline:
         return old
 
     # -- messages ----------------------------------------------------------------------------
-    def on_camera_info(self, msg: Any) -> None:
-        self.stream.on_camera_info(msg)
-
-    def on_odometry(self, msg: Any) -> None:
-        try:
-            self.stream.on_odometry(msg)
-        except FrameRejectedError as err:
-            self._warn(err.reason, str(err))
-
     def on_color(self, msg: Any) -> None:
         self._pair(self.stream.sync_color(msg))
 
@@ -288,11 +302,6 @@ class RecognitionPipeline:
             scene_to_map @ scene_to_odom,
         )
 
-    def _warn(self, key: str, message: str) -> None:
-        text = self._throttle(key, message)
-        if text is not None:
-            self._emit(WarningEvent(key, text))
-
     def _on_worker_error(self, err: BaseException) -> None:
         self._emit(WarningEvent("worker", f"recognition failed unexpectedly: {err!r}"))
 
@@ -357,7 +366,7 @@ def open_recording(
     return RecordingPipeline(cfg, encoder, mapdb, emit)
 
 
-class RecordingPipeline:
+class RecordingPipeline(_SensorPipeline):
     """Keyframes of a mapping run into a :class:`SceneRecording`; :meth:`save` adds the scene.
 
     ``keyframe`` pairs and checks a message as the recogniser does (same stream, same keyframe
@@ -373,12 +382,11 @@ class RecordingPipeline:
         emit: Emit,
         owns_map: bool = False,
     ) -> None:
+        super().__init__(emit)
         self.cfg = cfg
         self.encoder = encoder
         self.mapdb = mapdb
-        self._emit = emit
         self._owns_map = owns_map
-        self._throttle = WarnThrottle(WARN_PERIOD_S)
         fusion = None
         if cfg.recording.fuse_cloud and HAS_OPEN3D:
             fusion = PointCloudFusion(replace(cfg.fusion, max_keyframes=RECORDING_WINDOW))
@@ -393,15 +401,6 @@ class RecordingPipeline:
     def close(self) -> None:
         if self._owns_map:
             self.mapdb.close()
-
-    def on_camera_info(self, msg: Any) -> None:
-        self.stream.on_camera_info(msg)
-
-    def on_odometry(self, msg: Any) -> None:
-        try:
-            self.stream.on_odometry(msg)
-        except FrameRejectedError as err:
-            self._warn(err.reason, str(err))
 
     def on_color(self, msg: Any) -> None:
         self.record(self.keyframe(self.stream.sync_color(msg)))
@@ -427,20 +426,7 @@ class RecordingPipeline:
         except ValueError as err:  # a frame fusion cannot use: keep recording
             self._warn("fusion", f"keyframe not fused: {err}")
 
-    def save(
-        self,
-        scene_id: str,
-        building_id: str,
-        room_id: str,
-        scan_index: int = 0,
-        frame_to_building: np.ndarray | None = None,
-    ) -> SceneRecord:
-        """Embed the recording and add it to the map as a scene (``SceneRecording.save``)."""
-        return self.recording.save(
-            self.mapdb, self.encoder, scene_id, building_id, room_id, scan_index, frame_to_building
-        )
-
-    def _warn(self, key: str, message: str) -> None:
-        text = self._throttle(key, message)
-        if text is not None:
-            self._emit(WarningEvent(key, text))
+    def save(self, scene_id: str, *scene: Any) -> SceneRecord:
+        """Embed the recording and add it to the map as a scene: ``SceneRecording.save``'s
+        arguments after the map and the model (building, room, scan index, frame)."""
+        return self.recording.save(self.mapdb, self.encoder, scene_id, *scene)

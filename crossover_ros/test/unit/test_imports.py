@@ -124,25 +124,23 @@ def test_own_modules_are_imported_at_module_top():
     assert not hidden, "\n".join(hidden)
 
 
-def test_what_a_robot_runs_does_not_import_training_code():
+def _reaches(sources: tuple[str, ...], target: str) -> list[str]:
+    """Modules of the ``sources`` folders that import from the ``target`` folder."""
     top, local = _graph()
-    leaks = [
-        f"{module} imports {target}"
+    return [
+        f"{module} imports {imported}"
         for module in top
-        if _folder(module) in INFERENCE_FOLDERS
-        for target in {*top[module], *(t for _, t in local[module])}
-        if _folder(target) == "train"
+        if _folder(module) in sources
+        for imported in {*top[module], *(t for _, t in local[module])}
+        if _folder(imported) == target
     ]
+
+
+def test_what_a_robot_runs_does_not_import_training_code():
+    leaks = _reaches(INFERENCE_FOLDERS, "train")
     assert not leaks, "\n".join(leaks)
 
 
 def test_the_core_does_not_import_ros():
-    top, local = _graph()
-    leaks = [
-        f"{module} imports {target}"
-        for module in top
-        if _folder(module) in ("model", "mapdb", "pipeline", "pose", "runtime", "eval", "train")
-        for target in {*top[module], *(t for _, t in local[module])}
-        if _folder(target) == "ros"
-    ]
+    leaks = _reaches(("model", "mapdb", "pipeline", "pose", "runtime", "eval", "train"), "ros")
     assert not leaks, "\n".join(leaks)

@@ -319,9 +319,7 @@ def test_runtime_cfg_refuses_unknown_settings():
 def test_auto_takes_onnxruntime_without_tensorrt_and_logs_once(
     graphs, onnx_files, cache_dir, monkeypatch, caplog
 ):
-    from crossover_ros.runtime import tensorrt_engine
-
-    monkeypatch.setattr(tensorrt_engine, "tensorrt_status", lambda: (False, "no tensorrt"))
+    monkeypatch.setattr(backends_module, "tensorrt_status", lambda: (False, "no tensorrt"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU machine
     cfg = RuntimeCfg(backend="auto", cache_dir=cache_dir)
     pick = {n: graphs[n] for n in ("frames", "instance_rgb")}
@@ -336,9 +334,7 @@ def test_auto_takes_onnxruntime_without_tensorrt_and_logs_once(
 
 def test_auto_runs_pytorch_on_the_gpu_before_onnxruntime_on_the_cpu(monkeypatch):
     """A GPU machine without TensorRT: ONNX Runtime only first where it has its CUDA provider."""
-    from crossover_ros.runtime import tensorrt_engine
-
-    monkeypatch.setattr(tensorrt_engine, "tensorrt_status", lambda: (False, "no tensorrt"))
+    monkeypatch.setattr(backends_module, "tensorrt_status", lambda: (False, "no tensorrt"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(backends_module, "_onnxruntime_has_cuda", lambda: True)
     assert backends_module.auto_order()[0] == ["onnxruntime", "torch:cuda", "torch"]
@@ -361,9 +357,7 @@ def test_auto_runs_pytorch_on_the_gpu_before_onnxruntime_on_the_cpu(monkeypatch)
 def test_auto_falls_back_with_a_warning_when_tensorrt_fails(
     graphs, onnx_files, cache_dir, monkeypatch, caplog
 ):
-    from crossover_ros.runtime import tensorrt_engine
-
-    monkeypatch.setattr(tensorrt_engine, "tensorrt_status", lambda: (True, "tensorrt on fake"))
+    monkeypatch.setattr(backends_module, "tensorrt_status", lambda: (True, "tensorrt on fake"))
     real = backends_module.create_backend
 
     def failing(graph, cfg, kind=None):

@@ -22,8 +22,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from std_srvs.srv import Trigger
 
@@ -31,6 +29,7 @@ from crossover_ros.errors import CrossoverError
 from crossover_ros.pipeline.config import RecordingPipelineCfg
 from crossover_ros.pipeline.events import Event
 from crossover_ros.pipeline.runner import RecordingPipeline, open_recording
+from crossover_ros.ros.nodes import spin
 from crossover_ros.ros.params import declare_tree, read_tree
 from crossover_ros.ros.sensors import describe, subscribe
 from crossover_ros.ros.settings import MapRecorderNodeCfg
@@ -141,16 +140,7 @@ class MapRecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = MapRecorderNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.save_pending()
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin(MapRecorderNode, args, last="save_pending")
 
 
 if __name__ == "__main__":

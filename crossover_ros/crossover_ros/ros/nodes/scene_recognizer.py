@@ -20,10 +20,8 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseWithCovarianceStamped
-from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
@@ -38,6 +36,7 @@ from crossover_ros.pipeline.stats import assess
 from crossover_ros.ros.convert import to_scene_match
 from crossover_ros.ros.diagnostics import diagnostic_array, diagnostic_status, mask_map_location
 from crossover_ros.ros.markers import match_markers
+from crossover_ros.ros.nodes import spin
 from crossover_ros.ros.params import declare_tree, read_tree
 from crossover_ros.ros.relocalization import instance_correspondences, pose_message
 from crossover_ros.ros.sensors import describe, subscribe
@@ -276,15 +275,7 @@ class SceneRecognizerNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = SceneRecognizerNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin(SceneRecognizerNode, args)
 
 
 if __name__ == "__main__":
