@@ -33,7 +33,7 @@ import numpy as np
 from crossover_ros.datasets.scan import load_building
 from crossover_ros.errors import CrossoverError
 from crossover_ros.mapdb.records import voxel_downsample
-from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion, backproject_depth
+from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
 from crossover_ros.pipeline.keyframes import KeyframeSelector
 from crossover_ros.pose import NoPose, PoseCfg, PoseEstimator
 from crossover_ros.pose.evaluate import rotation_error_deg, summarize, translation_error_m
@@ -106,15 +106,8 @@ def _window_query(frames, camera_to_odom, rng, mismatch, map_centroids):
     start = time.perf_counter()
     for frame, pose in zip(frames, camera_to_odom, strict=True):
         fusion.add(frame, pose)
-        xyz, index = backproject_depth(
-            frame.depth,
-            frame.intrinsics,
-            cfg.stride_for(frame.intrinsics.width),
-            cfg.min_depth_m,
-            cfg.max_depth_m,
-        )
+        xyz, index = fusion.points_in_odom(frame, pose)
         ids = frame.instance.reshape(-1)[index]
-        xyz = xyz @ pose[:3, :3].T + pose[:3, 3]
         for inst in np.unique(ids[ids > 0]):
             pts = xyz[ids == inst]
             acc = sums.setdefault(int(inst), np.zeros(4))

@@ -133,6 +133,15 @@ class PointCloudFusion:
         color = np.asarray(frame.color)
         if color.shape != (*np.shape(frame.depth), 3):
             raise ValueError(f"colour {color.shape} and depth {np.shape(frame.depth)} differ")
+        xyz, index = self.points_in_odom(frame, pose)
+        rgb = color.reshape(-1, 3)[index].astype(np.float32) / 255.0
+        self._keyframes.append(voxel_downsample_o3d(xyz, rgb, self.cfg.voxel_size_m))
+        self._cache = None
+
+    def points_in_odom(
+        self, frame: RGBDFrame, camera_to_odom: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(xyz float64 (N, 3) in the odometry frame, flat pixel index (N,)) of the depth fused."""
         cfg = self.cfg
         xyz, index = backproject_depth(
             frame.depth,
@@ -141,10 +150,7 @@ class PointCloudFusion:
             cfg.min_depth_m,
             cfg.max_depth_m,
         )
-        xyz = xyz.astype(np.float64) @ pose[:3, :3].T + pose[:3, 3]
-        rgb = color.reshape(-1, 3)[index].astype(np.float32) / 255.0
-        self._keyframes.append(voxel_downsample_o3d(xyz, rgb, cfg.voxel_size_m))
-        self._cache = None
+        return xyz.astype(np.float64) @ camera_to_odom[:3, :3].T + camera_to_odom[:3, 3], index
 
     def cloud(self) -> tuple[np.ndarray, np.ndarray]:
         """(xyz float32 (N, 3) odometry frame, rgb float32 (N, 3) in 0..1) of the window.
