@@ -32,6 +32,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--include-rescans", action="store_true", help="also store rescans (default: references)"
     )
+    _add_frame_step_argument(build)
     build.set_defaults(command=build_command)
 
     record = sub.add_parser(
@@ -61,6 +62,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     add.add_argument("--scan-id", required=True, help="which scan of --scans to add")
     _add_model_argument(add)
     add.add_argument("--layout", default="auto", choices=("auto", "generated", "scannet", "3rscan"))
+    _add_frame_step_argument(add)
     add.set_defaults(command=add_scan_command)
 
     remove = sub.add_parser("remove-scene", help="delete a scene from a map")
@@ -87,9 +89,24 @@ def _add_model_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_frame_step_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--frame-step",
+        type=int,
+        help="ScanNet / 3RScan: read every n-th frame of a sequence (default 10 / 5)",
+    )
+
+
 def build_command(args: argparse.Namespace) -> int:
     encoder = create_encoder(args.model)
-    with build_map(args.scans, args.out, encoder, args.include_rescans, layout=args.layout) as db:
+    with build_map(
+        args.scans,
+        args.out,
+        encoder,
+        args.include_rescans,
+        layout=args.layout,
+        frame_step=args.frame_step,
+    ) as db:
         print(f"map {db.path}: {len(db.scenes())} scenes, modalities {db.modalities()}")
     return 0
 
@@ -132,7 +149,9 @@ def info_command(args: argparse.Namespace) -> int:
 
 def add_scan_command(args: argparse.Namespace) -> int:
     scans = [
-        s for s in list_scans(args.scans, args.layout, True) if s.record.scene_id == args.scan_id
+        s
+        for s in list_scans(args.scans, args.layout, True, args.frame_step)
+        if s.record.scene_id == args.scan_id
     ]
     if not scans:
         raise DataError(f"no scan {args.scan_id} under {args.scans}")

@@ -223,6 +223,24 @@ class Scan:
         """(H, W, 3) uint8 top-down image."""
         return read_image(self.path / "floorplan.png")
 
+    def mesh_faces(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(vertices float64, (M, 3) faces, instance of each face) of the scan's mesh."""
+        file = self.path / "geometry.npz"
+        try:
+            with np.load(file, allow_pickle=False) as data:
+                vertices = np.asarray(data["vertices"], np.float64)
+                faces = np.asarray(data["faces"], np.int64)
+                owner = np.asarray(data["face_instance"], np.int64)
+        except FileNotFoundError as err:
+            raise DataError(f"missing scan geometry {file}") from err
+        except (OSError, ValueError, KeyError) as err:
+            raise DataError(f"corrupt scan geometry {file}: {err}") from err
+        if faces.ndim != 2 or faces.shape[1] != 3 or len(owner) != len(faces):
+            raise DataError(f"inconsistent mesh arrays in {file}")
+        if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
+            raise DataError(f"face indices out of range in {file}")
+        return vertices, faces, owner
+
 
 def load_scan(path: Path | str) -> Scan:
     """Open a scan directory (scan.json, instances.json, frames/intrinsic.txt are read now)."""

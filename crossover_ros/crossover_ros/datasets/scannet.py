@@ -1,17 +1,20 @@
-"""Reading ScanNet scenes in their documented on-disk layout, for building maps of real scans.
+"""Reading ScanNet scenes in their documented on-disk layout.
 
 Layout (ScanNet v2 release, one folder per scan; ``scans/`` or the folder itself)::
 
     <root>/scans/sceneXXXX_YY/
-        sceneXXXX_YY_vh_clean_2.ply                 mesh vertices: x y z red green blue [alpha]
+        sceneXXXX_YY_vh_clean_2.ply                 mesh: x y z red green blue [alpha], faces
         sceneXXXX_YY_vh_clean_2.0.010000.segs.json  {"segIndices": [segment per vertex]}
         sceneXXXX_YY.aggregation.json               {"segGroups": [{"objectId", "label",
                                                      "segments": [...]}]}  (or _vh_clean.)
-        sceneXXXX_YY.sens                           RGB-D stream (ScanNet's SensorData format)
-        color/N.jpg                                 frames exported from the .sens (optional)
+        sceneXXXX_YY.sens                           RGB-D stream (ScanNet's SensorData format:
+                                                     colour, depth, camera-to-world poses)
+        color/N.jpg depth/N.png pose/N.txt          the same, exported by ScanNet's reader
+        intrinsic/intrinsic_depth.txt               (these folders are read when present)
 
 ``XXXX`` is the room, ``YY`` the rescan of it: room ``sceneXXXX``, scan index ``YY``. Instance ids
-are ``objectId + 1`` (ScanNet's instance images use the same numbering, 0 = none).
+are ``objectId + 1`` (ScanNet's instance images use the same numbering, 0 = none). Depth is
+uint16 millimetres (shift 1000); frames without tracking have -inf poses and are skipped.
 """
 
 from __future__ import annotations
@@ -19,118 +22,106 @@ from __future__ import annotations
 import io
 import re
 import struct
-from collections.abc import Iterator
+import zlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from crossover_ros.datasets.scan import read_json
+from crossover_ros.datasets.ply import read_ply
+from crossover_ros.datasets.scan import read_image, read_json, read_matrix
+from crossover_ros.datasets.sequence import SequenceScan, is_rigid
 from crossover_ros.errors import DataError
+from crossover_ros.frames import CameraIntrinsics
 
 SCENE_NAME = re.compile(r"^scene(\d{4})_(\d{2})$")
-
-_PLY_TYPES = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short": "i2", "int16": "i2",
-    "ushort": "u2", "uint16": "u2", "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}  # fmt: skip
+SENS_COLOR = {0: "raw", 1: "png", 2: "jpeg"}
+SENS_DEPTH = {0: "raw", 1: "zlib_ushort"}  # 2 (occi_ushort) is not in the public release
 
 
-def read_ply_vertices(path: Path) -> dict[str, np.ndarray]:
-    """The vertex element of a PLY file (ascii or binary little-endian) as named columns."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DataError(f"missing or unreadable PLY file {path}: {err}") from err
-    end = raw.find(b"end_header")
-    if not raw.startswith(b"ply") or end < 0:
-        raise DataError(f"{path} is not a PLY file")
-    body_start = raw.index(b"\n", end) + 1
-    lines = raw[:end].decode("ascii", "replace").splitlines()
-    fmt, count, fields, element = "", 0, [], None
-    before = 0  # elements before "vertex" are not supported (ScanNet/3RScan put it first)
-    for line in lines:
-        words = line.split()
-        if words[:1] == ["format"]:
-            fmt = words[1]
-        elif words[:1] == ["element"]:
-            element = words[1]
-            if element == "vertex":
-                count = int(words[2])
-            elif count == 0:
-                before += 1
-        elif words[:1] == ["property"] and element == "vertex":
-            if words[1] == "list" or words[1] not in _PLY_TYPES:
-                raise DataError(f"{path}: unsupported vertex property {line!r}")
-            fields.append((words[2], _PLY_TYPES[words[1]]))
-    if count == 0 or not fields or before:
-        raise DataError(f"{path} has no leading vertex element")
-    try:
-        if fmt == "binary_little_endian":
-            dtype = np.dtype([(name, "<" + t) for name, t in fields])
-            data = np.frombuffer(raw, dtype=dtype, count=count, offset=body_start)
-        elif fmt == "ascii":
-            text = raw[body_start:].decode("ascii").split("\n")[:count]
-            table = np.loadtxt(text, dtype=np.float64, ndmin=2)
-            data = {name: table[:, i].astype(t) for i, (name, t) in enumerate(fields)}
-        else:
-            raise DataError(f"{path}: PLY format {fmt!r} not supported")
-    except (ValueError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: truncated or malformed PLY body ({err})") from err
-    return {name: np.asarray(data[name]) for name, _ in fields}
+def intrinsics_from_matrix(k: np.ndarray, width: int, height: int) -> CameraIntrinsics:
+    return CameraIntrinsics(
+        width, height, float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])
+    )
 
 
-def boxes_from_points(xyz: np.ndarray, instance: np.ndarray, labels: dict[int, str]) -> list[dict]:
-    """Instance dicts (id, label, centroid, box_min, box_max) from labelled points."""
-    out = []
-    for inst_id, label in sorted(labels.items()):
-        points = xyz[instance == inst_id]
-        if len(points) == 0:
-            continue
-        out.append(
-            {
-                "id": int(inst_id),
-                "label": label,
-                "centroid": points.mean(axis=0).astype(float).tolist(),
-                "box_min": points.min(axis=0).astype(float).tolist(),
-                "box_max": points.max(axis=0).astype(float).tolist(),
-            }
-        )
-    return out
+def depth_from_millimetres(depth_mm: np.ndarray, shift: float = 1000.0) -> np.ndarray:
+    """float32 metres, NaN where the sensor gave 0."""
+    depth = depth_mm.astype(np.float32) / np.float32(shift)
+    depth[depth_mm == 0] = np.nan
+    return depth
 
 
-def read_sens_colors(path: Path, step: int = 10) -> Iterator[np.ndarray]:
-    """Every ``step``-th colour image of a ScanNet ``.sens`` file (jpeg or png frames)."""
-    try:
-        with path.open("rb") as file:
-            (version,) = struct.unpack("<I", file.read(4))
-            (name_len,) = struct.unpack("<Q", file.read(8))
-            file.read(name_len + 4 * 16 * 4)
-            color_type, _depth_type = struct.unpack("<ii", file.read(8))
-            file.read(4 * 4 + 4)  # sizes, depth shift
-            (frames,) = struct.unpack("<Q", file.read(8))
-            if version != 4 or color_type not in (1, 2):
-                raise DataError(
-                    f"{path}: unsupported .sens (version {version}, colour {color_type})"
-                )
-            for index in range(frames):
-                file.read(16 * 4 + 16)  # pose, timestamps
-                color_size, depth_size = struct.unpack("<QQ", file.read(16))
-                color = file.read(color_size)
-                file.seek(depth_size, 1)
-                if len(color) != color_size:
-                    raise DataError(f"{path} is truncated at frame {index}")
-                if index % step == 0:
-                    with Image.open(io.BytesIO(color)) as image:
-                        yield np.array(image.convert("RGB"))
-    except (OSError, struct.error) as err:
-        raise DataError(f"{path}: unreadable .sens file ({err})") from err
+class SensFile:
+    """A ScanNet ``.sens`` file: its header and an index of its frames, read once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            with path.open("rb") as file:
+                version, name_len = struct.unpack("<IQ", file.read(12))
+                if version != 4:
+                    raise DataError(f"{path}: .sens version {version} is not supported (4 is)")
+                file.read(name_len)
+                matrices = np.frombuffer(file.read(4 * 16 * 4), "<f4").reshape(4, 4, 4)
+                self.color_type, self.depth_type = struct.unpack("<ii", file.read(8))
+                sizes = struct.unpack("<IIIIf", file.read(20))
+                (count,) = struct.unpack("<Q", file.read(8))
+                if self.color_type not in SENS_COLOR or self.depth_type not in SENS_DEPTH:
+                    raise DataError(
+                        f"{path}: unsupported .sens compression (colour {self.color_type}, "
+                        f"depth {self.depth_type})"
+                    )
+                self.depth_intrinsics = matrices[2].astype(np.float64)
+                self.color_size, self.depth_size = sizes[:2], sizes[2:4]
+                self.depth_shift = float(sizes[4])
+                self.poses, self._chunks = [], []
+                for index in range(count):
+                    head = file.read(16 * 4 + 32)
+                    if len(head) != 96:
+                        raise DataError(f"{path} is truncated at frame {index}")
+                    self.poses.append(np.frombuffer(head[:64], "<f4").reshape(4, 4).astype(float))
+                    color_bytes, depth_bytes = struct.unpack("<QQ", head[80:96])
+                    start = file.tell()
+                    self._chunks.append((start, color_bytes, start + color_bytes, depth_bytes))
+                    file.seek(color_bytes + depth_bytes, 1)
+                if file.tell() > path.stat().st_size:
+                    raise DataError(f"{path} is truncated at frame {count - 1}")
+        except (OSError, struct.error, ValueError) as err:
+            raise DataError(f"{path}: unreadable .sens file ({err})") from err
+
+    def _read(self, offset: int, size: int) -> bytes:
+        with self.path.open("rb") as file:
+            file.seek(offset)
+            return file.read(size)
+
+    def color(self, index: int) -> np.ndarray:
+        data = self._read(*self._chunks[index][:2])
+        if SENS_COLOR[self.color_type] == "raw":
+            width, height = self.color_size
+            return np.frombuffer(data, np.uint8).reshape(height, width, 3).copy()
+        try:
+            with Image.open(io.BytesIO(data)) as image:
+                return np.array(image.convert("RGB"))
+        except (OSError, ValueError) as err:
+            raise DataError(f"{self.path}: corrupt colour frame {index} ({err})") from err
+
+    def depth(self, index: int) -> np.ndarray:
+        data = self._read(*self._chunks[index][2:])
+        width, height = self.depth_size
+        try:
+            if SENS_DEPTH[self.depth_type] == "zlib_ushort":
+                data = zlib.decompress(data)
+            depth_mm = np.frombuffer(data, "<u2").reshape(height, width)
+        except (zlib.error, ValueError) as err:
+            raise DataError(f"{self.path}: corrupt depth frame {index} ({err})") from err
+        return depth_from_millimetres(depth_mm, self.depth_shift)
 
 
 @dataclass
-class ScanNetScene:
+class ScanNetScene(SequenceScan):
     """One ScanNet scan folder; files are read on demand."""
 
     path: Path
@@ -155,15 +146,9 @@ class ScanNetScene:
                 return file
         raise DataError(f"{self.path} lacks {self.scan_id}{suffixes[0]}")
 
-    def point_cloud(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(xyz float32, rgb uint8, instance uint16) per mesh vertex."""
-        vertices = read_ply_vertices(self._file("_vh_clean_2.ply"))
-        try:
-            xyz = np.stack([vertices[k] for k in "xyz"], axis=1).astype(np.float32)
-            rgb = np.stack([vertices[k] for k in ("red", "green", "blue")], axis=1)
-        except KeyError as err:
-            raise DataError(f"{self.path}: mesh lacks vertex property {err}") from err
-        return xyz, rgb.astype(np.uint8), self._instance_per_vertex(len(xyz))
+    def _read_mesh(self) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        columns, faces = read_ply(self._file("_vh_clean_2.ply"))
+        return columns, self._instance_per_vertex(len(columns["x"])), faces
 
     def _aggregation(self) -> list[dict]:
         data = read_json(self._file(".aggregation.json", "_vh_clean.aggregation.json"))
@@ -185,21 +170,51 @@ class ScanNetScene:
             instance[np.isin(seg_of_vertex, group["segments"])] = int(group["objectId"]) + 1
         return instance
 
-    @property
-    def instances(self) -> list[dict]:
-        xyz, _, instance = self.point_cloud()
-        labels = {int(g["objectId"]) + 1: str(g["label"]) for g in self._aggregation()}
-        return boxes_from_points(xyz, instance, labels)
+    def _read_labels(self) -> dict[int, str]:
+        return {int(g["objectId"]) + 1: str(g["label"]) for g in self._aggregation()}
 
-    def color_images(self) -> Iterator[np.ndarray]:
-        exported = self.path / "color"
-        if exported.is_dir():
-            files = sorted(exported.glob("*.jpg"), key=lambda p: int(p.stem))
-            for file in files[:: self.frame_step]:
-                with Image.open(file) as image:
-                    yield np.array(image.convert("RGB"))
-        else:
-            yield from read_sens_colors(self._file(".sens"), self.frame_step)
+    # Frames: the exported folders when present, else the .sens stream.
+
+    @cached_property
+    def _sens(self) -> SensFile | None:
+        exported = all((self.path / name).is_dir() for name in ("color", "depth", "pose"))
+        return None if exported else SensFile(self._file(".sens"))
+
+    @cached_property
+    def _exported_poses(self) -> dict[int, np.ndarray]:
+        poses = {}
+        for file in (self.path / "pose").glob("*.txt"):
+            try:
+                poses[int(file.stem)] = np.loadtxt(file, dtype=np.float64).reshape(4, 4)
+            except (OSError, ValueError) as err:
+                raise DataError(f"corrupt pose file {file}: {err}") from err
+        return poses
+
+    def _frame_keys(self) -> list[int]:
+        if self._sens is not None:
+            return [i for i, pose in enumerate(self._sens.poses) if is_rigid(pose)]
+        return sorted(i for i, pose in self._exported_poses.items() if is_rigid(pose))
+
+    def _pose(self, key: int) -> np.ndarray:
+        return self._sens.poses[key] if self._sens is not None else self._exported_poses[key]
+
+    def _read_color(self, key: int) -> np.ndarray:
+        if self._sens is not None:
+            return self._sens.color(key)
+        return np.asarray(read_image(self.path / "color" / f"{key}.jpg"))[..., :3]
+
+    def _read_depth(self, key: int) -> np.ndarray:
+        if self._sens is not None:
+            return self._sens.depth(key)
+        return depth_from_millimetres(read_image(self.path / "depth" / f"{key}.png"))
+
+    def _depth_intrinsics(self) -> CameraIntrinsics:
+        if self._sens is not None:
+            width, height = self._sens.depth_size
+            return intrinsics_from_matrix(self._sens.depth_intrinsics, width, height)
+        k = read_matrix(self.path / "intrinsic" / "intrinsic_depth.txt")
+        height, width = self._read_depth(self._keys[0]).shape
+        return intrinsics_from_matrix(k, width, height)
 
 
 def find_scannet_scenes(root: Path | str, frame_step: int = 10) -> list[ScanNetScene]:

@@ -59,6 +59,10 @@ class MapBase(ABC):
     def close(self) -> None: ...
 
     @abstractmethod
+    def discard(self) -> None:
+        """Close and delete the whole map: what a build that failed half-way leaves behind."""
+
+    @abstractmethod
     def _fetch(self, sql: str, args: tuple = ()) -> list[tuple]:
         """Rows of a query written once for both backends: ``?`` placeholders, ``{s}.`` before
         each table name (the PostgreSQL schema of the map; nothing in SQLite)."""

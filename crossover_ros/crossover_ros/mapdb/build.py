@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
 from crossover_ros.datasets.rscan import find_rscan_scans
-from crossover_ros.datasets.scan import load_building
+from crossover_ros.datasets.scan import Scan, load_building
 from crossover_ros.datasets.scannet import SCENE_NAME, find_scannet_scenes
+from crossover_ros.datasets.sequence import SequenceScan
 from crossover_ros.errors import DataError
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.open import create_map
@@ -25,24 +25,19 @@ class MapScan:
     """One scan from any layout, reduced to what a map stores."""
 
     record: SceneRecord
-    source: Any  # a data.scan.Scan, data.scannet.ScanNetScene or data.rscan.RScanScan
+    source: Scan | SequenceScan  # a generated scan, or a ScanNet or 3RScan one
 
     def instances(self) -> list[dict]:
-        out = []
-        for inst in self.source.instances:
-            if isinstance(inst, dict):
-                out.append(inst)
-            else:
-                out.append(
-                    {
-                        "id": inst.id,
-                        "label": inst.label,
-                        "centroid": [float(v) for v in inst.centroid],
-                        "box_min": [float(v) for v in inst.box_min],
-                        "box_max": [float(v) for v in inst.box_max],
-                    }
-                )
-        return out
+        return [
+            {
+                "id": inst.id,
+                "label": inst.label,
+                "centroid": [float(v) for v in inst.centroid],
+                "box_min": [float(v) for v in inst.box_min],
+                "box_max": [float(v) for v in inst.box_max],
+            }
+            for inst in self.source.instances
+        ]
 
 
 def detect_layout(scans: Path) -> str:
@@ -60,8 +55,20 @@ def detect_layout(scans: Path) -> str:
     )
 
 
-def list_scans(scans: Path, layout: str = "auto", include_rescans: bool = False) -> list[MapScan]:
-    """The scans to map, in a stable order; by default only each room's reference scan."""
+def list_scans(
+    scans: Path,
+    layout: str = "auto",
+    include_rescans: bool = False,
+    frame_step: int | None = None,
+) -> list[MapScan]:
+    """The scans to map, in a stable order; by default only each room's reference scan.
+
+    ``frame_step``: of a ScanNet or 3RScan sequence, every n-th frame with a pose is read
+    (None: the layout's default, 10 for ScanNet at 30 Hz, 5 for 3RScan's slower sequences).
+    """
+    if frame_step is not None and frame_step < 1:
+        raise DataError(f"frame step must be at least 1, got {frame_step}")
+    steps = {} if frame_step is None else {"frame_step": frame_step}
     scans = Path(scans)
     if not scans.is_dir():
         raise DataError(f"scan folder {scans} does not exist")
@@ -85,11 +92,11 @@ def list_scans(scans: Path, layout: str = "auto", include_rescans: bool = False)
             )
             out.append(MapScan(record, scan))
     elif layout == "scannet":
-        for scene in find_scannet_scenes(scans):
+        for scene in find_scannet_scenes(scans, **steps):
             record = SceneRecord(scene.scan_id, "scannet", scene.room_id, scene.scan_index)
             out.append(MapScan(record, scene))
     else:
-        for scan in find_rscan_scans(scans):
+        for scan in find_rscan_scans(scans, **steps):
             record = SceneRecord(
                 scan.scan_id,
                 "3rscan",
@@ -120,19 +127,21 @@ def build_map(
     include_rescans: bool = False,
     progress: bool = True,
     layout: str = "auto",
+    frame_step: int | None = None,
 ) -> MapBase:
     """Embed every reference scan (and optionally rescans) into a new map (file or URL).
 
     The map holds what the robot knew before it came back: by default only each room's
-    reference scan (scan_index 0); query bags walk through the rescans. Each scan is committed
-    on its own, so an interrupted build keeps the scans done so far.
+    reference scan (scan_index 0); query bags walk through the rescans. A scan that cannot be
+    read or embedded deletes the new map, so no partial map is left to be mistaken for a whole
+    one (a killed process leaves the scans committed so far).
     """
-    scans = list_scans(Path(building_dir), layout, include_rescans)
+    scans = list_scans(Path(building_dir), layout, include_rescans, frame_step)
     mapdb = create_map(out_path, encoder.fingerprint, encoder.dim, encoder.instance_dim)
     try:
         for scan in tqdm(scans, desc="embedding scans", unit="scan", disable=not progress):
             mapdb.add_scenes([embed_scan(scan, encoder)])
     except BaseException:
-        mapdb.close()
+        mapdb.discard()
         raise
     return mapdb

@@ -207,6 +207,13 @@ class PostgresMapDatabase(MapBase):
     def close(self) -> None:
         self._db.close()
 
+    def discard(self) -> None:
+        try:
+            with self._transaction() as db:
+                db.execute(f"DROP SCHEMA IF EXISTS {self._schema} CASCADE")
+        finally:
+            self.close()
+
     # -- plumbing --------------------------------------------------------------------------
     @contextmanager
     def _transaction(self) -> Iterator[object]:

@@ -207,6 +207,11 @@ class SQLiteMapDatabase(MapBase):
     def close(self) -> None:
         self._db.close()
 
+    def discard(self) -> None:
+        self.close()
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
     # -- reading ---------------------------------------------------------------------------
     def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:

@@ -145,9 +145,8 @@ class CrossOverEncoder:
         return embeddings[mod.POINT_CLOUD][0].numpy()
 
     def embed_scan(self, scan: Any) -> tuple[dict[str, np.ndarray], dict[int, dict[str, list]]]:
-        """All unified embeddings + F_S of a generated scan, and its objects' embeddings."""
-        if not hasattr(scan, "referrals"):
-            raise DataError("CrossOver maps are built from the generated layout for now")
+        """All unified embeddings + F_S of a scan (generated, ScanNet or 3RScan), and its
+        objects' embeddings; a scan without referrals has no referral vector."""
         self._text = self._text or TextBackbone()
         cfg = FeatureCfg()
         fingerprints = {"image": self.backbone.fingerprint, "text": self._text.fingerprint}

@@ -218,29 +218,11 @@ def _object_points(
     return out, mask
 
 
-def _load_mesh(scan: Scan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    file = scan.path / "geometry.npz"
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            vertices = np.asarray(data["vertices"], np.float64)
-            faces = np.asarray(data["faces"], np.int64)
-            owner = np.asarray(data["face_instance"], np.int64)
-    except FileNotFoundError as err:
-        raise DataError(f"missing scan geometry {file}") from err
-    except (OSError, ValueError, KeyError) as err:
-        raise DataError(f"corrupt scan geometry {file}: {err}") from err
-    if faces.ndim != 2 or faces.shape[1] != 3 or len(owner) != len(faces):
-        raise DataError(f"inconsistent mesh arrays in {file}")
-    if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise DataError(f"face indices out of range in {file}")
-    return vertices, faces, owner
-
-
 def _mesh_points(
     scan: Scan, ids: np.ndarray, centroids: np.ndarray, cfg: FeatureCfg, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Area-weighted uniform samples on each object's own faces (the paper's mesh branch)."""
-    vertices, faces, owner = _load_mesh(scan)
+    vertices, faces, owner = scan.mesh_faces()
     out = np.zeros((len(ids), cfg.mesh_points, 3), np.float32)
     mask = np.zeros(len(ids), bool)
     for row, (obj, centre) in enumerate(zip(ids, centroids, strict=True)):
@@ -484,7 +466,7 @@ class ScanFeatures:
     """One scan's cached features. K objects, F frames, R referrals (R >= 1)."""
 
     scan_id: str
-    room_id: int
+    room_id: str  # a generated room's number, a ScanNet sceneXXXX or a 3RScan reference id
     scan_index: int
     object_ids: np.ndarray  # (K,) int64, sorted
     object_labels: list[str]
@@ -608,7 +590,7 @@ def scan_features_from_arrays(
                 "has_referrals",
             )
         }
-        room_id, scan_index = int(meta["room_id"]), int(meta["scan_index"])
+        room_id, scan_index = str(meta["room_id"]), int(meta["scan_index"])
         scan_id = meta["scan_id"]
     except (KeyError, ValueError, TypeError) as err:
         raise DataError(f"corrupt metadata in {where}: {err}") from err

@@ -24,7 +24,7 @@ def synthetic_scene(index: int, rng: np.random.Generator, codes: np.ndarray) -> 
     zeros = np.zeros
     return ScanFeatures(
         scan_id=f"syn_room{index:03d}_00",
-        room_id=index,
+        room_id=str(index),
         scan_index=0,
         object_ids=np.arange(1, k + 1),
         object_labels=["chair"] * k,

@@ -4,13 +4,15 @@ import io
 import json
 import struct
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from crossover_ros.datasets.ply import read_ply
 from crossover_ros.datasets.rscan import find_rscan_scans
-from crossover_ros.datasets.scannet import find_scannet_scenes, read_ply_vertices
+from crossover_ros.datasets.scannet import find_scannet_scenes
 from crossover_ros.errors import DataError
 from crossover_ros.mapdb import SQLiteMapDatabase
 from crossover_ros.mapdb.build import build_map
@@ -70,8 +72,10 @@ def _sens(path, frames):
     head += struct.pack("<ii", 2, 1) + struct.pack("<IIIIf", 32, 24, 32, 24, 1000.0)
     head += struct.pack("<Q", len(frames))
     body = b""
+    depth = zlib.compress(np.full((24, 32), 1500, "<u2").tobytes())
     for jpeg in frames:
-        body += b"\0" * (16 * 4 + 16) + struct.pack("<QQ", len(jpeg), 2) + jpeg + b"\0\0"
+        pose = np.eye(4, dtype="<f4").tobytes()
+        body += pose + b"\0" * 16 + struct.pack("<QQ", len(jpeg), len(depth)) + jpeg + depth
     path.write_bytes(head + body)
 
 
@@ -103,9 +107,9 @@ def test_scannet_layout_reads_and_builds_a_map(tmp_path):
     first = scenes[0]
     assert (first.room_id, first.scan_index) == ("scene0000", 0)
     instances = first.instances
-    assert [(i["id"], i["label"]) for i in instances] == [(1, "chair"), (2, "table")]
-    np.testing.assert_allclose(instances[0]["centroid"], xyz[:50].mean(axis=0), atol=1e-5)
-    np.testing.assert_allclose(instances[1]["box_max"], xyz[50:150].max(axis=0), atol=1e-6)
+    assert [(i.id, i.label) for i in instances] == [(1, "chair"), (2, "table")]
+    np.testing.assert_allclose(instances[0].centroid, xyz[:50].mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(instances[1].box_max, xyz[50:150].max(axis=0), atol=1e-6)
     images = list(first.color_images())
     assert len(images) == 2 and images[0].shape == (24, 32, 3)  # every 10th of 12 frames
     with build_map(tmp_path, tmp_path / "m.sqlite", MeanColourEncoder(), progress=False) as db:
@@ -135,6 +139,9 @@ def test_3rscan_layout_reads_and_builds_a_map(tmp_path):
         groups = [{"objectId": 1, "label": "sofa"}, {"objectId": 2, "label": "lamp"}]
         (folder / "semseg.v2.json").write_text(json.dumps({"segGroups": groups}))
         frames = {f"frame-{i:06d}.color.jpg": _jpeg((10, 10, 200)) for i in range(6)}
+        frames |= {
+            f"frame-{i:06d}.pose.txt": b"1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n" for i in range(6)
+        }
         if as_zip:
             with zipfile.ZipFile(folder / "sequence.zip", "w") as zf:
                 for name, data in frames.items():
@@ -148,7 +155,7 @@ def test_3rscan_layout_reads_and_builds_a_map(tmp_path):
         ("ref-a", "ref-a", 0),
         ("re-a1", "ref-a", 1),
     ]
-    assert [i["label"] for i in scans[1].instances] == ["sofa", "lamp"]
+    assert [i.label for i in scans[1].instances] == ["sofa", "lamp"]
     assert len(list(scans[1].color_images())) == 2  # every 5th of 6 frames, from the zip
     out = tmp_path / "m.sqlite"
     with build_map(tmp_path, out, MeanColourEncoder(), include_rescans=True, progress=False) as db:
@@ -159,7 +166,7 @@ def test_3rscan_layout_reads_and_builds_a_map(tmp_path):
 def test_bad_files_give_data_errors(tmp_path):
     (tmp_path / "bad.ply").write_bytes(b"ply\nformat binary_little_endian 1.0\nend_header\n")
     with pytest.raises(DataError, match="vertex"):
-        read_ply_vertices(tmp_path / "bad.ply")
+        read_ply(tmp_path / "bad.ply")
     with pytest.raises(DataError, match="no ScanNet"):
         find_scannet_scenes(tmp_path)
     (tmp_path / "3RScan.json").write_text("[{}]")
