@@ -42,6 +42,7 @@ from crossover_ros.bags.reader import (
     iter_raw_messages,
 )
 from crossover_ros.errors import BagError, CrossoverError
+from crossover_ros.eval.metrics import Calibration, calibration
 from crossover_ros.eval.visits import ObservedMatch, VisitResult, summarize_visits
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.model import modalities as mod
@@ -585,6 +586,7 @@ class Metrics:
     first_correct_s: list[float | None] = field(default_factory=list)  # per visit
     first_correct_m: list[float | None] = field(default_factory=list)
     confident_wrong: int = 0
+    calibration: Calibration | None = None  # of the published answers' confidence
     instance_precision: float | None = None
     instance_recall: float | None = None
     instance_windows: int = 0  # relocalisations in the right room with object matching
@@ -682,6 +684,7 @@ def compute_metrics(
     errors_m: list[float] = []
     errors_deg: list[float] = []
     instance_counts = np.zeros(4, np.int64)  # see _instance_counts
+    answers: list[tuple[float, bool]] = []  # (confidence, right) of each published answer
     stage_samples: dict[str, list[float]] = {}
     for record in records:
         truth = record.truth
@@ -700,6 +703,8 @@ def compute_metrics(
             wrong = bool(match.scene_id) and match.scene_id != true_scene
             if wrong and match.confidence >= cfg.confident:
                 out.confident_wrong += 1
+            if match.scene_id:
+                answers.append((match.confidence, not wrong))
         for found in record.relocalizations:
             out.relocalizations += 1
             odometry = truth.pose_at(found.stamp_ns)
@@ -733,6 +738,9 @@ def compute_metrics(
         out.wall_s += record.wall_s
         out.notes.extend(n for n in record.notes if n not in out.notes)
     out.rooms_recognised = sum(v.correct for v in out.visits)
+    if answers:
+        confidences, right = zip(*answers, strict=True)
+        out.calibration = calibration(np.clip(confidences, 0.0, 1.0), right)
     if out.windows:
         curve = hits / out.windows
         out.recall_curve = [float(v) for v in curve]

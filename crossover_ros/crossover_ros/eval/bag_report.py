@@ -33,7 +33,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 def recognition_row(row: Metrics, ks: Sequence[int]) -> list[str]:
     """The main table's cells for one method."""
     if not row.available:
-        return [row.label, row.pair or "-", row.unavailable_reason] + ["-"] * (len(ks) + 6)
+        return [row.label, row.pair or "-", row.unavailable_reason] + ["-"] * (len(ks) + 7)
     median_s, median_m = row.median_first_correct()
     recall = [_pct(row.recall.get(k)) for k in ks]
     if row.recall_capped_at is not None:
@@ -61,9 +61,35 @@ def recognition_row(row: Metrics, ks: Sequence[int]) -> list[str]:
         f"{_num(median_s, '.1f', ' s')} / {_num(median_m, '.2f', ' m')}",
         f"{row.never_correct}/{len(row.visits)}",
         f"{_pct(row.confident_wrong_rate)} ({row.confident_wrong})",
+        _num(row.calibration.ece if row.calibration else None, ".3f"),
         instances,
         pose,
     ]
+
+
+def _calibration_section(rows: Sequence[Metrics]) -> list[str]:
+    """Per method, the reliability bins: how often answers of each confidence were right."""
+    rated = [r for r in rows if r.available and r.calibration and r.calibration.answers]
+    if not rated:
+        return []
+    lines = ["", "## Calibration", ""]
+    bins = rated[0].calibration.bins
+    header = ["method", "pair", *(f"{b.low:.1f}-{b.high:.1f}" for b in bins)]
+    cells = [
+        [
+            r.label,
+            r.pair,
+            *(f"{_pct(b.accuracy, 0)} ({b.count})" if b.count else "-" for b in r.calibration.bins),
+        ]
+        for r in rated
+    ]
+    lines += _table(header, cells)
+    lines += [
+        "",
+        "Share of the published answers that were right (count), by their confidence: a"
+        " calibrated node is right about 95 % of the time in the 0.9-1.0 bin.",
+    ]
+    return lines
 
 
 def cost_row(row: Metrics) -> list[str]:
@@ -112,6 +138,7 @@ def format_report(
         "first correct: median time / distance",
         "never correct",
         f"confident wrong (conf >= {cfg.confident:g})",
+        "ECE",
         "instance P / R",
         "pose error p50 (wrong, none)",
     ]
@@ -125,7 +152,9 @@ def format_report(
         " the first correct answer, sensor time, and the distance the odometry travelled"
         " meanwhile (median over visits that got one); confident wrong: share (count) of answers"
         " naming the wrong scene with at least that confidence, what makes a robot jump to the"
-        " wrong room. Instance P / R: relocalisations in the right room; a pair is right when the"
+        " wrong room. ECE: expected calibration error of the published answers' confidence"
+        " (10 bins; 0: a confidence of p is right p of the time; see Calibration)."
+        " Instance P / R: relocalisations in the right room; a pair is right when the"
         " query object, placed by the true pose, lies in the paired instance's box; recall over"
         " the mapped instances in view. Pose error: the published pose against the odometry"
         " (building frame), median over published poses; wrong: beyond"
@@ -137,6 +166,7 @@ def format_report(
             "\\* fewer candidates were published than K: R@K is a lower bound"
             " (raise the node's top_k)."
         )
+    lines += _calibration_section(rows)
     lines += ["", "## Cost", ""]
     lines += _table(
         [

@@ -855,3 +855,55 @@ def temporal_instance_matching(
         num_static=len(st),
         num_dynamic=len(mv),
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    """Answers whose confidence fell in [low, high): how many, how sure, how often right."""
+
+    low: float
+    high: float
+    count: int
+    mean_confidence: float | None
+    accuracy: float | None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Whether a confidence of p means right p of the time (Guo et al. 2017, 10 equal bins).
+
+    ``ece``: the expected calibration error, the count-weighted mean gap between confidence and
+    accuracy over the bins; 0 is perfect, a robot can act on the number as a probability.
+    """
+
+    ece: float | None
+    bins: list[ReliabilityBin]
+    answers: int
+
+
+def calibration(
+    confidences: Sequence[float], correct: Sequence[bool], bins: int = 10
+) -> Calibration:
+    """Reliability of ``confidences`` (in [0, 1]) given whether each answer was ``correct``."""
+    p = np.asarray(confidences, np.float64)
+    right = np.asarray(correct, bool)
+    if p.shape != right.shape or p.ndim != 1:
+        raise MetricsError(f"{p.shape} confidences for {right.shape} answers")
+    if len(p) and (not np.isfinite(p).all() or p.min() < 0 or p.max() > 1):
+        raise MetricsError("confidences must lie in [0, 1]")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.minimum(np.searchsorted(edges, p, side="right") - 1, bins - 1)
+    out, gap = [], 0.0
+    for b in range(bins):
+        members = which == b
+        count = int(members.sum())
+        mean = float(p[members].mean()) if count else None
+        accuracy = float(right[members].mean()) if count else None
+        if count:
+            gap += count * abs(mean - accuracy)
+        out.append(ReliabilityBin(float(edges[b]), float(edges[b + 1]), count, mean, accuracy))
+    return Calibration(gap / len(p) if len(p) else None, out, len(p))

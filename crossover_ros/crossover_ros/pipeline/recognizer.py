@@ -39,8 +39,16 @@ from crossover_ros.pipeline.verification import GeometricVerifier
 class RecognizerCfg:
     window_size: int = setting(6, "Keyframes in the query window.", 1, 100)
     top_k: int = setting(5, "Ranked candidates published.", 1, 100)
-    confidence_temperature: float = 0.01
-    confidence_candidates: int = 10  # at least this many ranked share the confidence
+    confidence_temperature: float = setting(
+        0.01,
+        "Softmax temperature that turns the candidates' scores into confidences (smaller:"
+        " surer); chosen on the validation benchmark for calibration.",
+        1e-4,
+        10.0,
+    )
+    confidence_candidates: int = setting(
+        10, "At least this many ranked candidates share the confidence.", 2, 100
+    )
     hysteresis: HysteresisCfg = group(HysteresisCfg)
 
     def __post_init__(self) -> None:

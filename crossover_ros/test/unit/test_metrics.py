@@ -474,3 +474,21 @@ def test_scene_retrieval_by_object_layouts():
     by_layout = temporal_table("m", by_object_layouts(emb, scenes), pair)["m P->P"]
     assert by_sets.ranks.tolist() == [2]  # a tie counts against the method
     assert by_layout.ranks.tolist() == [1]
+
+
+def test_calibration_measures_the_gap_between_confidence_and_accuracy():
+    from crossover_ros.eval.metrics import calibration
+
+    # right 9 times in 10 at 0.9, 1 in 2 at 0.55: perfectly calibrated
+    good = calibration([0.9] * 10 + [0.55] * 2, [True] * 9 + [False] + [True, False])
+    assert good.ece == pytest.approx(0.05 * 2 / 12)  # only the 0.55 bin is off (0.5 right)
+    assert good.answers == 12 and sum(b.count for b in good.bins) == 12
+    # always sure, right half of the time: the overconfident node a robot cannot trust
+    sure = calibration([1.0] * 4, [True, False, True, False])
+    assert sure.ece == pytest.approx(0.5)
+    assert sure.bins[-1].count == 4 and sure.bins[-1].accuracy == 0.5  # 1.0 in the last bin
+    assert calibration([], []).ece is None
+    with pytest.raises(MetricsError):
+        calibration([1.5], [True])
+    with pytest.raises(MetricsError):
+        calibration([0.5, 0.5], [True])
