@@ -20,8 +20,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from crossover_ros.bags.reader import BagTopics
 from crossover_ros.config import build, load_yaml, parse_assignment
 from crossover_ros.errors import CrossoverError
@@ -37,8 +35,7 @@ from crossover_ros.eval.bag_eval import (
 from crossover_ros.eval.bag_report import format_report, report_json
 from crossover_ros.eval.plots import plot_all
 from crossover_ros.mapdb import SQLiteMapDatabase, open_map
-from crossover_ros.mapdb.build import embed_scan, list_scans
-from crossover_ros.mapdb.open import create_map
+from crossover_ros.mapdb.build import build_map
 from crossover_ros.model.instance_baseline import InstanceBaselineEncoder
 from crossover_ros.model.registry import (
     checkpoint_is_instance_baseline,
@@ -447,16 +444,10 @@ def _ensure_multi_map(
         except CrossoverError as err:
             print(f"== {out.name} is out of date ({err}): made again", flush=True)
     print(f"== map of {len(buildings)} buildings with {name}", flush=True)
-    scans = [scan for building in buildings for scan in list_scans(building)]
     tmp = out.with_suffix(".partial")
-    tmp.unlink(missing_ok=True)
-    mapdb = create_map(tmp, encoder.fingerprint, encoder.dim, encoder.instance_dim)
-    try:
-        for scan in tqdm(scans, desc="embedding scans", unit="scan", disable=not progress):
-            mapdb.add_scenes([embed_scan(scan, encoder)])
-    finally:
-        mapdb.close()
+    for suffix in ("", "-wal", "-shm"):  # a killed build's leftovers
+        Path(f"{tmp}{suffix}").unlink(missing_ok=True)
+    build_map(buildings, tmp, encoder, progress=progress).close()
     for suffix in ("-wal", "-shm"):  # the old map's journal must not replay onto the new one
-        Path(str(tmp) + suffix).unlink(missing_ok=True)
-        Path(str(out) + suffix).unlink(missing_ok=True)
+        Path(f"{out}{suffix}").unlink(missing_ok=True)
     tmp.replace(out)

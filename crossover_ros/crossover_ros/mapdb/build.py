@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def embed_scan(scan: MapScan, encoder: RecognitionEncoder, voxel: float = 0.05) 
 
 
 def build_map(
-    building_dir: Path,
+    building_dir: Path | Sequence[Path],
     out_path: Path | str,
     encoder: RecognitionEncoder,
     include_rescans: bool = False,
@@ -129,14 +130,20 @@ def build_map(
     layout: str = "auto",
     frame_step: int | None = None,
 ) -> MapBase:
-    """Embed every reference scan (and optionally rescans) into a new map (file or URL).
+    """Embed every reference scan (and optionally rescans) of one scan folder, or of several
+    (buildings side by side), into a new map (file or URL).
 
     The map holds what the robot knew before it came back: by default only each room's
     reference scan (scan_index 0); query bags walk through the rescans. A scan that cannot be
     read or embedded deletes the new map, so no partial map is left to be mistaken for a whole
     one (a killed process leaves the scans committed so far).
     """
-    scans = list_scans(Path(building_dir), layout, include_rescans, frame_step)
+    folders = [building_dir] if isinstance(building_dir, str | Path) else building_dir
+    scans = [
+        scan
+        for folder in folders
+        for scan in list_scans(Path(folder), layout, include_rescans, frame_step)
+    ]
     mapdb = create_map(out_path, encoder.fingerprint, encoder.dim, encoder.instance_dim)
     try:
         for scan in tqdm(scans, desc="embedding scans", unit="scan", disable=not progress):
