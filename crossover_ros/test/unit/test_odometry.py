@@ -216,3 +216,17 @@ def test_record_bag_cli_takes_the_odometry_options(small_building, tmp_path):
     assert main([*common, "--out", str(tmp_path / "perfect"), "--perfect-odometry"]) == 0
     assert read_ground_truth(tmp_path / "perfect")["odometry"]["noise"]["enabled"] is False
     assert main([*common, "--out", str(tmp_path / "bad"), "--odom-drift", "-1"]) == 1
+
+
+def test_eval_reads_the_ground_truth_poses_and_the_true_map_to_odom(drifting_bag):
+    from crossover_ros.eval.bag_eval import BagEvalCfg, read_bag
+
+    contents, truth = read_bag(drifting_bag, BagEvalCfg(), progress=False)
+    assert not contents.missing and not contents.problems()
+    assert len(truth.ground_truth_path) == len(truth.path) > 0
+    first, last = truth.path[0][0], truth.path[-1][0]
+    sidecar = read_ground_truth(drifting_bag)["odometry"]
+    assert truth.odom_to_map_at(first) == pytest.approx(np.asarray(sidecar["origin_in_map"]))
+    end = np.asarray(sidecar["map_to_odom_at_end"])
+    assert truth.odom_to_map_at(last) == pytest.approx(end, abs=1e-6)
+    assert not np.allclose(truth.pose_at(last), truth.true_pose_at(last), atol=0.05)
