@@ -4,7 +4,8 @@ A damaged bag (a recorder killed mid-write, a truncated copy) is read as far as 
 stopped the read is reported in a :class:`BagReadStatus` rather than raised. The topics the
 project's nodes and evaluations expect are :class:`BagTopics`; the ground truth of a query bag is
 the JSON sidecar ``ground_truth.json`` inside the bag folder (rosbag2 readers ignore files they do
-not list).
+not list; it also records where the bag's odometry frame starts in the map and how its odometry
+drifts) and the true camera pose on its own topic.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class BagTopics:
     camera_info: str = "/camera/color/camera_info"
     odometry: str = "/odom"
     ground_truth: str = "/crossover/ground_truth"
+    # the camera's true pose in the map frame (geometry_msgs/PoseStamped at every odometry
+    # stamp), like a motion-capture or survey pose: what poses are scored against
+    ground_truth_pose: str = "/crossover/ground_truth_pose"
 
 
 def read_ground_truth(bag: Path) -> dict:

@@ -1,5 +1,5 @@
 """Writing ROS 2 messages into rosbag2 folders with ``rosbags``: the message builders every
-recorded bag shares (images, camera info, odometry, ground truth)."""
+recorded bag shares (images, camera info, odometry, ground-truth poses)."""
 
 from __future__ import annotations
 
@@ -51,22 +51,35 @@ def camera_info_msg(intrinsics: CameraIntrinsics, stamp_ns: int, frame_id: str):
     )
 
 
-def odometry_msg(pose: np.ndarray, stamp_ns: int, odom_frame: str, child_frame: str):
+def pose_msg(pose: np.ndarray):
+    """``geometry_msgs/Pose`` of a 4x4 rigid pose: the part odometry and pose messages share."""
     types = TYPESTORE.types
     qx, qy, qz, qw = Rotation.from_matrix(pose[:3, :3]).as_quat()
     position = types["geometry_msgs/msg/Point"](x=pose[0, 3], y=pose[1, 3], z=pose[2, 3])
     orientation = types["geometry_msgs/msg/Quaternion"](x=qx, y=qy, z=qz, w=qw)
+    return types["geometry_msgs/msg/Pose"](position=position, orientation=orientation)
+
+
+def odometry_msg(pose: np.ndarray, stamp_ns: int, odom_frame: str, child_frame: str):
+    types = TYPESTORE.types
     covariance = np.diag([0.01, 0.01, 0.01, 0.005, 0.005, 0.005]).reshape(-1)
     zero = types["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0)
     return types["nav_msgs/msg/Odometry"](
         header=header_msg(stamp_ns, odom_frame),
         child_frame_id=child_frame,
         pose=types["geometry_msgs/msg/PoseWithCovariance"](
-            pose=types["geometry_msgs/msg/Pose"](position=position, orientation=orientation),
-            covariance=covariance,
+            pose=pose_msg(pose), covariance=covariance
         ),
         twist=types["geometry_msgs/msg/TwistWithCovariance"](
             twist=types["geometry_msgs/msg/Twist"](linear=zero, angular=zero),
             covariance=np.zeros(36),
         ),
+    )
+
+
+def pose_stamped_msg(pose: np.ndarray, stamp_ns: int, frame_id: str):
+    """``geometry_msgs/PoseStamped``: a ground-truth pose (motion capture, survey) in
+    ``frame_id``, which, unlike odometry, names no child frame and carries no covariance."""
+    return TYPESTORE.types["geometry_msgs/msg/PoseStamped"](
+        header=header_msg(stamp_ns, frame_id), pose=pose_msg(pose)
     )

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from crossover_ros.synthetic.building import BuildingConfig, generate_building
+from crossover_ros.synthetic.odometry import OdometryNoiseCfg
 from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
 
@@ -40,6 +41,46 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="walk through each room's newest rescan (a query bag) or its reference scan (a"
         " mapping bag for 'map record')",
     )
+    odometry = record.add_argument_group(
+        "odometry (defaults: a wheeled base with visual-inertial odometry, in its own frame)"
+    )
+    defaults = OdometryNoiseCfg()
+    odometry.add_argument(
+        "--odom-drift",
+        type=float,
+        default=defaults.drift,
+        help="horizontal drift, at most this share of the distance travelled",
+    )
+    odometry.add_argument(
+        "--odom-yaw-drift-deg-per-10m",
+        type=float,
+        default=defaults.yaw_drift_deg_per_10m,
+        help="heading drift, at most this many degrees per 10 m travelled",
+    )
+    odometry.add_argument(
+        "--odom-origin-range",
+        type=float,
+        default=defaults.origin_range_m,
+        help="the odom frame starts at a random yaw and up to this far (m, in x and y) from the"
+        " map's origin, as a robot's starts wherever it was switched on",
+    )
+    odometry.add_argument(
+        "--odom-jumps-per-m",
+        type=float,
+        default=defaults.jump_per_m,
+        help="probability per metre of a sudden slip (wheel slip, lost visual track)",
+    )
+    odometry.add_argument(
+        "--odom-jump-m", type=float, default=defaults.jump_m, help="size of a slip (m)"
+    )
+    odometry.add_argument(
+        "--odom-jump-deg", type=float, default=defaults.jump_deg, help="a slip's yaw, up to (deg)"
+    )
+    odometry.add_argument(
+        "--perfect-odometry",
+        action="store_true",
+        help="odometry = the true pose in the map frame, as older bags had it",
+    )
     record.set_defaults(command=record_command)
 
 
@@ -67,7 +108,21 @@ def record_command(args: argparse.Namespace) -> int:
         seconds_per_room=args.seconds_per_room,
         rooms=tuple(args.rooms),
         scans=args.scans,
+        odometry=_odometry_noise(args),
     )
     out = record_query_bag(args.building, args.out, cfg)
     print(f"bag written to {out}")
     return 0
+
+
+def _odometry_noise(args: argparse.Namespace) -> OdometryNoiseCfg:
+    if args.perfect_odometry:
+        return OdometryNoiseCfg.perfect()
+    return OdometryNoiseCfg(
+        origin_range_m=args.odom_origin_range,
+        drift=args.odom_drift,
+        yaw_drift_deg_per_10m=args.odom_yaw_drift_deg_per_10m,
+        jump_per_m=args.odom_jumps_per_m,
+        jump_m=args.odom_jump_m,
+        jump_deg=args.odom_jump_deg,
+    )

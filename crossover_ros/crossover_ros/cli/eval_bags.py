@@ -133,6 +133,12 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     topics.add_argument("--odom-topic", default="/odom")
     topics.add_argument("--gt-topic", default="/crossover/ground_truth")
     topics.add_argument(
+        "--gt-pose-topic",
+        default="/crossover/ground_truth_pose",
+        help="the camera's true pose in the map frame (PoseStamped) that poses are scored"
+        " against; bags without it are scored against their odometry (older bags), with a note",
+    )
+    topics.add_argument(
         "--ground-truth", type=Path, help="ground-truth JSON (default: the bag's ground_truth.json)"
     )
     bench = parser.add_argument_group("benchmark set")
@@ -170,6 +176,7 @@ def _cfg(args: argparse.Namespace) -> BagEvalCfg:
         camera_info=args.camera_info_topic,
         odometry=args.odom_topic,
         ground_truth=args.gt_topic,
+        ground_truth_pose=args.gt_pose_topic,
     )
     if any(k < 1 for k in args.ks):
         raise CrossoverError(f"--ks must be positive, got {args.ks}")

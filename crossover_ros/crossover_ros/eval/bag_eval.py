@@ -48,17 +48,18 @@ from crossover_ros.mapdb.base import MapBase
 from crossover_ros.model import modalities as mod
 from crossover_ros.model.registry import RecognitionEncoder
 from crossover_ros.pipeline.config import PipelineCfg
-from crossover_ros.pipeline.decode import odometry_to_pose
+from crossover_ros.pipeline.decode import odometry_to_pose, pose_stamped_to_matrix
 from crossover_ros.pipeline.events import Event, MatchEvent, RelocalizationEvent
 from crossover_ros.pipeline.keyframes import rotation_angle_deg
 from crossover_ros.pipeline.runner import open_recognition
 
-COLOR, DEPTH, CAMERA_INFO, ODOMETRY, GROUND_TRUTH = (
+COLOR, DEPTH, CAMERA_INFO, ODOMETRY, GROUND_TRUTH, GROUND_TRUTH_POSE = (
     "color",
     "depth",
     "camera_info",
     "odometry",
     "ground_truth",
+    "ground_truth_pose",
 )
 EXPECTED_TYPES = {
     COLOR: "sensor_msgs/msg/Image",
@@ -66,7 +67,11 @@ EXPECTED_TYPES = {
     CAMERA_INFO: "sensor_msgs/msg/CameraInfo",
     ODOMETRY: "nav_msgs/msg/Odometry",
     GROUND_TRUTH: "std_msgs/msg/String",
+    GROUND_TRUTH_POSE: "geometry_msgs/msg/PoseStamped",
 }
+# roles a bag may lack without a problem: older bags have no ground-truth pose topic (their
+# odometry is in the map frame and stands in for it, with a note in the report)
+OPTIONAL_ROLES = (GROUND_TRUTH_POSE,)
 SHORT = {
     mod.RGB: "I",
     mod.POINT_CLOUD: "P",
@@ -136,6 +141,7 @@ class BagEvalCfg:
             t.camera_info: CAMERA_INFO,
             t.odometry: ODOMETRY,
             t.ground_truth: GROUND_TRUTH,
+            t.ground_truth_pose: GROUND_TRUTH_POSE,
         }
 
 
@@ -203,13 +209,19 @@ class BagContents:
         return out
 
 
+_MAX_GAP_NS = 100_000_000  # a pose this close in time stands for the stamp's
+
+
 @dataclass
 class GroundTruth:
-    """Where the robot was: visits (room stays), per-frame truth, the odometry path."""
+    """Where the robot was: visits (room stays), per-frame truth, the odometry path the node
+    consumed (``path``, in the odometry frame, drifting) and the true camera path in the map
+    frame (``ground_truth_path``, from the ground-truth pose topic) that poses are scored on."""
 
     visits: list[dict] = field(default_factory=list)
     frames: dict[int, dict] = field(default_factory=dict)  # stamp_ns -> per-frame truth
     path: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (stamp_ns, 4x4 pose)
+    ground_truth_path: list[tuple[int, np.ndarray]] = field(default_factory=list)
     building_id: str | None = None
     source: str = ""
 
@@ -223,12 +235,38 @@ class GroundTruth:
         visit = self.visit_at(stamp_ns)
         return None if visit is None else visit["scene_id"]
 
-    def pose_at(self, stamp_ns: int, max_gap_ns: int = 100_000_000) -> np.ndarray | None:
-        if not self.path:
+    def pose_at(self, stamp_ns: int, max_gap_ns: int = _MAX_GAP_NS) -> np.ndarray | None:
+        """The odometry pose (the odometry frame's, as the node consumed it) nearest the stamp."""
+        return _nearest(self.path, stamp_ns, max_gap_ns)
+
+    def true_pose_at(self, stamp_ns: int, max_gap_ns: int = _MAX_GAP_NS) -> np.ndarray | None:
+        """The body's true pose in the map frame: the ground-truth pose topic's; for an older
+        bag without one, its odometry, which those bags wrote in the map frame."""
+        if not self.ground_truth_path:
+            return self.pose_at(stamp_ns, max_gap_ns)
+        return _nearest(self.ground_truth_path, stamp_ns, max_gap_ns)
+
+    def odom_to_map_at(self, stamp_ns: int, max_gap_ns: int = _MAX_GAP_NS) -> np.ndarray | None:
+        """The true ``map -> odom`` transform (the odometry frame in the map) at the stamp:
+        ``true pose @ inv(odometry pose)``; the identity for an older bag (odometry in the map
+        frame); None where either pose is missing."""
+        if not self.ground_truth_path:
+            return np.eye(4)
+        true, odometry = self.true_pose_at(stamp_ns, max_gap_ns), self.pose_at(stamp_ns, max_gap_ns)
+        if true is None or odometry is None:
             return None
-        stamps = np.fromiter((s for s, _ in self.path), np.int64, len(self.path))
-        index = int(np.argmin(np.abs(stamps - stamp_ns)))
-        return self.path[index][1] if abs(int(stamps[index]) - stamp_ns) <= max_gap_ns else None
+        return true @ np.linalg.inv(odometry)
+
+
+def _nearest(
+    path: list[tuple[int, np.ndarray]], stamp_ns: int, max_gap_ns: int
+) -> np.ndarray | None:
+    """The pose of ``path`` nearest ``stamp_ns``, if one is within ``max_gap_ns``."""
+    if not path:
+        return None
+    stamps = np.fromiter((s for s, _ in path), np.int64, len(path))
+    index = int(np.argmin(np.abs(stamps - stamp_ns)))
+    return path[index][1] if abs(int(stamps[index]) - stamp_ns) <= max_gap_ns else None
 
 
 def _bag_index(bag: Path) -> tuple[str, int | None, dict[str, int]]:
@@ -306,6 +344,10 @@ def read_bag(
             if role == ODOMETRY:
                 stamp = msg.header.stamp
                 truth.path.append((stamp.sec * 10**9 + stamp.nanosec, odometry_to_pose(msg)))
+            elif role == GROUND_TRUTH_POSE:
+                stamp = msg.header.stamp
+                pose = pose_stamped_to_matrix(msg)
+                truth.ground_truth_path.append((stamp.sec * 10**9 + stamp.nanosec, pose))
             elif role == GROUND_TRUTH:
                 frame = json.loads(msg.data)
                 truth.frames[int(frame["stamp_ns"])] = frame
@@ -321,7 +363,11 @@ def read_bag(
     if first_ns is not None:
         contents.duration_s = (contents.last_stamp_ns - first_ns) / 1e9
     present = set(contents.topics) | set(indexed_counts)
-    contents.missing = {role: topic for topic, role in roles.items() if topic not in present}
+    contents.missing = {
+        role: topic
+        for topic, role in roles.items()
+        if topic not in present and role not in OPTIONAL_ROLES
+    }
     if status.error and not contents.read:
         raise BagError(f"cannot read bag {bag}: {status.error}")
     _attach_visits(bag, cfg, contents, truth)
@@ -401,7 +447,7 @@ def observed(event: MatchEvent, latency_s: float | None) -> ObservedMatch:
 @dataclass(frozen=True)
 class ObservedRelocalization:
     """One relocalisation as published: the pose of the odometry's body in the map frame (the
-    building's, like the bags' odometry; None for NoPose) and the matched objects."""
+    building's, ``map_to_odom @ odometry``; None for NoPose) and the matched objects."""
 
     stamp_ns: int
     scene_id: str
@@ -670,7 +716,10 @@ def compute_metrics(
 
     ``geometry``: the map's scene frames and instance boxes, to score instance pairs (a pair is
     right when the query object, placed by the true pose, lies in the paired instance's box).
-    Poses are compared with the bag's odometry, which is in the building (map) frame.
+    Poses are compared with the bag's ground-truth pose of the same stamp (the body in the map
+    frame), never with the odometry the node consumed, which has its own frame and drifts; a
+    bag without ground-truth poses (older bags, whose odometry is in the map frame) is scored
+    against its odometry, and a note says so.
     """
     cfg = cfg or BagEvalCfg()
     if not records:
@@ -705,12 +754,20 @@ def compute_metrics(
                 out.confident_wrong += 1
             if match.scene_id:
                 answers.append((match.confidence, not wrong))
+        if record.relocalizations and not truth.ground_truth_path:
+            note = (
+                f"{record.bag}: no ground-truth poses on {cfg.topics.ground_truth_pose}: poses"
+                " and instance pairs scored against the odometry, taken to be in the map frame"
+                " (as in bags recorded before odometry had its own frame)"
+            )
+            if note not in out.notes:
+                out.notes.append(note)
         for found in record.relocalizations:
             out.relocalizations += 1
-            odometry = truth.pose_at(found.stamp_ns)
-            if found.pose_in_map is not None and odometry is not None:
-                errors_m.append(float(np.linalg.norm(found.pose_in_map[:3, 3] - odometry[:3, 3])))
-                errors_deg.append(rotation_angle_deg(found.pose_in_map[:3, :3], odometry[:3, :3]))
+            true = truth.true_pose_at(found.stamp_ns)
+            if found.pose_in_map is not None and true is not None:
+                errors_m.append(float(np.linalg.norm(found.pose_in_map[:3, 3] - true[:3, 3])))
+                errors_deg.append(rotation_angle_deg(found.pose_in_map[:3, :3], true[:3, :3]))
             if geometry is not None and truth.scene_at(found.stamp_ns) == found.scene_id:
                 counts = _instance_counts(found, truth, geometry, cfg.box_margin_m)
                 if counts is not None:
@@ -800,16 +857,19 @@ def _instance_counts(
     """(correct, predicted, correct and in view, in view) pairs of one relocalisation in the
     right room.
 
-    The bags' odometry frame is the building frame, so the true place of a query object in the
-    scene is ``inv(scene_to_map) @ centroid``; a pair is right if that lies in the paired
+    The query objects' centroids are in the odometry frame; the true ``map -> odom`` at the
+    stamp (from the ground-truth pose: :meth:`GroundTruth.odom_to_map_at`) places them in the
+    map, so the true place of a query object in the scene is
+    ``inv(scene_to_map) @ odom_to_map @ centroid``; a pair is right if that lies in the paired
     instance's box (grown by ``margin``). True pairs: the map instances the ground truth says
     are in view at that stamp.
     """
     scene_to_map = geometry.scene_to_map.get(found.scene_id)
     boxes = geometry.boxes.get(found.scene_id)
-    if scene_to_map is None or not boxes:
+    odom_to_map = truth.odom_to_map_at(found.stamp_ns)
+    if scene_to_map is None or not boxes or odom_to_map is None:
         return None
-    map_to_scene = np.linalg.inv(scene_to_map)
+    map_to_scene = np.linalg.inv(scene_to_map) @ odom_to_map  # odometry frame -> scene
     correct = set()
     for centroid, instance_id in found.correspondences:
         box = boxes.get(instance_id)

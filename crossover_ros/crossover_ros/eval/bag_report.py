@@ -156,8 +156,9 @@ def format_report(
         " (10 bins; 0: a confidence of p is right p of the time; see Calibration)."
         " Instance P / R: relocalisations in the right room; a pair is right when the"
         " query object, placed by the true pose, lies in the paired instance's box; recall over"
-        " the mapped instances in view. Pose error: the published pose against the odometry"
-        " (building frame), median over published poses; wrong: beyond"
+        " the mapped instances in view. Pose error: the published pose (map -> odom as the"
+        " node estimated it, times the odometry) against the ground-truth pose of the same"
+        " stamp (map frame), median over published poses; wrong: beyond"
         f" {cfg.wrong_pose_m:g} m or {cfg.wrong_pose_deg:g} deg; none: relocalisations that"
         " published no pose (NoPose on weak evidence, or not yet confirmed by odometry).",
     ]

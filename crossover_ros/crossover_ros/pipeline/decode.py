@@ -199,13 +199,22 @@ def quaternion_to_matrix(x: float, y: float, z: float, w: float) -> np.ndarray:
     )
 
 
-def odometry_to_pose(msg: Any) -> np.ndarray:
-    """4x4 float64 pose of ``child_frame_id`` in ``header.frame_id`` from an Odometry message."""
-    p = msg.pose.pose.position
-    o = msg.pose.pose.orientation
+def pose_to_matrix(msg: Any) -> np.ndarray:
+    """4x4 float64 pose from a ``geometry_msgs/Pose``."""
+    p, o = msg.position, msg.orientation
     pose = np.eye(4)
     pose[:3, :3] = quaternion_to_matrix(o.x, o.y, o.z, o.w)
     pose[:3, 3] = (p.x, p.y, p.z)
     if not np.all(np.isfinite(pose[:3, 3])):
-        raise ConversionError(f"odometry position {pose[:3, 3].tolist()} is not finite")
+        raise ConversionError(f"position {pose[:3, 3].tolist()} is not finite")
     return pose
+
+
+def odometry_to_pose(msg: Any) -> np.ndarray:
+    """4x4 float64 pose of ``child_frame_id`` in ``header.frame_id`` from an Odometry message."""
+    return pose_to_matrix(msg.pose.pose)
+
+
+def pose_stamped_to_matrix(msg: Any) -> np.ndarray:
+    """4x4 float64 pose in ``header.frame_id`` from a PoseStamped (a ground-truth pose)."""
+    return pose_to_matrix(msg.pose)

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import PoseWithCovarianceStamped
+from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -29,6 +29,7 @@ __all__ = [
     "pose_with_covariance",
     "rgb_to_image",
     "seconds_to_stamp",
+    "transform_stamped",
 ]
 
 _HOST_BIG_ENDIAN = sys.byteorder == "big"
@@ -240,6 +241,22 @@ def pose_to_odometry(
     position.x, position.y, position.z = (float(v) for v in pose[:3, 3])
     o = msg.pose.pose.orientation
     o.x, o.y, o.z, o.w = _matrix_to_quaternion(r)
+    return msg
+
+
+def transform_stamped(
+    pose: np.ndarray, stamp: Stamp, frame_id: str, child_frame_id: str
+) -> TransformStamped:
+    """TransformStamped of ``child_frame_id`` in ``frame_id`` (a 4x4 rigid pose), as TF wants."""
+    pose = _checked_pose(pose)
+    msg = TransformStamped()
+    msg.header.stamp = _as_stamp(stamp)
+    msg.header.frame_id = frame_id
+    msg.child_frame_id = child_frame_id
+    t = msg.transform.translation
+    t.x, t.y, t.z = (float(v) for v in pose[:3, 3])
+    r = msg.transform.rotation
+    r.x, r.y, r.z, r.w = _matrix_to_quaternion(pose[:3, :3])
     return msg
 
 

@@ -37,6 +37,11 @@ class PublishCfg:
     initialpose: bool = setting(
         False, "Also publish each confirmed pose on initialpose, so Nav2's AMCL takes it."
     )
+    tf: bool = setting(
+        True,
+        "Publish each confirmed map -> odom on /tf too (re-stamped at rate_hz, so TF stays"
+        " fresh), as localisers do; off where another node (AMCL, SLAM) owns map -> odom.",
+    )
 
 
 @dataclass(frozen=True)

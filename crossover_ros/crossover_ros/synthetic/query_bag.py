@@ -2,9 +2,12 @@
 
 Topics (defaults in :class:`~crossover_ros.bags.reader.BagTopics`, the ones the node and the
 evaluation expect): colour ``sensor_msgs/Image`` rgb8, aligned depth ``sensor_msgs/Image`` 16UC1
-(mm), their ``CameraInfo``, ``nav_msgs/Odometry`` of the camera optical frame in ``odom`` (the
-building frame), and the ground truth as JSON in ``std_msgs/String`` per frame. The same ground
-truth is written to ``ground_truth.json`` inside the bag folder.
+(mm), their ``CameraInfo``, ``nav_msgs/Odometry`` of the camera optical frame in ``odom`` (a
+frame of its own, drifting, as a robot's: :mod:`crossover_ros.synthetic.odometry`), the
+camera's true pose in ``map`` (the building frame) as ``geometry_msgs/PoseStamped`` at every
+odometry stamp, and the ground truth as JSON in ``std_msgs/String`` per frame. The visits, the
+odometry frame's origin in the map and the odometry noise are written to ``ground_truth.json``
+inside the bag folder.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from tqdm import tqdm
 
 from crossover_ros.bags.reader import GROUND_TRUTH_FILE, TYPESTORE, BagTopics
-from crossover_ros.bags.writer import camera_info_msg, image_msg, odometry_msg
+from crossover_ros.bags.writer import camera_info_msg, image_msg, odometry_msg, pose_stamped_msg
 from crossover_ros.datasets.scan import Building, load_building
 from crossover_ros.errors import BagError
+from crossover_ros.synthetic.odometry import DriftingOdometry, OdometryNoiseCfg
 from crossover_ros.synthetic.render import Renderer
 from crossover_ros.synthetic.trajectory import room_walk
 
@@ -42,6 +46,8 @@ class QueryBagCfg:
     topics: BagTopics = field(default_factory=BagTopics)
     color_frame: str = "camera_color_optical_frame"
     odom_frame: str = "odom"
+    map_frame: str = "map"  # frame of the ground-truth poses: the building's
+    odometry: OdometryNoiseCfg = field(default_factory=OdometryNoiseCfg)
 
 
 def _visit_plan(building: Building, cfg: QueryBagCfg) -> list[tuple[str, str]]:
@@ -75,6 +81,7 @@ def record_query_bag(
     building = load_building(building_dir)
     plan = _visit_plan(building, cfg)
     rng = np.random.default_rng(cfg.seed)
+    odometer = DriftingOdometry(cfg.odometry, cfg.seed)
     plugin = StoragePlugin.MCAP if cfg.storage == "mcap" else StoragePlugin.SQLITE3
     topics = cfg.topics
     odom_dt_ns = int(1e9 / cfg.odometry_rate_hz)
@@ -98,42 +105,40 @@ def record_query_bag(
             "truth": writer.add_connection(
                 topics.ground_truth, "std_msgs/msg/String", typestore=TYPESTORE
             ),
+            "pose": writer.add_connection(
+                topics.ground_truth_pose, "geometry_msgs/msg/PoseStamped", typestore=TYPESTORE
+            ),
         }
+
+        def write_odometry(true_pose: np.ndarray, stamp_ns: int) -> None:
+            """The odometry the robot reports at ``stamp_ns``, and the truth beside it."""
+            odometry = odometer(true_pose)
+            msg = odometry_msg(odometry, stamp_ns, cfg.odom_frame, cfg.color_frame)
+            writer.write(conn["odom"], stamp_ns, serialize(msg, "nav_msgs/msg/Odometry"))
+            msg = pose_stamped_msg(true_pose, stamp_ns, cfg.map_frame)
+            writer.write(conn["pose"], stamp_ns, serialize(msg, "geometry_msgs/msg/PoseStamped"))
+
         stamp_ns = _START_TIME_NS
         previous_end: np.ndarray | None = None
         for query_scan_id, scene_id in tqdm(plan, desc="recording rooms", disable=not progress):
             scan = building.scan(query_scan_id)
             reference_ids = {inst.id for inst in building.scan(scene_id).instances}
             renderer = Renderer.from_scan(scan)
-            room_to_odom = building.room_pose(scan.room_id)
+            room_to_map = building.room_pose(scan.room_id)
             num_poses = int(cfg.seconds_per_room * cfg.odometry_rate_hz)
             poses = room_walk(scan, num_poses, cfg.odometry_rate_hz, rng)
-            world_poses = np.einsum("ij,njk->nik", room_to_odom, poses)
+            world_poses = np.einsum("ij,njk->nik", room_to_map, poses)
             if previous_end is not None:  # corridor transit: interpolate positions, odom only
                 steps = int(cfg.transit_seconds * cfg.odometry_rate_hz)
                 for k in range(1, steps + 1):
                     pose = world_poses[0].copy()
                     t = k / (steps + 1)
                     pose[:3, 3] = (1 - t) * previous_end[:3, 3] + t * world_poses[0][:3, 3]
-                    writer.write(
-                        conn["odom"],
-                        stamp_ns,
-                        serialize(
-                            odometry_msg(pose, stamp_ns, cfg.odom_frame, cfg.color_frame),
-                            "nav_msgs/msg/Odometry",
-                        ),
-                    )
+                    write_odometry(pose, stamp_ns)
                     stamp_ns += odom_dt_ns
             start_ns = stamp_ns
             for index, (room_pose, world_pose) in enumerate(zip(poses, world_poses, strict=True)):
-                writer.write(
-                    conn["odom"],
-                    stamp_ns,
-                    serialize(
-                        odometry_msg(world_pose, stamp_ns, cfg.odom_frame, cfg.color_frame),
-                        "nav_msgs/msg/Odometry",
-                    ),
-                )
+                write_odometry(world_pose, stamp_ns)
                 if index % frame_every == 0:
                     frame = renderer.render(room_pose, scan.intrinsics, rng)
                     depth_mm = np.nan_to_num(frame.depth * 1000.0, nan=0.0)
@@ -185,6 +190,14 @@ def record_query_bag(
         "config": asdict(cfg),
         "topics": asdict(topics),
         "visits": visits,
+        "odometry": {  # where the odometry frame started in the map, and how it drifted
+            "frame": cfg.odom_frame,
+            "map_frame": cfg.map_frame,
+            "origin_in_map": odometer.origin.tolist(),
+            "map_to_odom_at_end": odometer.map_to_odom.tolist(),
+            "distance_m": odometer.distance_m,
+            "noise": asdict(cfg.odometry),
+        },
     }
     (out / GROUND_TRUTH_FILE).write_text(json.dumps(sidecar, indent=2))
     return out

@@ -382,3 +382,19 @@ def test_pose_to_odometry_rejects_bad_matrices() -> None:
         convert.pose_to_odometry(bottom, 0.0, "odom", "base")
     with pytest.raises(ConversionError, match="non-finite"):
         convert.pose_to_odometry(np.full((4, 4), np.nan), 0.0, "odom", "base")
+
+
+def test_transform_stamped_carries_the_pose_as_tf_wants() -> None:
+    pose = np.eye(4)
+    pose[:3, :3] = decode.quaternion_to_matrix(0.1, -0.2, 0.3, 0.9)
+    pose[:3, 3] = (1.0, -2.0, 0.5)
+    msg = convert.transform_stamped(pose, 3.25, "map", "odom")
+    assert (msg.header.frame_id, msg.child_frame_id) == ("map", "odom")
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (3, 250_000_000)
+    t, r = msg.transform.translation, msg.transform.rotation
+    back = np.eye(4)
+    back[:3, :3] = decode.quaternion_to_matrix(r.x, r.y, r.z, r.w)
+    back[:3, 3] = (t.x, t.y, t.z)
+    np.testing.assert_allclose(back, pose, atol=1e-12)
+    with pytest.raises(ConversionError, match="orthonormal"):
+        convert.transform_stamped(np.diag([1.0, 1.0, -1.0, 1.0]), 0.0, "map", "odom")

@@ -1,5 +1,7 @@
 """The node in-process over real DDS with the real model: frames in on topics, SceneMatch out."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
@@ -83,19 +85,29 @@ def test_a_missing_map_leaves_the_node_unconfigured_and_alive(ros_context, tmp_p
         rig.close()
 
 
-def test_publishes_the_pose_in_the_map_after_recognising_the_room(
+def test_publishes_the_pose_and_map_to_odom_after_recognising_the_room(
     ros_context, small_building, map_path
 ):
-    """Frames of a mapped room with odometry in the room's frame: the fused cloud registers to
-    the stored one and ~/pose is the camera in the building (map) frame. The room has no
-    look-alike (in a twin, a pose waits until another room decides: test_relocalize.py)."""
-    from geometry_msgs.msg import PoseWithCovarianceStamped
+    """Frames of a mapped room with odometry in a frame of its own (turned and shifted from the
+    room's, as a robot's starts wherever it was switched on): the fused cloud registers to the
+    stored one, ~/pose is the camera in the building (map) frame and ~/map_to_odom where the
+    odometry frame is in it. The room has no look-alike (in a twin, a pose waits until another
+    room decides: test_relocalize.py)."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
+
+    from crossover_ros.pipeline.decode import quaternion_to_matrix
+    from crossover_ros.synthetic.odometry import planar_pose
 
     building = load_building(small_building)
     unique = next(r["room_id"] for r in building.rooms if r["template_id"] is None)
     reference = next(s for s in building.scans if s.scan_index == 0 and s.room_id == unique)
-    frames = list(building.scan(reference.scan_id).frames())
+    room_frames = list(building.scan(reference.scan_id).frames())
     room_to_building = building.room_pose(reference.room_id)
+    odom_in_room = planar_pose(0.6, 1.5, -0.8)
+    frames = [  # the camera in the odometry frame
+        replace(f, camera_to_world=np.linalg.inv(odom_in_room) @ f.camera_to_world)
+        for f in room_frames
+    ]
     node = SceneRecognizerNode(
         context=ros_context,
         parameter_overrides=[
@@ -115,22 +127,35 @@ def test_publishes_the_pose_in_the_map_after_recognising_the_room(
         PoseWithCovarianceStamped, "/scene_recognizer/pose", poses.append, 10
     )
     rig.source.create_subscription(PoseWithCovarianceStamped, "/initialpose", initial.append, 10)
+    transforms: list[TransformStamped] = []
+    rig.source.create_subscription(
+        TransformStamped, "/scene_recognizer/map_to_odom", transforms.append, 10
+    )
     try:
         assert rig.wait_connected()
         rig.send(frames, 200.0)
-        assert rig.wait_for(lambda: poses and initial and rig.instances, 30)
+        assert rig.wait_for(lambda: poses and initial and rig.instances and transforms, 30)
     finally:
         rig.close()
     assert node.pipeline is None or node.pipeline.stream.counters["relocalization_errors"] == 0
     last = poses[-1]
     assert last.header.frame_id == "map"
     stamp_s = last.header.stamp.sec + last.header.stamp.nanosec * 1e-9
-    camera = frames[round(stamp_s - 200.0)].camera_to_world
+    camera = room_frames[round(stamp_s - 200.0)].camera_to_world
     expected = room_to_building @ camera
     p = last.pose.pose.position
     assert np.linalg.norm([p.x, p.y, p.z] - expected[:3, 3]) < 0.05
     covariance = np.asarray(last.pose.covariance).reshape(6, 6)
     assert np.all(np.linalg.eigvalsh(covariance) >= 0.0) and covariance[0, 0] < 0.01
     assert initial[-1].pose.pose.position.x == p.x
+    transform = transforms[-1]
+    assert (transform.header.frame_id, transform.child_frame_id) == ("map", "odom")
+    assert transform.header.stamp == last.header.stamp
+    t, r = transform.transform.translation, transform.transform.rotation
+    map_to_odom = np.eye(4)
+    map_to_odom[:3, :3] = quaternion_to_matrix(r.x, r.y, r.z, r.w)
+    map_to_odom[:3, 3] = (t.x, t.y, t.z)
+    assert np.allclose(map_to_odom, room_to_building @ odom_in_room, atol=0.05)
+    assert node._map_to_odom is not None  # kept, re-stamped onto /tf where tf2_msgs exists
     assert rig.instances[-1].scene_id == reference.scan_id  # no object model: no pairs
     assert rig.instances[-1].correspondences == []

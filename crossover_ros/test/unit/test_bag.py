@@ -33,12 +33,14 @@ def test_topics_rates_and_encodings(bag):
         TOPICS.camera_info: "sensor_msgs/msg/CameraInfo",
         TOPICS.odometry: "nav_msgs/msg/Odometry",
         TOPICS.ground_truth: "std_msgs/msg/String",
+        TOPICS.ground_truth_pose: "geometry_msgs/msg/PoseStamped",
     }
     messages = list(iter_raw_messages(bag))
     counts = {topic: sum(m.topic == topic for m in messages) for topic in bag_topics(bag)}
     rooms = len(read_ground_truth(bag)["visits"])
     assert counts[TOPICS.color] == counts[TOPICS.depth] == counts[TOPICS.camera_info] == 15 * rooms
     assert counts[TOPICS.odometry] > 2 * counts[TOPICS.color]  # 30 Hz, also during transit
+    assert counts[TOPICS.ground_truth_pose] == counts[TOPICS.odometry]  # the truth beside it
     stamps = [m.timestamp_ns for m in messages]
     assert stamps == sorted(stamps)
 

@@ -8,6 +8,7 @@ every answer the pipeline gives is known before it runs.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,7 @@ from crossover_ros.mapdb.records import SceneRecord
 from crossover_ros.pipeline.config import PipelineCfg
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg
+from crossover_ros.synthetic.odometry import planar_pose
 from crossover_ros.synthetic.query_bag import QueryBagCfg
 
 T0 = 1_700_000_000 * 10**9
@@ -380,6 +382,58 @@ def test_metrics_of_synthetic_results_with_relocalisations():
     assert payload["methods"][0]["instance_precision"] == pytest.approx(2 / 3)
     assert payload["methods"][0]["wrong_pose_rate"] == pytest.approx(0.5)
     assert payload["methods"][1]["available"] is False
+
+
+def test_poses_and_pairs_are_scored_against_the_ground_truth_not_the_drifting_odometry():
+    """Odometry in its own frame, drifting: the node's pose (its map -> odom times the
+    odometry) is right when it equals the ground-truth pose, whatever the odometry says."""
+    origin = planar_pose(0.7, 3.0, -2.0)  # the odom frame in the map at the start
+
+    def map_to_odom(t: float) -> np.ndarray:  # drifts: 1 deg and 5 cm per 10 s
+        return origin @ planar_pose(math.radians(0.1 * t), 0.005 * t, 0.0)
+
+    truth = _synthetic_truth()  # true path: x = t / 2 in the map frame
+    truth.ground_truth_path = truth.path
+    truth.path = [(s, np.linalg.inv(map_to_odom(s / S)) @ pose) for s, pose in truth.path]
+    geometry = MapGeometry(
+        scene_to_map={"A": np.eye(4)}, boxes={"A": {1: (np.array([0.5, -1, -1]), np.ones(3))}}
+    )
+    object_in_odom = np.linalg.inv(map_to_odom(2.0)) @ np.array([1.0, 0.0, 0.0, 1.0])
+    right_pair = ((tuple(object_in_odom[:3]), 1),)
+    relocalizations = [  # poses as the node publishes them: its map -> odom @ odometry
+        ObservedRelocalization(2 * S, "A", map_to_odom(2.0) @ truth.pose_at(2 * S), right_pair),
+        ObservedRelocalization(4 * S, "A", map_to_odom(4.0) @ truth.pose_at(4 * S)),
+        ObservedRelocalization(6 * S, "A", _shifted(6.0, 0.1)),  # 10 cm off the truth
+    ]
+    matches = [ObservedMatch(2 * S, "A", 0.9, 0.9, 0.01, ("A", "B"))]
+
+    def metrics(truth: GroundTruth):
+        record = RunRecord(
+            "m", "I->P", "offline", "bag", matches, BagContents("bag"), truth,
+            relocalizations=relocalizations,
+        )  # fmt: skip
+        return compute_metrics([record], BagEvalCfg(ks=(1, 2)), geometry)
+
+    scored = metrics(truth)
+    assert scored.pose_windows == 3 and scored.wrong_poses == 0
+    assert scored.pose_error_m["p50"] == pytest.approx(0.0, abs=1e-9)
+    assert scored.pose_error_m["p95"] == pytest.approx(0.09)  # the 10 cm one
+    assert scored.pose_error_deg["p50"] == pytest.approx(0.0, abs=1e-6)
+    assert scored.instance_windows == 3 and scored.instance_precision == 1.0  # the one pair
+    assert not any("no ground-truth poses" in n for n in scored.notes)
+    assert truth.odom_to_map_at(4 * S) == pytest.approx(map_to_odom(4.0))
+
+    older = GroundTruth(visits=truth.visits, frames=truth.frames, path=truth.path)
+    wrong = metrics(older)  # what scoring against the odometry would say: metres off
+    assert wrong.pose_error_m["p50"] > 2.0 and wrong.wrong_poses == 3
+    assert wrong.instance_precision == 0.0
+    assert any("no ground-truth poses on /crossover/ground_truth_pose" in n for n in wrong.notes)
+
+
+def _shifted(t: float, dx: float) -> np.ndarray:
+    pose = _pose(t)
+    pose[0, 3] += dx
+    return pose
 
 
 def test_plots_are_pngs(tmp_path):

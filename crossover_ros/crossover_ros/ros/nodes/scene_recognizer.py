@@ -11,7 +11,9 @@ Topics (relative: a launch namespace moves them): subscribed ``camera/color/imag
 ``camera/aligned_depth_to_color/image_raw``, ``camera/color/camera_info``, ``odom``; published
 ``~/scene_match`` (SceneMatch: at ``publish.rate_hz`` and at once when the answer changes),
 ``~/instance_correspondences`` and ``~/pose`` (PoseWithCovarianceStamped; also ``initialpose``
-if asked) after each relocalisation, ``~/markers`` (MarkerArray), ``/diagnostics`` (1 Hz).
+if asked) after each relocalisation, ``~/map_to_odom`` (TransformStamped) after each confirmed
+pose, and the same on ``/tf`` re-stamped at ``publish.rate_hz`` (``publish.tf``; where tf2_msgs
+is installed), ``~/markers`` (MarkerArray), ``/diagnostics`` (1 Hz).
 Services: ``~/reset`` and ``~/reload_map`` (std_srvs/Trigger).
 """
 
@@ -21,7 +23,7 @@ import threading
 from collections import deque
 
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseWithCovarianceStamped
+from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
 from rclpy.lifecycle import Node, State, TransitionCallbackReturn
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
@@ -38,7 +40,12 @@ from crossover_ros.ros.diagnostics import diagnostic_array, diagnostic_status, m
 from crossover_ros.ros.markers import match_markers
 from crossover_ros.ros.nodes import spin
 from crossover_ros.ros.params import declare_tree, read_tree
-from crossover_ros.ros.relocalization import instance_correspondences, pose_message
+from crossover_ros.ros.relocalization import (
+    instance_correspondences,
+    map_to_odom_message,
+    pose_message,
+    tf_message_type,
+)
 from crossover_ros.ros.sensors import describe, subscribe
 from crossover_ros.ros.settings import SceneRecognizerNodeCfg
 
@@ -58,6 +65,8 @@ class SceneRecognizerNode(Node):
         self._republish_timer = None
         self._answer: MatchEvent | None = None
         self._instances: InstanceCorrespondences | None = None
+        self._map_to_odom: TransformStamped | None = None  # the newest, re-stamped onto /tf
+        self._tf_type = tf_message_type() if self.settings.publish.tf else None
         self._answer_lock = threading.Lock()
         self._pending: deque[Event] = deque(maxlen=64)  # drained by the executor within ms
         self._wake = self.create_guard_condition(self._drain)
@@ -86,11 +95,16 @@ class SceneRecognizerNode(Node):
             "~/markers": MarkerArray,
             "~/instance_correspondences": InstanceCorrespondences,
             "~/pose": PoseWithCovarianceStamped,
+            "~/map_to_odom": TransformStamped,
         }
         if self.settings.publish.initialpose:
             types["initialpose"] = PoseWithCovarianceStamped
         for topic, kind in types.items():
             self._outputs[topic] = self.create_lifecycle_publisher(kind, topic, 10)
+        if self._tf_type is not None:
+            self._outputs["/tf"] = self.create_lifecycle_publisher(self._tf_type, "/tf", 100)
+        elif self.settings.publish.tf:
+            self.get_logger().info("tf2_msgs is not installed: map -> odom on ~/map_to_odom only")
         return super().on_configure(state)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -143,7 +157,7 @@ class SceneRecognizerNode(Node):
             self.pipeline = None
         self._configure_error = why
         with self._answer_lock:
-            self._answer, self._instances = None, None
+            self._answer, self._instances, self._map_to_odom = None, None, None
             self._pending.clear()
 
     def _log_map(self, what: str) -> None:
@@ -181,11 +195,15 @@ class SceneRecognizerNode(Node):
             self._publish_match(event, changed)
 
     def _republish(self) -> None:
-        """Timer: the current answer again (changed = false)."""
+        """Timer: the current answer again (changed = false), and map -> odom on /tf stamped
+        now, so TF lookups at the odometry's newest stamps do not fall past the estimate."""
         with self._answer_lock:
             answer = self._answer
         if answer is not None:
             self._publish_match(answer, changed=False)
+        if self._map_to_odom is not None:
+            self._map_to_odom.header.stamp = self.get_clock().now().to_msg()
+            self._publish_tf(self._map_to_odom)
 
     def _publish_match(self, event: MatchEvent, changed: bool) -> None:
         keyframe, result = event.keyframe, event.keyframe.result
@@ -212,6 +230,18 @@ class SceneRecognizerNode(Node):
             self._outputs["~/pose"].publish(pose)
             if "initialpose" in self._outputs:
                 self._outputs["initialpose"].publish(pose)
+            if event.map_to_odom is not None and event.keyframe.odom_frame:
+                transform = map_to_odom_message(event, header.stamp)
+                self._outputs["~/map_to_odom"].publish(transform)
+                self._map_to_odom = transform
+                self._publish_tf(transform)
+
+    def _publish_tf(self, transform: TransformStamped) -> None:
+        """map -> odom on /tf, when TF is asked for and available: a scene in its own frame is
+        kept off TF, as odom can have only one parent there (the map frame)."""
+        map_frame = self.get_parameter("relocalization.map_frame").value
+        if "/tf" in self._outputs and transform.header.frame_id == map_frame:
+            self._outputs["/tf"].publish(self._tf_type(transforms=[transform]))
 
     # -- services --------------------------------------------------------------------------
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response):
@@ -221,7 +251,7 @@ class SceneRecognizerNode(Node):
             return response
         self.pipeline.reset()
         with self._answer_lock:
-            self._answer = None
+            self._answer, self._map_to_odom = None, None
             self._pending.clear()
         response.success, response.message = True, "window, answer and fused cloud cleared"
         self.get_logger().info("reset: " + response.message)
