@@ -24,3 +24,14 @@ def small_building(tmp_path_factory: pytest.TempPathFactory) -> Path:
         building_id="test",
     )
     return generate_building(out, cfg, progress=False)
+
+
+@pytest.fixture(scope="session")
+def layouts(small_building: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``small_building`` written in the ScanNet and the 3RScan on-disk layouts."""
+    from crossover_ros.synthetic.layouts import write_rscan_layout, write_scannet_layout
+
+    root = tmp_path_factory.mktemp("layouts")
+    write_scannet_layout(small_building, root / "scannet")
+    write_rscan_layout(small_building, root / "3rscan")
+    return {"generated": small_building, "scannet": root / "scannet", "3rscan": root / "3rscan"}

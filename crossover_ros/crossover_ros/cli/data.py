@@ -1,12 +1,14 @@
-"""``crossover_ros data generate | record-bag``."""
+"""``crossover_ros data generate | record-bag | bag-from-scans``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from crossover_ros.bags.odometry import OdometryNoiseCfg
+from crossover_ros.bags.query_writer import BagFrames
+from crossover_ros.bags.scans_bag import ScansBagCfg, record_scans_bag
 from crossover_ros.synthetic.building import BuildingConfig, generate_building
-from crossover_ros.synthetic.odometry import OdometryNoiseCfg
 from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
 
@@ -41,7 +43,37 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="walk through each room's newest rescan (a query bag) or its reference scan (a"
         " mapping bag for 'map record')",
     )
-    odometry = record.add_argument_group(
+    _add_odometry_arguments(record)
+    record.set_defaults(command=record_command)
+
+    replay = sub.add_parser(
+        "bag-from-scans",
+        help="replay recorded scans (generated, ScanNet, 3RScan) as a query or mapping bag",
+    )
+    replay.add_argument("scans", type=Path, help="scan folder: building / ScanNet / 3RScan")
+    replay.add_argument("--out", type=Path, required=True, help="bag folder to create")
+    replay.add_argument(
+        "--layout", default="auto", choices=("auto", "generated", "scannet", "3rscan")
+    )
+    replay.add_argument(
+        "--scans",
+        dest="which",
+        choices=["newest", "reference"],
+        default="newest",
+        help="replay each room's newest rescan (a query bag) or its reference scan (a mapping bag)",
+    )
+    replay.add_argument(
+        "--frame-step", type=int, help="every n-th frame of a sequence (default: map build's)"
+    )
+    replay.add_argument("--camera-rate", type=float, default=3.0, help="replayed frames per s")
+    replay.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
+    replay.add_argument("--seed", type=int, default=0)
+    _add_odometry_arguments(replay)
+    replay.set_defaults(command=bag_from_scans_command)
+
+
+def _add_odometry_arguments(parser: argparse.ArgumentParser) -> None:
+    odometry = parser.add_argument_group(
         "odometry (defaults: a wheeled base with visual-inertial odometry, in its own frame)"
     )
     defaults = OdometryNoiseCfg()
@@ -81,7 +113,6 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         action="store_true",
         help="odometry = the true pose in the map frame, as older bags had it",
     )
-    record.set_defaults(command=record_command)
 
 
 def generate_command(args: argparse.Namespace) -> int:
@@ -111,6 +142,21 @@ def record_command(args: argparse.Namespace) -> int:
         odometry=_odometry_noise(args),
     )
     out = record_query_bag(args.building, args.out, cfg)
+    print(f"bag written to {out}")
+    return 0
+
+
+def bag_from_scans_command(args: argparse.Namespace) -> int:
+    cfg = ScansBagCfg(
+        layout=args.layout,
+        scans=args.which,
+        frame_step=args.frame_step,
+        camera_rate_hz=args.camera_rate,
+        seed=args.seed,
+        frames=BagFrames(storage=args.storage),
+        odometry=_odometry_noise(args),
+    )
+    out = record_scans_bag(args.scans, args.out, cfg)
     print(f"bag written to {out}")
     return 0
 

@@ -42,6 +42,9 @@ class MapScan:
 
 
 def detect_layout(scans: Path) -> str:
+    """The layout of a scan folder: generated, 3rscan or scannet."""
+    if not scans.is_dir():
+        raise DataError(f"scan folder {scans} does not exist")
     if (scans / "building.json").is_file():
         return "generated"
     if (scans / "3RScan.json").is_file():

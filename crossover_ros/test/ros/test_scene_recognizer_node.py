@@ -95,8 +95,8 @@ def test_publishes_the_pose_and_map_to_odom_after_recognising_the_room(
     room decides: test_relocalize.py)."""
     from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
 
+    from crossover_ros.bags.odometry import planar_pose
     from crossover_ros.pipeline.decode import quaternion_to_matrix
-    from crossover_ros.synthetic.odometry import planar_pose
 
     building = load_building(small_building)
     unique = next(r["room_id"] for r in building.rooms if r["template_id"] is None)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from crossover_ros.bags.odometry import planar_pose
 from crossover_ros.bags.reader import (
     GROUND_TRUTH_FILE,
     TYPESTORE,
@@ -51,7 +52,6 @@ from crossover_ros.mapdb.records import SceneRecord
 from crossover_ros.pipeline.config import PipelineCfg
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg
-from crossover_ros.synthetic.odometry import planar_pose
 from crossover_ros.synthetic.query_bag import QueryBagCfg
 
 T0 = 1_700_000_000 * 10**9

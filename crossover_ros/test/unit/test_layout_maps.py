@@ -13,15 +13,6 @@ from crossover_ros.errors import DataError
 from crossover_ros.mapdb import SQLiteMapDatabase
 from crossover_ros.mapdb.build import build_map
 from crossover_ros.model.registry import create_encoder
-from crossover_ros.synthetic.layouts import write_rscan_layout, write_scannet_layout
-
-
-@pytest.fixture(scope="module")
-def layouts(small_building, tmp_path_factory):
-    root = tmp_path_factory.mktemp("layouts")
-    write_scannet_layout(small_building, root / "scannet")
-    write_rscan_layout(small_building, root / "3rscan")
-    return {"scannet": root / "scannet", "3rscan": root / "3rscan"}
 
 
 @pytest.fixture(scope="module")

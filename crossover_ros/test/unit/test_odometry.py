@@ -14,10 +14,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from crossover_ros.bags.odometry import DriftingOdometry, OdometryNoiseCfg, planar_pose
 from crossover_ros.bags.reader import BagTopics, deserialize, iter_raw_messages, read_ground_truth
 from crossover_ros.errors import BagError
 from crossover_ros.pipeline.decode import odometry_to_pose, pose_stamped_to_matrix
-from crossover_ros.synthetic.odometry import DriftingOdometry, OdometryNoiseCfg, planar_pose
 from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
 TOPICS = BagTopics()
