@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crossover_ros.bags.reader import BagTopics
+from crossover_ros.bags.scans_bag import ScansBagCfg, record_scans_bag
 from crossover_ros.config import build, load_yaml, parse_assignment
 from crossover_ros.errors import CrossoverError
 from crossover_ros.eval.bag_eval import (
@@ -47,6 +48,7 @@ from crossover_ros.pipeline.config import PipelineCfg
 from crossover_ros.pipeline.recognizer import check_map
 from crossover_ros.pipeline.runner import create_model_encoder
 from crossover_ros.synthetic.building import BuildingConfig, generate_building
+from crossover_ros.synthetic.layouts import write_rscan_layout, write_scannet_layout
 from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
 DESCRIPTION = """\
@@ -166,6 +168,12 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="Instance-Baseline checkpoint (a row says 'not available' without it)",
     )
     bench.add_argument("--workers", type=int, default=0, help="processes generating (0: cores)")
+    bench.add_argument(
+        "--replay-scans",
+        action="store_true",
+        help="also: the buildings in the ScanNet and 3RScan layouts, maps from each and their"
+        " rescans replayed as bags (reports DIR/report_replay_<layout>)",
+    )
     parser.set_defaults(command=eval_command)
 
 
@@ -423,8 +431,43 @@ def benchmark_command(args: argparse.Namespace) -> int:
         + (f" --map-modality {' '.join(args.map_modality)}" if args.map_modality else "")
     )
     run_evaluation(args, maps, extra, command)
+    if args.replay_scans:
+        _replay_scans_benchmark(args, buildings, models, command)
     print(f"benchmark finished in {time.monotonic() - started:.0f} s")
     return 0
+
+
+def _replay_scans_benchmark(
+    args: argparse.Namespace, buildings: list[Path], models: list[str], command: str
+) -> None:
+    """The same rooms from recorded scans: each building written in the ScanNet and the 3RScan
+    layout, a map per layout and model from the reference scans, and the rescans replayed as
+    bags (``data bag-from-scans``); the generated layout too, so the three compare like for
+    like. One report per layout under DIR/report_replay_<layout>."""
+    root: Path = args.benchmark
+    for layout in ("generated", "scannet", "3rscan"):
+        folders, bags = [], []
+        for index, building in enumerate(buildings):
+            folder = building if layout == "generated" else root / f"{building.name}_{layout}"
+            if layout == "scannet" and not folder.is_dir():  # room numbers unique in the set
+                write_scannet_layout(building, folder, args.seed + index, first_room=100 * index)
+            elif layout == "3rscan" and not folder.is_dir():
+                write_rscan_layout(building, folder, args.seed + index)
+            folders.append(folder)
+            bag = root / f"replay{index}_{layout}"
+            if not bag.is_dir():
+                print(f"== replaying the rescans of {folder.name} ({layout})", flush=True)
+                cfg = ScansBagCfg(layout=layout, seed=args.seed + 800 + index)
+                record_scans_bag(folder, bag, cfg, progress=not args.quiet)
+            bags.append(bag)
+        maps = []
+        for model in models[:2]:  # global descriptor and CrossOver
+            map_path = root / f"map_{model}_{layout}.sqlite"
+            _ensure_multi_map(folders, map_path, model, f"{model} ({layout})", not args.quiet)
+            maps.append((str(map_path), model))
+        args.bag, args.map_modality = bags, None
+        args.out = root / f"report_replay_{layout}"
+        run_evaluation(args, maps, [], f"{command} --replay-scans  # {layout} layout")
 
 
 def _find_instance_baseline(path: Path | None) -> Path | None:

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from scipy.spatial.transform import Rotation
 
-from crossover_ros.datasets.scan import Scan, load_building
+from crossover_ros.bags.query_writer import depth_millimetres
+from crossover_ros.datasets.scan import Scan, ScanInfo, load_building
 from crossover_ros.errors import DataError
 from crossover_ros.synthetic.render import SceneGeometry
 
@@ -96,10 +100,6 @@ def _jpeg(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _depth_mm(depth: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(np.nan_to_num(depth * 1000.0, nan=0.0)), 0, 65535).astype(np.uint16)
-
-
 def _intrinsic_matrix(scan: Scan) -> np.ndarray:
     k = np.eye(4)
     k[:3, :3] = scan.intrinsics.matrix
@@ -120,96 +120,115 @@ def _write_sens(path: Path, scan: Scan, transform: np.ndarray) -> None:
         file.write(struct.pack("<Q", scan.num_frames))
         for index, frame in enumerate(scan.frames()):
             color = _jpeg(frame.color)
-            depth = zlib.compress(_depth_mm(frame.depth).astype("<u2").tobytes())
+            depth = zlib.compress(depth_millimetres(frame.depth).astype("<u2").tobytes())
             stamp = int(index / scan.frame_rate_hz * 1e6)
             file.write((transform @ frame.camera_to_world).astype("<f4").tobytes())
             file.write(struct.pack("<QQQQ", stamp, stamp, len(color), len(depth)) + color + depth)
 
 
-def write_scannet_layout(building_dir: Path, out: Path, seed: int = 0) -> list[Path]:
-    """Every scan of a generated building as ``out/scans/sceneRRRR_II`` (room, scan index)."""
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out} is not empty")
+def write_scannet_layout(
+    building_dir: Path, out: Path, seed: int = 0, first_room: int = 0
+) -> list[Path]:
+    """Every scan of a generated building as ``out/scans/sceneRRRR_II`` (room number from
+    ``first_room`` on, scan index), as ScanNet numbers its rooms across one release."""
     building = load_building(building_dir)
     rng = np.random.default_rng(seed)
-    folders = []
-    for info in building.scans:
-        scan = building.scan(info.scan_id)
-        name = f"scene{info.room_id:04d}_{info.scan_index:02d}"
-        folder = out / "scans" / name
-        folder.mkdir(parents=True)
-        transform = np.eye(4) if info.scan_index == 0 else _own_frame(rng)
-        mesh = _moved(_dense_mesh(scan, rng), transform)
-        alpha = np.full(len(mesh["xyz"]), 255, np.uint8)
-        columns = {"x": mesh["xyz"][:, 0], "y": mesh["xyz"][:, 1], "z": mesh["xyz"][:, 2]}
-        columns |= {c: mesh["rgb"][:, i] for i, c in enumerate(("red", "green", "blue"))}
-        _write_ply(folder / f"{name}_vh_clean_2.ply", columns | {"alpha": alpha}, mesh["faces"])
-        # one segment per instance (0: walls and floor), as over-segmented as ScanNet needs not be
-        segments = mesh["instance"].astype(int).tolist()
-        (folder / f"{name}_vh_clean_2.0.010000.segs.json").write_text(
-            json.dumps({"sceneId": name, "segIndices": segments})
-        )
-        groups = [
-            {"id": n, "objectId": inst.id - 1, "label": inst.label, "segments": [inst.id]}
-            for n, inst in enumerate(scan.instances)
-        ]
-        (folder / f"{name}.aggregation.json").write_text(
-            json.dumps({"sceneId": f"scannet.{name}", "segGroups": groups})
-        )
-        _write_sens(folder / f"{name}.sens", scan, transform)
-        folders.append(folder)
-    return folders
+    with _new_folder(out) as partial:
+        for info in building.scans:
+            _write_scannet_scan(building.scan(info.scan_id), info, partial, rng, first_room)
+    return sorted((out / "scans").iterdir())
+
+
+def _write_scannet_scan(
+    scan: Scan, info: ScanInfo, out: Path, rng: np.random.Generator, first_room: int
+) -> None:
+    name = f"scene{first_room + info.room_id:04d}_{info.scan_index:02d}"
+    folder = out / "scans" / name
+    folder.mkdir(parents=True)
+    transform = np.eye(4) if info.scan_index == 0 else _own_frame(rng)
+    mesh = _moved(_dense_mesh(scan, rng), transform)
+    alpha = np.full(len(mesh["xyz"]), 255, np.uint8)
+    columns = {"x": mesh["xyz"][:, 0], "y": mesh["xyz"][:, 1], "z": mesh["xyz"][:, 2]}
+    columns |= {c: mesh["rgb"][:, i] for i, c in enumerate(("red", "green", "blue"))}
+    _write_ply(folder / f"{name}_vh_clean_2.ply", columns | {"alpha": alpha}, mesh["faces"])
+    # one segment per instance (0: walls and floor); ScanNet's are finer, the format the same
+    segments = mesh["instance"].astype(int).tolist()
+    (folder / f"{name}_vh_clean_2.0.010000.segs.json").write_text(
+        json.dumps({"sceneId": name, "segIndices": segments})
+    )
+    groups = [
+        {"id": n, "objectId": inst.id - 1, "label": inst.label, "segments": [inst.id]}
+        for n, inst in enumerate(scan.instances)
+    ]
+    (folder / f"{name}.aggregation.json").write_text(
+        json.dumps({"sceneId": f"scannet.{name}", "segGroups": groups})
+    )
+    _write_sens(folder / f"{name}.sens", scan, transform)
 
 
 def write_rscan_layout(building_dir: Path, out: Path, seed: int = 0) -> list[Path]:
     """Every scan of a generated building as a 3RScan scan folder, rooms in ``3RScan.json``."""
-    if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out} is not empty")
     building = load_building(building_dir)
     rng = np.random.default_rng(seed)
     rooms: dict[int, dict] = {}
-    folders = []
-    for info in building.scans:
-        scan = building.scan(info.scan_id)
-        scan_id = f"{building.building_id}-{info.room_id:04d}-{info.scan_index:02d}"
-        folder = out / scan_id
-        (folder / "sequence").mkdir(parents=True)
-        transform = np.eye(4) if info.scan_index == 0 else _own_frame(rng)
-        mesh = _moved(_dense_mesh(scan, rng), transform)
-        columns = {"x": mesh["xyz"][:, 0], "y": mesh["xyz"][:, 1], "z": mesh["xyz"][:, 2]}
-        columns |= {c: mesh["rgb"][:, i] for i, c in enumerate(("red", "green", "blue"))}
-        columns |= {"objectId": mesh["instance"].astype(np.uint16)}
-        columns |= {"globalId": mesh["instance"].astype(np.uint16)}
-        _write_ply(folder / "labels.instances.annotated.v2.ply", columns, mesh["faces"])
-        groups = [
-            {"id": inst.id, "objectId": inst.id, "label": inst.label} for inst in scan.instances
-        ]
-        (folder / "semseg.v2.json").write_text(
-            json.dumps({"scan_id": scan_id, "segGroups": groups})
-        )
-        k = " ".join(f"{v:g}" for v in _intrinsic_matrix(scan).reshape(-1))
-        width, height = scan.intrinsics.width, scan.intrinsics.height
-        (folder / "sequence" / "_info.txt").write_text(
-            f"m_versionNumber = 4\nm_sensorName = synthetic\nm_colorWidth = {width}\n"
-            f"m_colorHeight = {height}\nm_depthWidth = {width}\nm_depthHeight = {height}\n"
-            f"m_depthShift = 1000\nm_calibrationColorIntrinsic = {k}\n"
-            f"m_calibrationDepthIntrinsic = {k}\nm_frames.size = {scan.num_frames}\n"
-        )
-        for index, frame in enumerate(scan.frames()):
-            stem = folder / "sequence" / f"frame-{index:06d}"
-            Path(f"{stem}.color.jpg").write_bytes(_jpeg(frame.color))
-            depth = _depth_mm(frame.depth)
-            pgm = f"P5\n{width} {height}\n65535\n".encode() + depth.astype(">u2").tobytes()
-            Path(f"{stem}.depth.pgm").write_bytes(pgm)
-            np.savetxt(f"{stem}.pose.txt", transform @ frame.camera_to_world)
-        room = rooms.setdefault(info.room_id, {"reference": None, "scans": []})
-        if info.scan_index == 0:
-            room["reference"] = scan_id
-        else:  # rescan -> reference, column-major as the dataset stores it
-            to_reference = np.linalg.inv(transform)
-            room["scans"].append(
-                {"reference": scan_id, "transform": to_reference.reshape(-1, order="F").tolist()}
-            )
-        folders.append(folder)
-    (out / "3RScan.json").write_text(json.dumps(list(rooms.values()), indent=1))
-    return folders
+    with _new_folder(out) as partial:
+        for info in building.scans:
+            scan_id = f"{building.building_id}-{info.room_id:04d}-{info.scan_index:02d}"
+            transform = np.eye(4) if info.scan_index == 0 else _own_frame(rng)
+            _write_rscan_scan(building.scan(info.scan_id), partial / scan_id, transform, rng)
+            room = rooms.setdefault(info.room_id, {"reference": None, "scans": []})
+            if info.scan_index == 0:
+                room["reference"] = scan_id
+            else:  # rescan -> reference, column-major as the dataset stores it
+                to_reference = np.linalg.inv(transform).reshape(-1, order="F").tolist()
+                room["scans"].append({"reference": scan_id, "transform": to_reference})
+        (partial / "3RScan.json").write_text(json.dumps(list(rooms.values()), indent=1))
+    return sorted(p for p in out.iterdir() if p.is_dir())
+
+
+def _write_rscan_scan(
+    scan: Scan, folder: Path, transform: np.ndarray, rng: np.random.Generator
+) -> None:
+    (folder / "sequence").mkdir(parents=True)
+    mesh = _moved(_dense_mesh(scan, rng), transform)
+    columns = {"x": mesh["xyz"][:, 0], "y": mesh["xyz"][:, 1], "z": mesh["xyz"][:, 2]}
+    columns |= {c: mesh["rgb"][:, i] for i, c in enumerate(("red", "green", "blue"))}
+    columns |= {"objectId": mesh["instance"].astype(np.uint16)}
+    columns |= {"globalId": mesh["instance"].astype(np.uint16)}
+    _write_ply(folder / "labels.instances.annotated.v2.ply", columns, mesh["faces"])
+    groups = [{"id": inst.id, "objectId": inst.id, "label": inst.label} for inst in scan.instances]
+    (folder / "semseg.v2.json").write_text(
+        json.dumps({"scan_id": folder.name, "segGroups": groups})
+    )
+    k = " ".join(f"{v:g}" for v in _intrinsic_matrix(scan).reshape(-1))
+    width, height = scan.intrinsics.width, scan.intrinsics.height
+    (folder / "sequence" / "_info.txt").write_text(
+        f"m_versionNumber = 4\nm_sensorName = synthetic\nm_colorWidth = {width}\n"
+        f"m_colorHeight = {height}\nm_depthWidth = {width}\nm_depthHeight = {height}\n"
+        f"m_depthShift = 1000\nm_calibrationColorIntrinsic = {k}\n"
+        f"m_calibrationDepthIntrinsic = {k}\nm_frames.size = {scan.num_frames}\n"
+    )
+    for index, frame in enumerate(scan.frames()):
+        stem = folder / "sequence" / f"frame-{index:06d}"
+        Path(f"{stem}.color.jpg").write_bytes(_jpeg(frame.color))
+        depth = depth_millimetres(frame.depth)
+        pgm = f"P5\n{width} {height}\n65535\n".encode() + depth.astype(">u2").tobytes()
+        Path(f"{stem}.depth.pgm").write_bytes(pgm)
+        np.savetxt(f"{stem}.pose.txt", transform @ frame.camera_to_world)
+
+
+@contextmanager
+def _new_folder(out: Path) -> Iterator[Path]:
+    """A sibling folder to write into, renamed to ``out`` when complete: an interrupted
+    export leaves nothing that could be taken for a dataset."""
+    if out.exists():
+        raise DataError(f"{out} already exists")
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    partial.rename(out)
