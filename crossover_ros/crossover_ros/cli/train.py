@@ -1,4 +1,5 @@
-"""``crossover_ros train``: cache frozen features of generated buildings, train the stages."""
+"""``crossover_ros train``: cache frozen features of scans (generated, ScanNet, 3RScan), train
+the stages."""
 
 from __future__ import annotations
 
@@ -22,8 +23,19 @@ STAGES = ("stage1", "stage2", "stage3", "regions")
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
-    parser = verbs.add_parser("train", help="train the CrossOver model on generated buildings")
-    parser.add_argument("--buildings", type=Path, nargs="+", required=True)
+    parser = verbs.add_parser(
+        "train", help="train the CrossOver model on generated buildings or ScanNet / 3RScan scans"
+    )
+    parser.add_argument(
+        "--buildings",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="generated buildings, or folders of ScanNet / 3RScan scans (see --layout)",
+    )
+    parser.add_argument(
+        "--layout", default="auto", choices=("auto", "generated", "scannet", "3rscan")
+    )
     parser.add_argument("--cache", type=Path, required=True, help="frozen-feature cache folder")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint folder (resumable)")
     parser.add_argument(
@@ -113,7 +125,11 @@ def train_command(args: argparse.Namespace) -> int:
     if device.startswith("cuda"):
         torch.cuda.set_device(device)
     scenes = load_features(
-        args.buildings, args.cache, progress=not distributed, image_encoder=image
+        args.buildings,
+        args.cache,
+        progress=not distributed,
+        image_encoder=image,
+        layout=args.layout,
     )
     torch.set_num_threads(os.cpu_count() or 1)  # feature caching ran single-threaded
     cfg = TrainCfg(seed=args.seed)

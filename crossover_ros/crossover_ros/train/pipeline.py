@@ -10,6 +10,7 @@ import torch
 
 from crossover_ros.datasets.scan import load_building
 from crossover_ros.errors import ModelError
+from crossover_ros.mapdb.build import detect_layout
 from crossover_ros.model.crossover import CrossOverCfg, CrossOverModel
 from crossover_ros.model.features import (
     FeatureCfg,
@@ -31,8 +32,10 @@ def load_features(
     cfg: FeatureCfg | None = None,
     progress: bool = True,
     image_encoder: ImageFeatureEncoder | None = None,
+    layout: str = "auto",
 ) -> list[ScanFeatures]:
-    """Cached frozen features of every scan of the buildings (computed where missing).
+    """Cached frozen features of every scan of the buildings (computed where missing); a
+    "building" may be a folder of ScanNet or 3RScan scans (``layout``, default detected).
 
     ``image_encoder`` defaults to EfficientNet-Lite0, cached in ``<cache_root>/<building>``;
     another backbone's features go to ``<cache_root>/<backbone>/<building>`` so that switching
@@ -41,7 +44,9 @@ def load_features(
     text_encoder = None
     scenes = []
     for building_dir in buildings:
-        building_id = load_building(building_dir).building_id
+        is_generated = detect_layout(Path(building_dir)) == "generated"
+        building_id = load_building(building_dir).building_id if is_generated else None
+        building_id = building_id or Path(building_dir).name
         if image_encoder is None:
             image_encoder = ImageDescriptorEncoder()
         if text_encoder is None:
@@ -55,6 +60,7 @@ def load_features(
             cache_dir,
             cfg,
             progress,
+            layout=layout,
             image_encoder=image_encoder,
             text_encoder=text_encoder,
         )
