@@ -437,6 +437,9 @@ def benchmark_command(args: argparse.Namespace) -> int:
     return 0
 
 
+REPLAY_FRAME_STEP = 2  # of the benchmark's 20-frame scans: 10 replayed frames a room
+
+
 def _replay_scans_benchmark(
     args: argparse.Namespace, buildings: list[Path], models: list[str], command: str
 ) -> None:
@@ -457,13 +460,16 @@ def _replay_scans_benchmark(
             bag = root / f"replay{index}_{layout}"
             if not bag.is_dir():
                 print(f"== replaying the rescans of {folder.name} ({layout})", flush=True)
-                cfg = ScansBagCfg(layout=layout, seed=args.seed + 800 + index)
+                cfg = ScansBagCfg(
+                    layout=layout, frame_step=REPLAY_FRAME_STEP, seed=args.seed + 800 + index
+                )
                 record_scans_bag(folder, bag, cfg, progress=not args.quiet)
             bags.append(bag)
         maps = []
         for model in models[:2]:  # global descriptor and CrossOver
             map_path = root / f"map_{model}_{layout}.sqlite"
-            _ensure_multi_map(folders, map_path, model, f"{model} ({layout})", not args.quiet)
+            name = f"{model} ({layout})"  # every frame, as the generated scans' maps have them
+            _ensure_multi_map(folders, map_path, model, name, not args.quiet, frame_step=1)
             maps.append((str(map_path), model))
         args.bag, args.map_modality = bags, None
         args.out = root / f"report_replay_{layout}"
@@ -480,7 +486,12 @@ def _find_instance_baseline(path: Path | None) -> Path | None:
 
 
 def _ensure_multi_map(
-    buildings: list[Path], out: Path, model: str, name: str, progress: bool
+    buildings: list[Path],
+    out: Path,
+    model: str,
+    name: str,
+    progress: bool,
+    frame_step: int | None = None,
 ) -> None:
     """One map of every building's reference scans, made by ``model``: an existing one is kept
     while the recogniser would take it (``check_map``: same model, widths, ranked modality)."""
@@ -497,7 +508,7 @@ def _ensure_multi_map(
     tmp = out.with_suffix(".partial")
     for suffix in ("", "-wal", "-shm"):  # a killed build's leftovers
         Path(f"{tmp}{suffix}").unlink(missing_ok=True)
-    build_map(buildings, tmp, encoder, progress=progress).close()
+    build_map(buildings, tmp, encoder, progress=progress, frame_step=frame_step).close()
     for suffix in ("-wal", "-shm"):  # the old map's journal must not replay onto the new one
         Path(f"{out}{suffix}").unlink(missing_ok=True)
     tmp.replace(out)
