@@ -467,7 +467,8 @@ def _replay_scans_benchmark(
             bags.append(bag)
         maps = []
         for model in models[:2]:  # global descriptor and CrossOver
-            map_path = root / f"map_{model}_{layout}.sqlite"
+            suffix = "" if layout == "generated" else f"_{layout}"  # generated: the main map
+            map_path = root / f"map_{model}{suffix}.sqlite"
             name = f"{model} ({layout})"  # every frame, as the generated scans' maps have them
             _ensure_multi_map(folders, map_path, model, name, not args.quiet, frame_step=1)
             maps.append((str(map_path), model))
