@@ -30,7 +30,6 @@ from crossover_ros.errors import CrossoverError
 from crossover_ros.frames import RGBDFrame
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.model.registry import RecognitionEncoder
-from crossover_ros.pipeline.belief import BeliefCfg, RoomBelief
 from crossover_ros.pipeline.hysteresis import HysteresisCfg, SceneHysteresis
 from crossover_ros.pipeline.object_ranking import ObjectSetRanker
 from crossover_ros.pipeline.verification import GeometricVerifier
@@ -50,7 +49,6 @@ class RecognizerCfg:
     confidence_candidates: int = setting(
         10, "At least this many ranked candidates share the confidence.", 2, 100
     )
-    belief: BeliefCfg = group(BeliefCfg)
     hysteresis: HysteresisCfg = group(HysteresisCfg)
 
     def __post_init__(self) -> None:
@@ -61,17 +59,15 @@ class RecognizerCfg:
 class SceneMatchResult:
     """The answer after one query window.
 
-    ``scene_id`` is the filtered answer ("" until the filter accepted a scene); ``score`` is
-    that scene's in this window (NaN if it is not among the candidates published);
-    ``confidence`` its belief after this window (:mod:`belief`; with ``belief.memory`` 0 its
-    confidence in this window), 0 if it is not among the top_k. The candidates are this window's
-    raw ranking: ``candidate_ids[0]`` can differ from ``scene_id`` while a challenger has not yet
-    won. Their scores are the map's cosines (with object ranking: how well the scene's objects
-    explain the window's), or with geometric verification ``fitness + score_weight * that
-    score`` (``candidate_fitness``: NaN where not fitted). ``changed``: this window switched
-    ``scene_id``. ``timings``: seconds per stage (frame_features, query_encoder, map_search,
-    object_ranking, verification); ``errors``: the stages that failed on this window (the
-    candidates kept their order before them).
+    ``scene_id`` is the filtered answer ("" until the filter accepted a scene); ``score`` and
+    ``confidence`` are that scene's in this window (NaN and 0 if it is not among the
+    candidates). The candidates are this window's raw ranking: ``candidate_ids[0]`` can differ
+    from ``scene_id`` while a challenger has not yet won. Their scores are the map's cosines (with
+    object ranking: how well the scene's objects explain the window's), or with geometric
+    verification ``fitness + score_weight * that score`` (``candidate_fitness``: NaN where not
+    fitted). ``changed``: this window switched ``scene_id``. ``timings``: seconds per stage
+    (frame_features, query_encoder, map_search, object_ranking, verification); ``errors``: the
+    stages that failed on this window (the candidates kept their order before them).
     """
 
     stamp: float
@@ -130,7 +126,6 @@ class SceneRecognizer:
         self.mapdb = mapdb
         self.verifier = verifier  # re-ranks each window's candidates by depth, when given
         self.ranker = ranker  # re-scores them by the objects in the window's frames, when given
-        self.belief = RoomBelief(self.cfg.belief)
         self.filter = SceneHysteresis(self.cfg.hysteresis)
         self._window: deque[np.ndarray] = deque(maxlen=self.cfg.window_size)
         self._lock = threading.RLock()
@@ -143,7 +138,6 @@ class SceneRecognizer:
                 self.verifier.reset()
             if self.ranker is not None:
                 self.ranker.reset()
-            self.belief.reset()
             self.filter.reset()
 
     def replace_map(self, mapdb: MapBase) -> MapBase:
@@ -217,21 +211,17 @@ class SceneRecognizer:
                     errors["verification"] = self.verifier.last_error
             # confidences over every candidate ranked, so the number published changes nothing
             confidences = softmax_confidences(scores, self.cfg.confidence_temperature)
-            frames = len(self._window)  # a full window always counts, however short
-            if frames >= min(self.cfg.hysteresis.min_window_frames, self.cfg.window_size):
-                believed, belief = self.belief.update(ids, confidences)
-            else:  # too short to count: the filter ignores it, the belief too
-                believed, belief = ids, confidences
-            decision = self.filter.update(
-                believed, belief, frames if frames < self.cfg.window_size else None
-            )
             ids, scores, fitness = ids[:published], scores[:published], fitness[:published]
             confidences = confidences[:published]
-            score = scores[ids.index(decision.scene_id)] if decision.scene_id in ids else math.nan
-            believed, belief = believed[:published], belief[:published]
-            confidence = (
-                belief[believed.index(decision.scene_id)] if decision.scene_id in believed else 0.0
+            frames = len(self._window)  # a full window always counts, however short
+            decision = self.filter.update(
+                ids, confidences, frames if frames < self.cfg.window_size else None
             )
+            if decision.scene_id in ids:
+                rank = ids.index(decision.scene_id)
+                score, confidence = scores[rank], confidences[rank]
+            else:
+                score, confidence = math.nan, 0.0
             return SceneMatchResult(
                 stamp=frame.stamp,
                 scene_id=decision.scene_id,
