@@ -40,7 +40,7 @@ class RecognizerCfg:
     window_size: int = setting(6, "Keyframes in the query window.", 1, 100)
     top_k: int = setting(5, "Ranked candidates published.", 1, 100)
     confidence_temperature: float = setting(
-        0.01,
+        0.05,
         "Softmax temperature that turns the candidates' scores into confidences (smaller:"
         " surer); chosen on the validation benchmark for calibration.",
         1e-4,
