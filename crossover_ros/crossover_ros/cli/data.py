@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossover_ros.cli.args import add_overwrite_argument
 from crossover_ros.synthetic.building import BuildingConfig, generate_building
 from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
@@ -24,6 +25,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     generate.add_argument("--width", type=int, default=320)
     generate.add_argument("--height", type=int, default=240)
     generate.add_argument("--split", choices=["train", "heldout"], default="train")
+    add_overwrite_argument(generate)
     generate.set_defaults(command=generate_command)
 
     record = sub.add_parser("record-bag", help="record a rosbag2 of a walk through a building")
@@ -40,6 +42,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="walk through each room's newest rescan (a query bag) or its reference scan (a"
         " mapping bag for 'map record')",
     )
+    add_overwrite_argument(record)
     record.set_defaults(command=record_command)
 
 
@@ -55,7 +58,7 @@ def generate_command(args: argparse.Namespace) -> int:
         split=args.split,
         building_id=args.building_id,
     )
-    out = generate_building(args.out, cfg)
+    out = generate_building(args.out, cfg, overwrite=args.overwrite)
     print(f"building written to {out}")
     return 0
 
@@ -68,6 +71,6 @@ def record_command(args: argparse.Namespace) -> int:
         rooms=tuple(args.rooms),
         scans=args.scans,
     )
-    out = record_query_bag(args.building, args.out, cfg)
+    out = record_query_bag(args.building, args.out, cfg, overwrite=args.overwrite)
     print(f"bag written to {out}")
     return 0

@@ -7,7 +7,9 @@ DDS, listens to the matches and prints, per room visited, the true and the match
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,10 +17,11 @@ import time
 from pathlib import Path
 
 from crossover_ros.bags.reader import read_ground_truth
-from crossover_ros.errors import CrossoverError
+from crossover_ros.errors import CrossoverError, DataError
 from crossover_ros.eval.visits import first_per_window, format_visits, summarize_visits
 from crossover_ros.mapdb.build import build_map
 from crossover_ros.model.registry import MODELS, create_encoder
+from crossover_ros.outputs import check_new_output
 from crossover_ros.synthetic.building import BuildingConfig, generate_building
 from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
@@ -36,6 +39,11 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         default=["global_descriptor", "crossover"],
         help="models to compare on the same bag (crossover, global_descriptor or a checkpoint)",
     )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="empty a --workdir that holds something else than a demo of these settings",
+    )
     parser.set_defaults(command=demo_command)
 
 
@@ -43,7 +51,31 @@ def _step(message: str) -> None:
     print(f"\n== {message}", flush=True)
 
 
+def _prepare_workdir(args: argparse.Namespace) -> None:
+    """A workdir is kept between runs of the same demo (its steps are skipped once done), but
+    one holding another demo's data or anything else is refused unless ``--overwrite``."""
+    settings = {"seed": args.seed, "rooms": args.rooms, "lookalike": args.lookalike}
+    stamp = args.workdir / "demo.json"
+    try:
+        if json.loads(stamp.read_text()) == settings:
+            return
+    except (OSError, ValueError):
+        pass
+    if args.overwrite:
+        shutil.rmtree(args.workdir, ignore_errors=True)
+    elif stamp.is_file():
+        raise DataError(
+            f"{args.workdir} holds a demo made with {stamp.read_text().strip()}; choose a new"
+            " --workdir or pass --overwrite"
+        )
+    else:
+        check_new_output(args.workdir)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(settings))
+
+
 def demo_command(args: argparse.Namespace) -> int:
+    _prepare_workdir(args)
     building_dir = args.workdir / "building"
     bag_path = args.workdir / "query_bag"
     started = time.monotonic()

@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from crossover_ros.bags.reader import BagTopics
+from crossover_ros.cli.args import add_overwrite_argument
 from crossover_ros.config import build, load_yaml, parse_assignment
 from crossover_ros.errors import CrossoverError
 from crossover_ros.eval.bag_eval import (
@@ -46,6 +47,7 @@ from crossover_ros.model.registry import (
     model_for_fingerprint,
     model_label,
 )
+from crossover_ros.outputs import check_new_output, staged_output
 from crossover_ros.pipeline.config import PipelineCfg
 from crossover_ros.pipeline.recognizer import check_map
 from crossover_ros.pipeline.runner import create_model_encoder
@@ -96,7 +98,8 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="stored modalities CrossOver ranks the frames against, one row each (point_cloud"
         " rgb floorplan referral scene; default: point_cloud, as the node; benchmark: first 4)",
     )
-    io.add_argument("--out", type=Path, default=Path("eval_out"), help="report folder")
+    io.add_argument("--out", type=Path, default=Path("eval_out"), help="report folder (new)")
+    add_overwrite_argument(io)
     run = parser.add_argument_group("replay")
     run.add_argument("--mode", choices=["offline", "live"], default="offline")
     run.add_argument("--rate", type=float, default=1.0, help="live: playback speed factor")
@@ -203,6 +206,7 @@ def eval_command(args: argparse.Namespace) -> int:
     for bag in args.bag:
         if not bag.exists():
             raise CrossoverError(f"bag {bag} does not exist")
+    check_new_output(args.out, args.overwrite)  # before the work, not after it
     models = args.model or [None] * len(args.map)
     command = "crossover_ros " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
     run_evaluation(args, list(zip(args.map, models, strict=True)), [], command)
@@ -324,7 +328,16 @@ def run_evaluation(
 def _write(args, rows, bags, cfg, maps, command: str) -> None:
 
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_output(out, args.overwrite) as staging:
+        staging.mkdir()
+        report = _write_into(staging, args, rows, bags, cfg, maps, command)
+    print()
+    print(report)
+    print(f"report: {out / 'report.md'}, numbers: {out / 'results.json'}, plots in {out}")
+
+
+def _write_into(staging: Path, args, rows, bags, cfg, maps, command: str) -> str:
+    out: Path = args.out
     meta = {
         "mode": args.mode if args.mode == "offline" else f"live x{args.rate:g}",
         "command": command,
@@ -334,13 +347,11 @@ def _write(args, rows, bags, cfg, maps, command: str) -> None:
     }
     plots = {}
     if not args.no_plots:
-        plots = plot_all(rows, out)
+        plots = {name: out / path.name for name, path in plot_all(rows, staging).items()}
     report = format_report(rows, bags, cfg, meta, plots)
-    (out / "report.md").write_text(report)
-    (out / "results.json").write_text(report_json(rows, bags, cfg, meta))
-    print()
-    print(report)
-    print(f"report: {out / 'report.md'}, numbers: {out / 'results.json'}, plots in {out}")
+    (staging / "report.md").write_text(report)
+    (staging / "results.json").write_text(report_json(rows, bags, cfg, meta))
+    return report
 
 
 # -- the benchmark set -------------------------------------------------------------------------
@@ -350,6 +361,9 @@ def benchmark_command(args: argparse.Namespace) -> int:
     """Held-out buildings + bags (both formats) + a map per model, then the evaluation."""
 
     root: Path = args.benchmark
+    if not args.out or args.out == Path("eval_out"):
+        args.out = root / "report"
+    check_new_output(args.out, args.overwrite)  # before the work, not after it
     root.mkdir(parents=True, exist_ok=True)
     settings = {
         "buildings": args.buildings,
@@ -410,8 +424,6 @@ def benchmark_command(args: argparse.Namespace) -> int:
         extra.append(unavailable("Instance Baseline", TRAIN_INSTANCE_BASELINE, "I->P"))
     args.bag = bags
     args.map_modality = args.map_modality or ["point_cloud", "floorplan", "rgb", "referral"]
-    if not args.out or args.out == Path("eval_out"):
-        args.out = root / "report"
     command = (
         f"crossover_ros eval --benchmark {root} --buildings {args.buildings} --rooms {args.rooms}"
         f" --lookalike {args.lookalike} --seconds-per-room {args.seconds_per_room:g}"

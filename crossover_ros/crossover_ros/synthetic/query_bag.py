@@ -20,7 +20,8 @@ from tqdm import tqdm
 from crossover_ros.bags.reader import GROUND_TRUTH_FILE, TYPESTORE, BagTopics
 from crossover_ros.bags.writer import camera_info_msg, image_msg, odometry_msg
 from crossover_ros.datasets.scan import Building, load_building
-from crossover_ros.errors import BagError
+from crossover_ros.errors import BagError, DataError
+from crossover_ros.outputs import check_new_output, staged_output
 from crossover_ros.synthetic.render import Renderer
 from crossover_ros.synthetic.trajectory import room_walk
 
@@ -64,15 +65,29 @@ def _visit_plan(building: Building, cfg: QueryBagCfg) -> list[tuple[str, str]]:
 
 
 def record_query_bag(
-    building_dir: Path, out: Path, cfg: QueryBagCfg | None = None, progress: bool = True
+    building_dir: Path,
+    out: Path,
+    cfg: QueryBagCfg | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
-    """Render a walk through the building's rooms and write it as a rosbag2 folder ``out``."""
+    """Render a walk through the building's rooms and write it as a rosbag2 folder ``out``
+    (new or empty unless ``overwrite``; it appears only once complete)."""
     cfg = cfg or QueryBagCfg()
+    out = Path(out)
     if cfg.storage not in ("mcap", "sqlite3"):
         raise BagError(f"storage must be 'mcap' or 'sqlite3', not '{cfg.storage}'")
-    if out.exists():
-        raise BagError(f"{out} already exists; rosbag2 writes a new folder")
+    try:
+        check_new_output(out, overwrite)
+    except DataError as err:
+        raise BagError(str(err)) from None
     building = load_building(building_dir)
+    with staged_output(out, overwrite) as staging:
+        _record_into(staging, building, cfg, progress)
+    return out
+
+
+def _record_into(out: Path, building: Building, cfg: QueryBagCfg, progress: bool) -> None:
     plan = _visit_plan(building, cfg)
     rng = np.random.default_rng(cfg.seed)
     plugin = StoragePlugin.MCAP if cfg.storage == "mcap" else StoragePlugin.SQLITE3
@@ -187,4 +202,3 @@ def record_query_bag(
         "visits": visits,
     }
     (out / GROUND_TRUTH_FILE).write_text(json.dumps(sidecar, indent=2))
-    return out
