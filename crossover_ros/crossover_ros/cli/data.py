@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from crossover_ros.cli.args import add_overwrite_argument
+from crossover_ros.argtypes import (
+    add_overwrite_argument,
+    check_lookalike,
+    int_at_least,
+    positive_float,
+)
 from crossover_ros.synthetic.building import BuildingConfig, generate_building
 from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
@@ -18,12 +23,18 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     generate.add_argument("--out", type=Path, required=True, help="output folder (new)")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--building-id", default="bldg0")
-    generate.add_argument("--rooms", type=int, default=8, help="rooms (scenes) in total")
-    generate.add_argument("--lookalike", type=int, default=4, help="of which near-identical")
-    generate.add_argument("--rescans", type=int, default=1, help="rescans per room")
-    generate.add_argument("--frames", type=int, default=30, help="RGB-D frames per scan")
-    generate.add_argument("--width", type=int, default=320)
-    generate.add_argument("--height", type=int, default=240)
+    generate.add_argument(
+        "--rooms", type=int_at_least(1), default=8, help="rooms (scenes) in total"
+    )
+    generate.add_argument(
+        "--lookalike", type=int_at_least(0), default=4, help="of which near-identical"
+    )
+    generate.add_argument("--rescans", type=int_at_least(0), default=1, help="rescans per room")
+    generate.add_argument(
+        "--frames", type=int_at_least(1), default=30, help="RGB-D frames per scan"
+    )
+    generate.add_argument("--width", type=int_at_least(1), default=320)
+    generate.add_argument("--height", type=int_at_least(1), default=240)
     generate.add_argument("--split", choices=["train", "heldout"], default="train")
     add_overwrite_argument(generate)
     generate.set_defaults(command=generate_command)
@@ -33,7 +44,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     record.add_argument("--out", type=Path, required=True, help="bag folder to create")
     record.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     record.add_argument("--seed", type=int, default=0)
-    record.add_argument("--seconds-per-room", type=float, default=6.0)
+    record.add_argument("--seconds-per-room", type=positive_float, default=6.0)
     record.add_argument("--rooms", nargs="*", default=[], help="room ids in order (default all)")
     record.add_argument(
         "--scans",
@@ -47,6 +58,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 
 
 def generate_command(args: argparse.Namespace) -> int:
+    check_lookalike(args.rooms, args.lookalike)
     cfg = BuildingConfig(
         seed=args.seed,
         num_rooms=args.rooms,

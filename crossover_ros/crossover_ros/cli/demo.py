@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from crossover_ros.argtypes import check_lookalike, int_at_least, positive_float
 from crossover_ros.bags.reader import read_ground_truth
 from crossover_ros.errors import CrossoverError, DataError
 from crossover_ros.eval.visits import first_per_window, format_visits, summarize_visits
@@ -30,9 +31,11 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser = verbs.add_parser("demo", help="run the whole pipeline on a generated building")
     parser.add_argument("--workdir", type=Path, default=Path("demo_out"), help="kept between runs")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rooms", type=int, default=8)
-    parser.add_argument("--lookalike", type=int, default=4)
-    parser.add_argument("--rate", type=float, default=1.0, help="bag playback speed factor")
+    parser.add_argument("--rooms", type=int_at_least(1), default=8)
+    parser.add_argument("--lookalike", type=int_at_least(0), default=4)
+    parser.add_argument(
+        "--rate", type=positive_float, default=1.0, help="bag playback speed factor"
+    )
     parser.add_argument(
         "--models",
         nargs="+",
@@ -75,6 +78,7 @@ def _prepare_workdir(args: argparse.Namespace) -> None:
 
 
 def demo_command(args: argparse.Namespace) -> int:
+    check_lookalike(args.rooms, args.lookalike)
     _prepare_workdir(args)
     building_dir = args.workdir / "building"
     bag_path = args.workdir / "query_bag"

@@ -22,8 +22,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from crossover_ros.argtypes import (
+    add_overwrite_argument,
+    check_lookalike,
+    fraction,
+    int_at_least,
+    positive_float,
+)
 from crossover_ros.bags.reader import BagTopics
-from crossover_ros.cli.args import add_overwrite_argument
 from crossover_ros.config import build, load_yaml, parse_assignment
 from crossover_ros.errors import CrossoverError
 from crossover_ros.eval.bag_eval import (
@@ -102,15 +108,19 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     add_overwrite_argument(io)
     run = parser.add_argument_group("replay")
     run.add_argument("--mode", choices=["offline", "live"], default="offline")
-    run.add_argument("--rate", type=float, default=1.0, help="live: playback speed factor")
+    run.add_argument("--rate", type=positive_float, default=1.0, help="live: playback speed factor")
     run.add_argument(
         "--external-node",
         action="store_true",
         help="live: score a scene_recognizer already running (default: start one in-process)",
     )
     run.add_argument("--match-topic", default="/scene_recognizer/scene_match")
-    run.add_argument("--confident", type=float, default=0.5, help="confidence of a 'sure' answer")
-    run.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], help="recall@K to report")
+    run.add_argument(
+        "--confident", type=fraction, default=0.5, help="confidence of a 'sure' answer"
+    )
+    run.add_argument(
+        "--ks", type=int_at_least(1), nargs="+", default=[1, 5, 10], help="recall@K to report"
+    )
     run.add_argument(
         "--params-file",
         type=Path,
@@ -148,10 +158,10 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="generate held-out buildings, bags and maps under DIR (kept), evaluate every model",
     )
-    bench.add_argument("--buildings", type=int, default=3)
-    bench.add_argument("--rooms", type=int, default=6)
-    bench.add_argument("--lookalike", type=int, default=2)
-    bench.add_argument("--seconds-per-room", type=float, default=5.0)
+    bench.add_argument("--buildings", type=int_at_least(1), default=3)
+    bench.add_argument("--rooms", type=int_at_least(1), default=6)
+    bench.add_argument("--lookalike", type=int_at_least(0), default=2)
+    bench.add_argument("--seconds-per-room", type=positive_float, default=5.0)
     bench.add_argument(
         "--seed",
         type=int,
@@ -165,7 +175,9 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         default=INSTANCE_BASELINE,
         help="Instance-Baseline checkpoint (a row says 'not available' without it)",
     )
-    bench.add_argument("--workers", type=int, default=0, help="processes generating (0: cores)")
+    bench.add_argument(
+        "--workers", type=int_at_least(0), default=0, help="processes generating (0: cores)"
+    )
     parser.set_defaults(command=eval_command)
 
 
@@ -361,6 +373,7 @@ def benchmark_command(args: argparse.Namespace) -> int:
     """Held-out buildings + bags (both formats) + a map per model, then the evaluation."""
 
     root: Path = args.benchmark
+    check_lookalike(args.rooms, args.lookalike)
     if not args.out or args.out == Path("eval_out"):
         args.out = root / "report"
     check_new_output(args.out, args.overwrite)  # before the work, not after it

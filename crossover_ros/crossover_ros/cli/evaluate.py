@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from crossover_ros.cli.args import add_overwrite_argument
+from crossover_ros.argtypes import add_overwrite_argument
 from crossover_ros.datasets.scan import load_building
 from crossover_ros.errors import ModelError
 from crossover_ros.eval.crossover_eval import evaluate_models, format_report

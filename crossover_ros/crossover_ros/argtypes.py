@@ -1,10 +1,12 @@
-"""Argument types and options shared by the verbs: ranges checked by the parser itself."""
+"""Argument types and options shared by the command-line verbs: ranges checked by the parser."""
 
 from __future__ import annotations
 
 import argparse
 import math
 from collections.abc import Callable
+
+from crossover_ros.errors import ConfigError
 
 
 def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
@@ -50,3 +52,11 @@ def positive_float(text: str) -> float:
 def fraction(text: str) -> float:
     """A number in [0, 1]."""
     return _number(float, 0.0, 1.0, low_open=False)(text)
+
+
+def check_lookalike(rooms: int, lookalike: int) -> None:
+    """Look-alike rooms are some of the rooms, and come at least in pairs."""
+    if lookalike > rooms:
+        raise ConfigError(f"--lookalike {lookalike} exceeds --rooms {rooms}: give 0 or 2..{rooms}")
+    if lookalike == 1:
+        raise ConfigError("--lookalike 1: look-alike rooms come at least in pairs (0 or >= 2)")
