@@ -46,6 +46,7 @@ from crossover_ros.eval.plots import plot_all
 from crossover_ros.mapdb import SQLiteMapDatabase, open_map
 from crossover_ros.mapdb.build import embed_scan, list_scans
 from crossover_ros.mapdb.open import create_map
+from crossover_ros.mapdb.postgres import redact_url
 from crossover_ros.model.instance_baseline import InstanceBaselineEncoder
 from crossover_ros.model.registry import (
     checkpoint_is_instance_baseline,
@@ -220,7 +221,8 @@ def eval_command(args: argparse.Namespace) -> int:
             raise CrossoverError(f"bag {bag} does not exist")
     check_new_output(args.out, args.overwrite)  # before the work, not after it
     models = args.model or [None] * len(args.map)
-    command = "crossover_ros " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
+    argv = [redact_url(arg) for arg in sys.argv[1:]]  # the report shows no password
+    command = "crossover_ros " + shlex.join(argv) if argv[:1] == ["eval"] else ""
     run_evaluation(args, list(zip(args.map, models, strict=True)), [], command)
     return 0
 
@@ -353,7 +355,7 @@ def _write_into(staging: Path, args, rows, bags, cfg, maps, command: str) -> str
     meta = {
         "mode": args.mode if args.mode == "offline" else f"live x{args.rate:g}",
         "command": command,
-        "maps": [str(m) for m, _ in maps],
+        "maps": [redact_url(str(m)) for m, _ in maps],
         "machine": f"{os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d %H:%M')}",
         "out_dir": str(out),
     }
