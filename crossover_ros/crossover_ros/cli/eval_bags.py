@@ -264,7 +264,7 @@ def evaluate_row(job: RowJob) -> tuple[str, str, list, MapGeometry | None]:
     if live and isinstance(encoder, InstanceBaselineEncoder):
         return label, "offline only: the node ranks scene embeddings, not object means", [], None
     records = []
-    with open_map(job.map_path, encoder.fingerprint) as mapdb:
+    with open_map(job.map_path, encoder.fingerprint, read_only=True) as mapdb:
         for bag in job.bags:
             print(f"== {label} ({job.modality}) <- {bag} [{job.mode}]", flush=True)
             if live:  # the ROS side needs rclpy, which an offline evaluation does not
@@ -310,7 +310,7 @@ def run_evaluation(
     live = args.mode == "live"
     rows, bags = [], {}
     for map_path, model in maps:
-        with open_map(map_path) as probe:
+        with open_map(map_path, read_only=True) as probe:
             model = model or model_for_fingerprint(probe.model_fingerprint)
         for modality in _rows_for(model, args.map_modality):
             job = RowJob(
@@ -468,7 +468,7 @@ def _ensure_multi_map(
     encoder = create_encoder(model)
     if out.is_file():
         try:
-            with SQLiteMapDatabase.open(out) as db:
+            with SQLiteMapDatabase.open(out, read_only=True) as db:
                 check_map(encoder, db)
             return
         except CrossoverError as err:

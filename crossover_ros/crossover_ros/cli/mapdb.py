@@ -112,9 +112,9 @@ def record_command(args: argparse.Namespace) -> int:
 
 def info_command(args: argparse.Namespace) -> int:
     if args.verify and not is_postgres_url(args.map):
-        db = SQLiteMapDatabase.open(args.map, verify=True)
+        db = SQLiteMapDatabase.open(args.map, verify=True, read_only=True)
     else:
-        db = open_map(args.map)
+        db = open_map(args.map, read_only=True)
     with db:
         scenes = db.scenes()
         print(f"map: {db.path}")
@@ -153,7 +153,7 @@ def remove_scene_command(args: argparse.Namespace) -> int:
 def _copy(source_location: str, target_location: str, must_be_new: bool) -> int:
     from tqdm import tqdm
 
-    with open_map(source_location) as source:
+    with open_map(source_location, read_only=True) as source:
         try:
             target = open_map(target_location, source.model_fingerprint)
             if must_be_new:

@@ -17,15 +17,20 @@ def is_postgres_url(location: str | Path) -> bool:
 
 
 def open_map(
-    location: str | Path, model_fingerprint: str | None = None, *, password_file: str = ""
+    location: str | Path,
+    model_fingerprint: str | None = None,
+    *,
+    password_file: str = "",
+    read_only: bool = False,
 ) -> MapBase:
     """A SQLite file path or a ``postgresql://...[#map_name]`` URL; ``password_file`` holds
-    the PostgreSQL password (default: libpq's PGPASSWORD, PGPASSFILE or ~/.pgpass)."""
+    the PostgreSQL password (default: libpq's PGPASSWORD, PGPASSFILE or ~/.pgpass).
+    ``read_only``: a SQLite file is opened as a reader only (works on a read-only filesystem)."""
     if is_postgres_url(location):
         return PostgresMapDatabase.open(
             str(location), model_fingerprint, password_file=password_file
         )
-    return SQLiteMapDatabase.open(location, model_fingerprint)
+    return SQLiteMapDatabase.open(location, model_fingerprint, read_only=read_only)
 
 
 def create_map(

@@ -74,7 +74,10 @@ def open_recognition(
     encoder = encoder or create_model_encoder(cfg.model, cfg.model.map_modality)
     owns_map = mapdb is None
     mapdb = mapdb or open_map(
-        cfg.map.path, encoder.fingerprint, password_file=cfg.map.password_file
+        cfg.map.path,
+        encoder.fingerprint,
+        password_file=cfg.map.password_file,
+        read_only=True,  # the recogniser only reads the map
     )
     try:
         return RecognitionPipeline(cfg, encoder, mapdb, emit, threaded, owns_map)

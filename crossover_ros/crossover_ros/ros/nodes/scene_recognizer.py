@@ -240,6 +240,7 @@ class SceneRecognizerNode(Node):
                 location,
                 self.pipeline.encoder.fingerprint,
                 password_file=self.pipeline.cfg.map.password_file,
+                read_only=True,
             )
             self.pipeline.replace_map(new)
         except Exception as err:  # a service callback must not raise: it would end the spin
