@@ -126,9 +126,9 @@ def _eval_maps(args: argparse.Namespace) -> str:
 def _replay_with(model: str, building_dir: Path, bag_path: Path, args: argparse.Namespace):
     """Map the building with ``model``, run the node on it, replay the bag, return the matches."""
     map_path = _map_path(model, args.workdir)
-    if not map_path.is_file():
-        _step(f"building the map database of the reference scans with {model}")
-        build_map(building_dir, map_path, create_encoder(model)).close()
+    # resumed: a map an earlier run left half-built (killed, interrupted) is completed
+    _step(f"the map database of the reference scans with {model}")
+    build_map(building_dir, map_path, create_encoder(model), resume=True).close()
     _step(f"scene_recognizer ({model}, its own process) <- bag replay over ROS 2")
     node = subprocess.Popen(
         [

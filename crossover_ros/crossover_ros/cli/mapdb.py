@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from crossover_ros.errors import DataError, MapDatabaseError
+from crossover_ros.errors import DataError, MapDatabaseError, MapNotFoundError
 from crossover_ros.mapdb import SQLiteMapDatabase, copy_map, create_map, is_postgres_url, open_map
 from crossover_ros.mapdb.build import build_map, embed_scan, list_scans
 from crossover_ros.model.registry import create_encoder
@@ -32,6 +32,13 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     build.add_argument(
         "--include-rescans", action="store_true", help="also store rescans (default: references)"
     )
+    again = build.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted build: add the scans the map lacks (same model only)",
+    )
+    again.add_argument("--overwrite", action="store_true", help="replace an existing SQLite map")
     build.set_defaults(command=build_command)
 
     record = sub.add_parser(
@@ -89,7 +96,15 @@ def _add_model_argument(parser: argparse.ArgumentParser) -> None:
 
 def build_command(args: argparse.Namespace) -> int:
     encoder = create_encoder(args.model)
-    with build_map(args.scans, args.out, encoder, args.include_rescans, layout=args.layout) as db:
+    with build_map(
+        args.scans,
+        args.out,
+        encoder,
+        args.include_rescans,
+        layout=args.layout,
+        resume=args.resume,
+        overwrite=args.overwrite,
+    ) as db:
         print(f"map {db.path}: {len(db.scenes())} scenes, modalities {db.modalities()}")
     return 0
 
@@ -159,9 +174,7 @@ def _copy(source_location: str, target_location: str, must_be_new: bool) -> int:
             if must_be_new:
                 target.close()
                 raise MapDatabaseError(f"{target.path} already exists; choose a new map")
-        except MapDatabaseError as err:
-            if "not found" not in str(err):
-                raise
+        except MapNotFoundError:
             target = create_map(
                 target_location,
                 source.model_fingerprint,

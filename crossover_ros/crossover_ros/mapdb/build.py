@@ -11,9 +11,9 @@ from tqdm import tqdm
 from crossover_ros.datasets.rscan import find_rscan_scans
 from crossover_ros.datasets.scan import load_building
 from crossover_ros.datasets.scannet import SCENE_NAME, find_scannet_scenes
-from crossover_ros.errors import DataError
+from crossover_ros.errors import DataError, MapDatabaseError, MapNotFoundError
 from crossover_ros.mapdb.base import MapBase
-from crossover_ros.mapdb.open import create_map
+from crossover_ros.mapdb.open import create_map, is_postgres_url, open_map
 from crossover_ros.mapdb.records import SceneData, SceneRecord, voxel_downsample
 from crossover_ros.model.registry import RecognitionEncoder
 
@@ -113,6 +113,30 @@ def embed_scan(scan: MapScan, encoder: RecognitionEncoder, voxel: float = 0.05) 
     return SceneData(scan.record, embeddings, instances, voxel_downsample(xyz, rgb, voxel))
 
 
+def _target_map(
+    location: Path | str, encoder: RecognitionEncoder, resume: bool, overwrite: bool
+) -> MapBase:
+    if resume:
+        try:
+            mapdb = open_map(location, encoder.fingerprint)
+        except MapNotFoundError:
+            pass
+        else:
+            if (mapdb.embedding_dim, mapdb.instance_dim) != (encoder.dim, encoder.instance_dim):
+                mapdb.close()
+                raise MapDatabaseError(
+                    f"{mapdb.path} holds {mapdb.embedding_dim}/{mapdb.instance_dim}-d vectors,"
+                    f" the model makes {encoder.dim}/{encoder.instance_dim}-d: cannot resume"
+                )
+            return mapdb
+    elif overwrite:
+        if is_postgres_url(location):
+            raise MapDatabaseError("--overwrite replaces SQLite files; drop a PostgreSQL map first")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{location}{suffix}").unlink(missing_ok=True)
+    return create_map(location, encoder.fingerprint, encoder.dim, encoder.instance_dim)
+
+
 def build_map(
     building_dir: Path,
     out_path: Path | str,
@@ -120,17 +144,23 @@ def build_map(
     include_rescans: bool = False,
     progress: bool = True,
     layout: str = "auto",
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> MapBase:
     """Embed every reference scan (and optionally rescans) into a new map (file or URL).
 
     The map holds what the robot knew before it came back: by default only each room's
     reference scan (scan_index 0); query bags walk through the rescans. Each scan is committed
-    on its own, so an interrupted build keeps the scans done so far.
+    on its own, so an interrupted build keeps the scans done so far, and ``resume`` goes on
+    with the scans it lacks (in a map of the same model only). ``overwrite`` replaces an
+    existing SQLite map.
     """
     scans = list_scans(Path(building_dir), layout, include_rescans)
-    mapdb = create_map(out_path, encoder.fingerprint, encoder.dim, encoder.instance_dim)
+    mapdb = _target_map(out_path, encoder, resume, overwrite)
     try:
-        for scan in tqdm(scans, desc="embedding scans", unit="scan", disable=not progress):
+        done = {scene.scene_id for scene in mapdb.scenes()}
+        todo = [scan for scan in scans if scan.record.scene_id not in done]
+        for scan in tqdm(todo, desc="embedding scans", unit="scan", disable=not progress):
             mapdb.add_scenes([embed_scan(scan, encoder)])
     except BaseException:
         mapdb.close()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crossover_ros.errors import MapDatabaseError
+from crossover_ros.errors import MapDatabaseError, MapNotFoundError
 from crossover_ros.mapdb.base import MapBase, fingerprint_error, schema_error
 from crossover_ros.mapdb.records import (
     SCHEMA_VERSION,
@@ -213,8 +213,9 @@ class PostgresMapDatabase(MapBase):
                 exists = _map_exists(db, schema)
                 if exists:
                     raise MapDatabaseError(
-                        f"{redact_url(url)} already holds map '{schema}'; remove it"
-                        f" (DROP SCHEMA {schema} CASCADE) or choose another name"
+                        f"{redact_url(url)} already holds map '{schema}'; choose another name,"
+                        " add the scenes it lacks with 'map build --resume', or remove it"
+                        f" (DROP SCHEMA {schema} CASCADE)"
                     )
                 db.execute("CREATE EXTENSION IF NOT EXISTS vector")
                 db.execute(_PG_SCHEMA.format(s=schema, d=dim, di=instance_dim))
@@ -266,7 +267,7 @@ class PostgresMapDatabase(MapBase):
         where = f"{redact_url(base)} map '{schema}'"
         if meta is None:
             db.close()
-            raise MapDatabaseError(f"{where} not found; build it with 'map build' or 'map export'")
+            raise MapNotFoundError(f"{where} not found; build it with 'map build' or 'map export'")
         try:
             version = int(meta.get("schema_version", -1))
         except ValueError:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crossover_ros.errors import MapDatabaseError
+from crossover_ros.errors import MapDatabaseError, MapNotFoundError
 from crossover_ros.mapdb.base import MapBase, fingerprint_error, schema_error
 from crossover_ros.mapdb.records import (
     SCHEMA_VERSION,
@@ -178,7 +178,10 @@ class SQLiteMapDatabase(MapBase):
         the width of instance vectors (default: ``embedding_dim``, that of scene vectors)."""
         path = Path(path)
         if path.exists():
-            raise MapDatabaseError(f"{path} already exists; remove it or choose another path")
+            raise MapDatabaseError(
+                f"{path} already exists; choose another path ('map build --resume' adds the"
+                " scenes it lacks, '--overwrite' replaces it)"
+            )
         instance_dim = embedding_dim if instance_dim is None else instance_dim
         if min(int(embedding_dim), int(instance_dim)) < 1:
             raise MapDatabaseError(
@@ -217,7 +220,7 @@ class SQLiteMapDatabase(MapBase):
         """
         path = Path(path)
         if not path.is_file():
-            raise MapDatabaseError(f"map database {path} not found; build it with 'map build'")
+            raise MapNotFoundError(f"map database {path} not found; build it with 'map build'")
         _check_header(path)
         db = None
         try:
