@@ -42,6 +42,7 @@ setup(
     extras_require={
         "test": [
             "pytest>=7",
+            "hypothesis>=6.100",
             "mcap>=1.1",
             "mcap-ros2-support>=0.5",
             "ruff>=0.5",

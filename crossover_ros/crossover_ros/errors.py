@@ -21,6 +21,10 @@ class MapDatabaseError(CrossoverError):
     """The map database is missing, corrupt, of another schema or made by another model."""
 
 
+class MapNotFoundError(MapDatabaseError):
+    """The map database asked for does not exist (yet)."""
+
+
 class ModelError(CrossoverError):
     """A model or checkpoint cannot be loaded or does not match what is asked of it."""
 

@@ -12,7 +12,6 @@ drifts (:mod:`crossover_ros.bags.odometry`); the camera's true pose in the map f
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -23,8 +22,9 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from crossover_ros.bags.odometry import DriftingOdometry, OdometryNoiseCfg
 from crossover_ros.bags.reader import GROUND_TRUTH_FILE, TYPESTORE, BagTopics
 from crossover_ros.bags.writer import camera_info_msg, image_msg, odometry_msg, pose_stamped_msg
-from crossover_ros.errors import BagError
+from crossover_ros.errors import BagError, DataError
 from crossover_ros.frames import CameraIntrinsics
+from crossover_ros.outputs import check_new_output, staged_output
 
 START_TIME_NS = 1_700_000_000 * 10**9  # fixed, so equal seeds give byte-identical bags
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
@@ -55,21 +55,33 @@ def depth_millimetres(depth: np.ndarray) -> np.ndarray:
 
 
 class QueryBagWriter:
-    """A bag folder being written; ``with`` it, then :meth:`finish` with the visits. An error
-    inside the ``with`` removes the folder."""
+    """A bag folder being written; ``with`` it, and :meth:`finish` with the visits inside. The
+    bag is written to a staging folder and appears at ``out`` only once complete (an error
+    removes it); an existing non-empty ``out`` is refused unless ``overwrite``."""
 
-    def __init__(self, out: Path, frames: BagFrames, odometry: OdometryNoiseCfg, seed: int) -> None:
+    def __init__(
+        self,
+        out: Path,
+        frames: BagFrames,
+        odometry: OdometryNoiseCfg,
+        seed: int,
+        overwrite: bool = False,
+    ) -> None:
         if frames.storage not in STORAGES:
             raise BagError(f"storage must be 'mcap' or 'sqlite3', not '{frames.storage}'")
-        if out.exists():
-            raise BagError(f"{out} already exists; rosbag2 writes a new folder")
-        self.out, self.frames = out, frames
+        try:
+            check_new_output(out, overwrite)
+        except DataError as err:
+            raise BagError(str(err)) from None
+        self.out, self.frames, self._overwrite = Path(out), frames, overwrite
         self.odometer = DriftingOdometry(odometry, seed)
         self._noise = odometry
-        self._writer = Writer(out, version=9, storage_plugin=STORAGES[frames.storage])
         self._connections: dict[str, object] = {}
 
     def __enter__(self) -> QueryBagWriter:
+        self._staged = staged_output(self.out, self._overwrite)
+        self._path = self._staged.__enter__()
+        self._writer = Writer(self._path, version=9, storage_plugin=STORAGES[self.frames.storage])
         self._writer.open()
         topics = asdict(self.frames.topics)
         for key, msgtype in _TYPES.items():
@@ -85,8 +97,7 @@ class QueryBagWriter:
         trace: TracebackType | None,
     ) -> None:
         self._writer.close()
-        if error is not None:  # nothing half-written is left to be taken for a bag
-            shutil.rmtree(self.out, ignore_errors=True)
+        self._staged.__exit__(kind, error, trace)  # renamed into place, or removed
 
     def _write(self, key: str, stamp_ns: int, msg: object) -> None:
         data = TYPESTORE.serialize_cdr(msg, _TYPES[key])
@@ -158,4 +169,4 @@ class QueryBagWriter:
                 "noise": asdict(self._noise),
             },
         }
-        (self.out / GROUND_TRUTH_FILE).write_text(json.dumps(sidecar, indent=2))
+        (self._path / GROUND_TRUTH_FILE).write_text(json.dumps(sidecar, indent=2))

@@ -132,7 +132,7 @@ def _salvage(
 ) -> Iterator[RawMessage]:
     files = [bag] if bag.is_file() else sorted(bag.glob("*.mcap")) + sorted(bag.glob("*.db3"))
     if not files:
-        status.error = f"cannot read bag {bag}: {why}"
+        status.error = why  # the caller names the bag
         return
     status.salvaged = True
     for path in files:

@@ -62,13 +62,18 @@ def _to_scene_frame(walked: MapScan, reference: MapScan) -> np.ndarray | None:
 
 
 def record_scans_bag(
-    scans_dir: Path, out: Path, cfg: ScansBagCfg | None = None, progress: bool = True
+    scans_dir: Path,
+    out: Path,
+    cfg: ScansBagCfg | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
-    """Replay the scans under ``scans_dir`` as a rosbag2 folder ``out``."""
+    """Replay the scans under ``scans_dir`` as a rosbag2 folder ``out`` (new or empty unless
+    ``overwrite``; it appears only once complete)."""
     cfg = cfg or ScansBagCfg()
     if not cfg.camera_rate_hz > 0 or not cfg.transit_seconds >= 0:
         raise BagError("camera rate must be positive and transit time not negative")
-    bag = QueryBagWriter(out, cfg.frames, cfg.odometry, cfg.seed)  # checks storage and out
+    bag = QueryBagWriter(Path(out), cfg.frames, cfg.odometry, cfg.seed, overwrite)
     layout = detect_layout(scans_dir) if cfg.layout == "auto" else cfg.layout
     plan = _visit_plan(list_scans(scans_dir, layout, True, cfg.frame_step), cfg.scans)
     dt_ns = int(1e9 / cfg.camera_rate_hz)
@@ -111,5 +116,5 @@ def record_scans_bag(
                     "ground_truth_pose": to_scene is not None,
                 }
             )
-    bag.finish({"source": str(scans_dir), "layout": layout, "visits": visits})
+        bag.finish({"source": str(scans_dir), "layout": layout, "visits": visits})
     return out

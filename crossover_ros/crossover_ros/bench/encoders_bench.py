@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crossover_ros.argtypes import int_at_least
 from crossover_ros.errors import RuntimeBackendError
 from crossover_ros.model.registry import load_graphs
 from crossover_ros.runtime.backends import RuntimeCfg, create_backend
@@ -50,9 +51,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="all: every backend this machine has (TensorRT at FP16 and FP32)",
     )  # fmt: skip
     bench.add_argument("--encoders", nargs="+", default=list(CASES), choices=list(CASES))
-    bench.add_argument("--repeats", type=int, default=20, help="timed runs per size and backend")
-    bench.add_argument("--warmup", type=int, default=3)
-    bench.add_argument("--threads", type=int, help="CPU threads, torch and ORT (default: torch's)")
+    bench.add_argument(
+        "--repeats", type=int_at_least(1), default=20, help="timed runs per size and backend"
+    )
+    bench.add_argument("--warmup", type=int_at_least(0), default=3)
+    bench.add_argument(
+        "--threads", type=int_at_least(1), help="CPU threads, torch and ORT (default: torch's)"
+    )
     bench.add_argument("--ort-optimization", choices=("basic", "extended", "all"), default="all")
     bench.add_argument("--model", default="crossover", help="crossover or a checkpoint path")
     bench.add_argument("--cache", type=Path, help="ONNX files and engines (default: ~/.cache)")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crossover_ros.argtypes import int_at_least
 from crossover_ros.mapdb import SceneData, SceneRecord, SQLiteMapDatabase
 from crossover_ros.mapdb.postgres import PostgresMapDatabase
 
@@ -26,11 +27,14 @@ DIM = 512
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("map", help="map database latency, recall and insert rate")
-    bench.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    bench.add_argument("--sizes", type=int_at_least(1), nargs="+", default=[1000, 10000, 100000])
     bench.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
-    bench.add_argument("--queries", type=int, default=100)
+    bench.add_argument("--queries", type=int_at_least(1), default=100)
     bench.add_argument(
-        "--instances", type=int, default=1_000_000, help="instances in the instance test (0: skip)"
+        "--instances",
+        type=int_at_least(0),
+        default=1_000_000,
+        help="instances in the instance test (0: skip)",
     )
     bench.set_defaults(command=bench_map_command)
 

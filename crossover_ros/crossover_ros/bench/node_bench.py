@@ -31,6 +31,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 
 from crossover_msgs.msg import SceneMatch
+from crossover_ros.argtypes import int_at_least
 from crossover_ros.config import build
 from crossover_ros.frames import CameraIntrinsics, RGBDFrame
 from crossover_ros.mapdb import SceneRecord, SQLiteMapDatabase
@@ -53,14 +54,20 @@ OVERHEAD_TARGET_MS = 5.0
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("node", help="scene_recognizer per-keyframe overhead and latency")
-    bench.add_argument("--width", type=int, default=640)
-    bench.add_argument("--height", type=int, default=480)
-    bench.add_argument("--frames", type=int, default=200, help="pairs for the overhead part")
-    bench.add_argument("--e2e-frames", type=int, default=20, help="keyframes end to end (0: skip)")
+    bench.add_argument("--width", type=int_at_least(1), default=640)
+    bench.add_argument("--height", type=int_at_least(1), default=480)
+    bench.add_argument(
+        "--frames", type=int_at_least(1), default=200, help="pairs for the overhead part"
+    )
+    bench.add_argument(
+        "--e2e-frames", type=int_at_least(0), default=20, help="keyframes end to end (0: skip)"
+    )
     bench.add_argument("--model", default="global_descriptor", help="the node's model")
     bench.add_argument("--backend", default="torch", help="torch, onnxruntime, tensorrt, auto")
-    bench.add_argument("--scenes", type=int, default=20, help="scenes in the end-to-end map")
-    bench.add_argument("--num-threads", type=int, default=2, help="encoder CPU threads")
+    bench.add_argument(
+        "--scenes", type=int_at_least(1), default=20, help="scenes in the end-to-end map"
+    )
+    bench.add_argument("--num-threads", type=int_at_least(1), default=2, help="encoder CPU threads")
     bench.add_argument(
         "--fusion-stride",
         type=int,

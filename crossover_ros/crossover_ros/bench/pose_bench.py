@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crossover_ros.argtypes import fraction, int_at_least
 from crossover_ros.datasets.scan import load_building
 from crossover_ros.errors import CrossoverError
 from crossover_ros.mapdb.records import voxel_downsample
@@ -46,12 +47,20 @@ WRONG = "wrong scene"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("pose", help="pose estimation error, wrong-pose rate and latency")
     bench.add_argument("--building", type=Path, help="generated building (default: a new one)")
-    bench.add_argument("--rooms", type=int, default=4, help="rooms of the generated building")
-    bench.add_argument("--lookalike", type=int, default=2, help="of which near-identical")
+    bench.add_argument(
+        "--rooms", type=int_at_least(1), default=4, help="rooms of the generated building"
+    )
+    bench.add_argument(
+        "--lookalike", type=int_at_least(0), default=2, help="of which near-identical"
+    )
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--windows", type=int, default=6, help="query windows per rescan")
-    bench.add_argument("--keyframes", type=int, default=8, help="keyframes per window")
-    bench.add_argument("--mismatch", type=float, default=0.2, help="share of wrong matches added")
+    bench.add_argument(
+        "--windows", type=int_at_least(1), default=6, help="query windows per rescan"
+    )
+    bench.add_argument("--keyframes", type=int_at_least(1), default=8, help="keyframes per window")
+    bench.add_argument(
+        "--mismatch", type=fraction, default=0.2, help="share of wrong matches added"
+    )
     bench.add_argument("--global-method", choices=("correlative", "fpfh"), default="correlative")
     bench.add_argument(
         "--drift",

@@ -5,6 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from crossover_ros.argtypes import (
+    add_overwrite_argument,
+    check_lookalike,
+    int_at_least,
+    positive_float,
+)
 from crossover_ros.bags.odometry import OdometryNoiseCfg
 from crossover_ros.bags.query_writer import BagFrames
 from crossover_ros.bags.scans_bag import ScansBagCfg, record_scans_bag
@@ -20,13 +26,20 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     generate.add_argument("--out", type=Path, required=True, help="output folder (new)")
     generate.add_argument("--seed", type=int, default=0)
     generate.add_argument("--building-id", default="bldg0")
-    generate.add_argument("--rooms", type=int, default=8, help="rooms (scenes) in total")
-    generate.add_argument("--lookalike", type=int, default=4, help="of which near-identical")
-    generate.add_argument("--rescans", type=int, default=1, help="rescans per room")
-    generate.add_argument("--frames", type=int, default=30, help="RGB-D frames per scan")
-    generate.add_argument("--width", type=int, default=320)
-    generate.add_argument("--height", type=int, default=240)
+    generate.add_argument(
+        "--rooms", type=int_at_least(1), default=8, help="rooms (scenes) in total"
+    )
+    generate.add_argument(
+        "--lookalike", type=int_at_least(0), default=4, help="of which near-identical"
+    )
+    generate.add_argument("--rescans", type=int_at_least(0), default=1, help="rescans per room")
+    generate.add_argument(
+        "--frames", type=int_at_least(1), default=30, help="RGB-D frames per scan"
+    )
+    generate.add_argument("--width", type=int_at_least(1), default=320)
+    generate.add_argument("--height", type=int_at_least(1), default=240)
     generate.add_argument("--split", choices=["train", "heldout"], default="train")
+    add_overwrite_argument(generate)
     generate.set_defaults(command=generate_command)
 
     record = sub.add_parser("record-bag", help="record a rosbag2 of a walk through a building")
@@ -34,7 +47,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     record.add_argument("--out", type=Path, required=True, help="bag folder to create")
     record.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     record.add_argument("--seed", type=int, default=0)
-    record.add_argument("--seconds-per-room", type=float, default=6.0)
+    record.add_argument("--seconds-per-room", type=positive_float, default=6.0)
     record.add_argument("--rooms", nargs="*", default=[], help="room ids in order (default all)")
     record.add_argument(
         "--scans",
@@ -44,6 +57,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         " mapping bag for 'map record')",
     )
     _add_odometry_arguments(record)
+    add_overwrite_argument(record)
     record.set_defaults(command=record_command)
 
     replay = sub.add_parser(
@@ -63,12 +77,17 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="replay each room's newest rescan (a query bag) or its reference scan (a mapping bag)",
     )
     replay.add_argument(
-        "--frame-step", type=int, help="every n-th frame of a sequence (default: map build's)"
+        "--frame-step",
+        type=int_at_least(1),
+        help="every n-th frame of a sequence (default: map build's)",
     )
-    replay.add_argument("--camera-rate", type=float, default=3.0, help="replayed frames per s")
+    replay.add_argument(
+        "--camera-rate", type=positive_float, default=3.0, help="replayed frames per s"
+    )
     replay.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
     replay.add_argument("--seed", type=int, default=0)
     _add_odometry_arguments(replay)
+    add_overwrite_argument(replay)
     replay.set_defaults(command=bag_from_scans_command)
 
 
@@ -116,6 +135,7 @@ def _add_odometry_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def generate_command(args: argparse.Namespace) -> int:
+    check_lookalike(args.rooms, args.lookalike)
     cfg = BuildingConfig(
         seed=args.seed,
         num_rooms=args.rooms,
@@ -127,7 +147,7 @@ def generate_command(args: argparse.Namespace) -> int:
         split=args.split,
         building_id=args.building_id,
     )
-    out = generate_building(args.out, cfg)
+    out = generate_building(args.out, cfg, overwrite=args.overwrite)
     print(f"building written to {out}")
     return 0
 
@@ -141,7 +161,7 @@ def record_command(args: argparse.Namespace) -> int:
         scans=args.scans,
         odometry=_odometry_noise(args),
     )
-    out = record_query_bag(args.building, args.out, cfg)
+    out = record_query_bag(args.building, args.out, cfg, overwrite=args.overwrite)
     print(f"bag written to {out}")
     return 0
 
@@ -156,7 +176,7 @@ def bag_from_scans_command(args: argparse.Namespace) -> int:
         frames=BagFrames(storage=args.storage),
         odometry=_odometry_noise(args),
     )
-    out = record_scans_bag(args.scans, args.out, cfg)
+    out = record_scans_bag(args.scans, args.out, cfg, overwrite=args.overwrite)
     print(f"bag written to {out}")
     return 0
 

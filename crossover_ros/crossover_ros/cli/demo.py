@@ -7,18 +7,22 @@ DDS, listens to the matches and prints, per room visited, the true and the match
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from crossover_ros.argtypes import check_lookalike, int_at_least, positive_float
 from crossover_ros.bags.reader import read_ground_truth
-from crossover_ros.errors import CrossoverError
+from crossover_ros.errors import CrossoverError, DataError
 from crossover_ros.eval.visits import first_per_window, format_visits, summarize_visits
 from crossover_ros.mapdb.build import build_map
 from crossover_ros.model.registry import MODELS, create_encoder
+from crossover_ros.outputs import check_new_output
 from crossover_ros.synthetic.building import BuildingConfig, generate_building
 from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
@@ -27,14 +31,21 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser = verbs.add_parser("demo", help="run the whole pipeline on a generated building")
     parser.add_argument("--workdir", type=Path, default=Path("demo_out"), help="kept between runs")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rooms", type=int, default=8)
-    parser.add_argument("--lookalike", type=int, default=4)
-    parser.add_argument("--rate", type=float, default=1.0, help="bag playback speed factor")
+    parser.add_argument("--rooms", type=int_at_least(1), default=8)
+    parser.add_argument("--lookalike", type=int_at_least(0), default=4)
+    parser.add_argument(
+        "--rate", type=positive_float, default=1.0, help="bag playback speed factor"
+    )
     parser.add_argument(
         "--models",
         nargs="+",
         default=["global_descriptor", "crossover"],
         help="models to compare on the same bag (crossover, global_descriptor or a checkpoint)",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="empty a --workdir that holds something else than a demo of these settings",
     )
     parser.set_defaults(command=demo_command)
 
@@ -43,7 +54,32 @@ def _step(message: str) -> None:
     print(f"\n== {message}", flush=True)
 
 
+def _prepare_workdir(args: argparse.Namespace) -> None:
+    """A workdir is kept between runs of the same demo (its steps are skipped once done), but
+    one holding another demo's data or anything else is refused unless ``--overwrite``."""
+    settings = {"seed": args.seed, "rooms": args.rooms, "lookalike": args.lookalike}
+    stamp = args.workdir / "demo.json"
+    try:
+        if json.loads(stamp.read_text()) == settings:
+            return
+    except (OSError, ValueError):
+        pass
+    if args.overwrite:
+        shutil.rmtree(args.workdir, ignore_errors=True)
+    elif stamp.is_file():
+        raise DataError(
+            f"{args.workdir} holds a demo made with {stamp.read_text().strip()}; choose a new"
+            " --workdir or pass --overwrite"
+        )
+    else:
+        check_new_output(args.workdir)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps(settings))
+
+
 def demo_command(args: argparse.Namespace) -> int:
+    check_lookalike(args.rooms, args.lookalike)
+    _prepare_workdir(args)
     building_dir = args.workdir / "building"
     bag_path = args.workdir / "query_bag"
     started = time.monotonic()
@@ -90,9 +126,9 @@ def _eval_maps(args: argparse.Namespace) -> str:
 def _replay_with(model: str, building_dir: Path, bag_path: Path, args: argparse.Namespace):
     """Map the building with ``model``, run the node on it, replay the bag, return the matches."""
     map_path = _map_path(model, args.workdir)
-    if not map_path.is_file():
-        _step(f"building the map database of the reference scans with {model}")
-        build_map(building_dir, map_path, create_encoder(model)).close()
+    # resumed: a map an earlier run left half-built (killed, interrupted) is completed
+    _step(f"the map database of the reference scans with {model}")
+    build_map(building_dir, map_path, create_encoder(model), resume=True).close()
     _step(f"scene_recognizer ({model}, its own process) <- bag replay over ROS 2")
     node = subprocess.Popen(
         [

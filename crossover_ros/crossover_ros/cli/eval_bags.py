@@ -20,6 +20,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from crossover_ros.argtypes import (
+    add_overwrite_argument,
+    check_lookalike,
+    fraction,
+    int_at_least,
+    positive_float,
+)
 from crossover_ros.bags.reader import BagTopics
 from crossover_ros.bags.scans_bag import ScansBagCfg, record_scans_bag
 from crossover_ros.config import build, load_yaml, parse_assignment
@@ -37,6 +44,7 @@ from crossover_ros.eval.bag_report import format_report, report_json
 from crossover_ros.eval.plots import plot_all
 from crossover_ros.mapdb import SQLiteMapDatabase, open_map
 from crossover_ros.mapdb.build import build_map
+from crossover_ros.mapdb.postgres import redact_url
 from crossover_ros.model.instance_baseline import InstanceBaselineEncoder
 from crossover_ros.model.registry import (
     checkpoint_is_instance_baseline,
@@ -44,6 +52,7 @@ from crossover_ros.model.registry import (
     model_for_fingerprint,
     model_label,
 )
+from crossover_ros.outputs import check_new_output, staged_output
 from crossover_ros.pipeline.config import PipelineCfg
 from crossover_ros.pipeline.recognizer import check_map
 from crossover_ros.pipeline.runner import create_model_encoder
@@ -95,18 +104,23 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="stored modalities CrossOver ranks the frames against, one row each (point_cloud"
         " rgb floorplan referral scene; default: point_cloud, as the node; benchmark: first 4)",
     )
-    io.add_argument("--out", type=Path, default=Path("eval_out"), help="report folder")
+    io.add_argument("--out", type=Path, default=Path("eval_out"), help="report folder (new)")
+    add_overwrite_argument(io)
     run = parser.add_argument_group("replay")
     run.add_argument("--mode", choices=["offline", "live"], default="offline")
-    run.add_argument("--rate", type=float, default=1.0, help="live: playback speed factor")
+    run.add_argument("--rate", type=positive_float, default=1.0, help="live: playback speed factor")
     run.add_argument(
         "--external-node",
         action="store_true",
         help="live: score a scene_recognizer already running (default: start one in-process)",
     )
     run.add_argument("--match-topic", default="/scene_recognizer/scene_match")
-    run.add_argument("--confident", type=float, default=0.5, help="confidence of a 'sure' answer")
-    run.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], help="recall@K to report")
+    run.add_argument(
+        "--confident", type=fraction, default=0.5, help="confidence of a 'sure' answer"
+    )
+    run.add_argument(
+        "--ks", type=int_at_least(1), nargs="+", default=[1, 5, 10], help="recall@K to report"
+    )
     run.add_argument(
         "--params-file",
         type=Path,
@@ -150,10 +164,10 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="generate held-out buildings, bags and maps under DIR (kept), evaluate every model",
     )
-    bench.add_argument("--buildings", type=int, default=3)
-    bench.add_argument("--rooms", type=int, default=6)
-    bench.add_argument("--lookalike", type=int, default=2)
-    bench.add_argument("--seconds-per-room", type=float, default=5.0)
+    bench.add_argument("--buildings", type=int_at_least(1), default=3)
+    bench.add_argument("--rooms", type=int_at_least(1), default=6)
+    bench.add_argument("--lookalike", type=int_at_least(0), default=2)
+    bench.add_argument("--seconds-per-room", type=positive_float, default=5.0)
     bench.add_argument(
         "--seed",
         type=int,
@@ -167,7 +181,9 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         default=INSTANCE_BASELINE,
         help="Instance-Baseline checkpoint (a row says 'not available' without it)",
     )
-    bench.add_argument("--workers", type=int, default=0, help="processes generating (0: cores)")
+    bench.add_argument(
+        "--workers", type=int_at_least(0), default=0, help="processes generating (0: cores)"
+    )
     bench.add_argument(
         "--replay-scans",
         action="store_true",
@@ -215,8 +231,10 @@ def eval_command(args: argparse.Namespace) -> int:
     for bag in args.bag:
         if not bag.exists():
             raise CrossoverError(f"bag {bag} does not exist")
+    check_new_output(args.out, args.overwrite)  # before the work, not after it
     models = args.model or [None] * len(args.map)
-    command = "crossover_ros " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["eval"] else ""
+    argv = [redact_url(arg) for arg in sys.argv[1:]]  # the report shows no password
+    command = "crossover_ros " + shlex.join(argv) if argv[:1] == ["eval"] else ""
     run_evaluation(args, list(zip(args.map, models, strict=True)), [], command)
     return 0
 
@@ -258,7 +276,7 @@ def evaluate_row(job: RowJob) -> tuple[str, str, list, MapGeometry | None]:
     if live and isinstance(encoder, InstanceBaselineEncoder):
         return label, "offline only: the node ranks scene embeddings, not object means", [], None
     records = []
-    with open_map(job.map_path, encoder.fingerprint) as mapdb:
+    with open_map(job.map_path, encoder.fingerprint, read_only=True) as mapdb:
         for bag in job.bags:
             print(f"== {label} ({job.modality}) <- {bag} [{job.mode}]", flush=True)
             if live:  # the ROS side needs rclpy, which an offline evaluation does not
@@ -304,7 +322,7 @@ def run_evaluation(
     live = args.mode == "live"
     rows, bags = [], {}
     for map_path, model in maps:
-        with open_map(map_path) as probe:
+        with open_map(map_path, read_only=True) as probe:
             model = model or model_for_fingerprint(probe.model_fingerprint)
         for modality in _rows_for(model, args.map_modality):
             job = RowJob(
@@ -336,23 +354,30 @@ def run_evaluation(
 def _write(args, rows, bags, cfg, maps, command: str) -> None:
 
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_output(out, args.overwrite) as staging:
+        staging.mkdir()
+        report = _write_into(staging, args, rows, bags, cfg, maps, command)
+    print()
+    print(report)
+    print(f"report: {out / 'report.md'}, numbers: {out / 'results.json'}, plots in {out}")
+
+
+def _write_into(staging: Path, args, rows, bags, cfg, maps, command: str) -> str:
+    out: Path = args.out
     meta = {
         "mode": args.mode if args.mode == "offline" else f"live x{args.rate:g}",
         "command": command,
-        "maps": [str(m) for m, _ in maps],
+        "maps": [redact_url(str(m)) for m, _ in maps],
         "machine": f"{os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d %H:%M')}",
         "out_dir": str(out),
     }
     plots = {}
     if not args.no_plots:
-        plots = plot_all(rows, out)
+        plots = {name: out / path.name for name, path in plot_all(rows, staging).items()}
     report = format_report(rows, bags, cfg, meta, plots)
-    (out / "report.md").write_text(report)
-    (out / "results.json").write_text(report_json(rows, bags, cfg, meta))
-    print()
-    print(report)
-    print(f"report: {out / 'report.md'}, numbers: {out / 'results.json'}, plots in {out}")
+    (staging / "report.md").write_text(report)
+    (staging / "results.json").write_text(report_json(rows, bags, cfg, meta))
+    return report
 
 
 # -- the benchmark set -------------------------------------------------------------------------
@@ -362,6 +387,10 @@ def benchmark_command(args: argparse.Namespace) -> int:
     """Held-out buildings + bags (both formats) + a map per model, then the evaluation."""
 
     root: Path = args.benchmark
+    check_lookalike(args.rooms, args.lookalike)
+    if not args.out or args.out == Path("eval_out"):
+        args.out = root / "report"
+    check_new_output(args.out, args.overwrite)  # before the work, not after it
     root.mkdir(parents=True, exist_ok=True)
     settings = {
         "buildings": args.buildings,
@@ -422,8 +451,6 @@ def benchmark_command(args: argparse.Namespace) -> int:
         extra.append(unavailable("Instance Baseline", TRAIN_INSTANCE_BASELINE, "I->P"))
     args.bag = bags
     args.map_modality = args.map_modality or ["point_cloud", "floorplan", "rgb", "referral"]
-    if not args.out or args.out == Path("eval_out"):
-        args.out = root / "report"
     command = (
         f"crossover_ros eval --benchmark {root} --buildings {args.buildings} --rooms {args.rooms}"
         f" --lookalike {args.lookalike} --seconds-per-room {args.seconds_per_room:g}"
@@ -500,7 +527,7 @@ def _ensure_multi_map(
     encoder = create_encoder(model)
     if out.is_file():
         try:
-            with SQLiteMapDatabase.open(out) as db:
+            with SQLiteMapDatabase.open(out, read_only=True) as db:
                 check_map(encoder, db)
             return
         except CrossoverError as err:

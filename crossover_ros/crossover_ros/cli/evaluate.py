@@ -6,12 +6,14 @@ import argparse
 import json
 from pathlib import Path
 
+from crossover_ros.argtypes import add_overwrite_argument
 from crossover_ros.datasets.scan import load_building
 from crossover_ros.errors import ModelError
 from crossover_ros.eval.crossover_eval import evaluate_models, format_report
 from crossover_ros.eval.report import results_to_dict
 from crossover_ros.model.crossover import CrossOverModel
 from crossover_ros.model.image_backbone import image_encoder_for_model
+from crossover_ros.outputs import check_new_output, staged_output
 from crossover_ros.train.pipeline import load_features
 
 
@@ -26,10 +28,14 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--report", type=Path, help="write the Markdown report here")
     parser.add_argument("--json", type=Path, help="write all numbers as JSON here")
+    add_overwrite_argument(parser)
     parser.set_defaults(command=evaluate_command)
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
+    for path in (args.report, args.json):
+        if path is not None:
+            check_new_output(path, args.overwrite)
     model, metadata = CrossOverModel.load(args.model)
     baseline = CrossOverModel.load(args.baseline)[0] if args.baseline else None
     if baseline is not None and baseline.cfg.image_backbone != model.cfg.image_backbone:
@@ -49,10 +55,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
     print(f"{len(scenes)} scans of {len(args.buildings)} held-out buildings\n")
     print(report)
     if args.report:
-        args.report.parent.mkdir(parents=True, exist_ok=True)
-        args.report.write_text(report)
+        with staged_output(args.report, args.overwrite) as path:
+            path.write_text(report)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {title: results_to_dict(rows) for title, rows in tables.items()}
-        args.json.write_text(json.dumps(payload, indent=2))
+        with staged_output(args.json, args.overwrite) as path:
+            path.write_text(json.dumps(payload, indent=2))
     return 0

@@ -22,12 +22,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.command(args)
-    except CrossoverError as err:
-        print(f"ERROR: {err}", file=sys.stderr)
+    except (CrossoverError, ValueError, OSError) as err:
+        # bad input or a file system refusing (a read-only or missing folder): one line
+        print(f"ERROR: {_one_line(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

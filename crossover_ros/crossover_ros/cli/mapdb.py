@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from crossover_ros.errors import DataError, MapDatabaseError
+from crossover_ros.errors import DataError, MapDatabaseError, MapNotFoundError
 from crossover_ros.mapdb import SQLiteMapDatabase, copy_map, create_map, is_postgres_url, open_map
 from crossover_ros.mapdb.build import build_map, embed_scan, list_scans
 from crossover_ros.model.registry import create_encoder
@@ -33,6 +33,13 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         "--include-rescans", action="store_true", help="also store rescans (default: references)"
     )
     _add_frame_step_argument(build)
+    again = build.add_mutually_exclusive_group()
+    again.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted build: add the scans the map lacks (same model only)",
+    )
+    again.add_argument("--overwrite", action="store_true", help="replace an existing SQLite map")
     build.set_defaults(command=build_command)
 
     record = sub.add_parser(
@@ -106,6 +113,8 @@ def build_command(args: argparse.Namespace) -> int:
         args.include_rescans,
         layout=args.layout,
         frame_step=args.frame_step,
+        resume=args.resume,
+        overwrite=args.overwrite,
     ) as db:
         print(f"map {db.path}: {len(db.scenes())} scenes, modalities {db.modalities()}")
     return 0
@@ -129,9 +138,9 @@ def record_command(args: argparse.Namespace) -> int:
 
 def info_command(args: argparse.Namespace) -> int:
     if args.verify and not is_postgres_url(args.map):
-        db = SQLiteMapDatabase.open(args.map, verify=True)
+        db = SQLiteMapDatabase.open(args.map, verify=True, read_only=True)
     else:
-        db = open_map(args.map)
+        db = open_map(args.map, read_only=True)
     with db:
         scenes = db.scenes()
         print(f"map: {db.path}")
@@ -172,15 +181,13 @@ def remove_scene_command(args: argparse.Namespace) -> int:
 def _copy(source_location: str, target_location: str, must_be_new: bool) -> int:
     from tqdm import tqdm
 
-    with open_map(source_location) as source:
+    with open_map(source_location, read_only=True) as source:
         try:
             target = open_map(target_location, source.model_fingerprint)
             if must_be_new:
                 target.close()
                 raise MapDatabaseError(f"{target.path} already exists; choose a new map")
-        except MapDatabaseError as err:
-            if "not found" not in str(err):
-                raise
+        except MapNotFoundError:
             target = create_map(
                 target_location,
                 source.model_fingerprint,

@@ -370,6 +370,14 @@ def read_bag(
     }
     if status.error and not contents.read:
         raise BagError(f"cannot read bag {bag}: {status.error}")
+    required = {role: contents.missing[role] for role in (COLOR, DEPTH) if role in contents.missing}
+    if required and not status.error:  # nothing could be recognised: not a result of zero
+        names = ", ".join(f"{topic} ({role})" for role, topic in required.items())
+        flags = " / ".join(f"--{role.replace('_', '-')}-topic" for role in required)
+        raise BagError(
+            f"bag {bag} lacks the topic {names} that the recogniser needs; its topics:"
+            f" {', '.join(sorted(contents.topics)) or 'none'} (name others with {flags})"
+        )
     _attach_visits(bag, cfg, contents, truth)
     return contents, truth
 

@@ -12,9 +12,9 @@ from crossover_ros.datasets.rscan import find_rscan_scans
 from crossover_ros.datasets.scan import Scan, load_building
 from crossover_ros.datasets.scannet import SCENE_NAME, find_scannet_scenes
 from crossover_ros.datasets.sequence import SequenceScan
-from crossover_ros.errors import DataError
+from crossover_ros.errors import DataError, MapDatabaseError, MapNotFoundError
 from crossover_ros.mapdb.base import MapBase
-from crossover_ros.mapdb.open import create_map
+from crossover_ros.mapdb.open import create_map, is_postgres_url, open_map
 from crossover_ros.mapdb.records import SceneData, SceneRecord, voxel_downsample
 from crossover_ros.model.registry import RecognitionEncoder
 
@@ -124,6 +124,31 @@ def embed_scan(scan: MapScan, encoder: RecognitionEncoder, voxel: float = 0.05) 
     return SceneData(scan.record, embeddings, instances, voxel_downsample(xyz, rgb, voxel))
 
 
+def _target_map(
+    location: Path | str, encoder: RecognitionEncoder, resume: bool, overwrite: bool
+) -> tuple[MapBase, bool]:
+    """The map to build into, and whether it is new."""
+    if resume:
+        try:
+            mapdb = open_map(location, encoder.fingerprint)
+        except MapNotFoundError:
+            pass
+        else:
+            if (mapdb.embedding_dim, mapdb.instance_dim) != (encoder.dim, encoder.instance_dim):
+                mapdb.close()
+                raise MapDatabaseError(
+                    f"{mapdb.path} holds {mapdb.embedding_dim}/{mapdb.instance_dim}-d vectors,"
+                    f" the model makes {encoder.dim}/{encoder.instance_dim}-d: cannot resume"
+                )
+            return mapdb, False
+    elif overwrite:
+        if is_postgres_url(location):
+            raise MapDatabaseError("--overwrite replaces SQLite files; drop a PostgreSQL map first")
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{location}{suffix}").unlink(missing_ok=True)
+    return create_map(location, encoder.fingerprint, encoder.dim, encoder.instance_dim), True
+
+
 def build_map(
     building_dir: Path | Sequence[Path],
     out_path: Path | str,
@@ -132,14 +157,18 @@ def build_map(
     progress: bool = True,
     layout: str = "auto",
     frame_step: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
 ) -> MapBase:
     """Embed every reference scan (and optionally rescans) of one scan folder, or of several
     (buildings side by side), into a new map (file or URL).
 
     The map holds what the robot knew before it came back: by default only each room's
-    reference scan (scan_index 0); query bags walk through the rescans. A scan that cannot be
-    read or embedded deletes the new map, so no partial map is left to be mistaken for a whole
-    one (a killed process leaves the scans committed so far).
+    reference scan (scan_index 0); query bags walk through the rescans. Each scan is committed
+    on its own: a killed or interrupted build keeps the scans done so far, and ``resume`` goes on
+    with the scans the map lacks (a map of the same model only). A scan that cannot be read or
+    embedded deletes a map this call created, so no partial map is left to be mistaken for a
+    whole one. ``overwrite`` replaces an existing SQLite map.
     """
     folders = [building_dir] if isinstance(building_dir, str | Path) else building_dir
     scans = [
@@ -147,11 +176,19 @@ def build_map(
         for folder in folders
         for scan in list_scans(Path(folder), layout, include_rescans, frame_step)
     ]
-    mapdb = create_map(out_path, encoder.fingerprint, encoder.dim, encoder.instance_dim)
+    mapdb, created = _target_map(out_path, encoder, resume, overwrite)
     try:
-        for scan in tqdm(scans, desc="embedding scans", unit="scan", disable=not progress):
+        done = {scene.scene_id for scene in mapdb.scenes()}
+        todo = [scan for scan in scans if scan.record.scene_id not in done]
+        for scan in tqdm(todo, desc="embedding scans", unit="scan", disable=not progress):
             mapdb.add_scenes([embed_scan(scan, encoder)])
-    except BaseException:
-        mapdb.discard()
+    except Exception:
+        if created:
+            mapdb.discard()
+        else:
+            mapdb.close()
+        raise
+    except BaseException:  # interrupted: what is committed stays, for --resume
+        mapdb.close()
         raise
     return mapdb

@@ -16,11 +16,21 @@ def is_postgres_url(location: str | Path) -> bool:
     return str(location).startswith(("postgresql://", "postgres://"))
 
 
-def open_map(location: str | Path, model_fingerprint: str | None = None) -> MapBase:
-    """A SQLite file path or a ``postgresql://...[#map_name]`` URL."""
+def open_map(
+    location: str | Path,
+    model_fingerprint: str | None = None,
+    *,
+    password_file: str = "",
+    read_only: bool = False,
+) -> MapBase:
+    """A SQLite file path or a ``postgresql://...[#map_name]`` URL; ``password_file`` holds
+    the PostgreSQL password (default: libpq's PGPASSWORD, PGPASSFILE or ~/.pgpass).
+    ``read_only``: a SQLite file is opened as a reader only (works on a read-only filesystem)."""
     if is_postgres_url(location):
-        return PostgresMapDatabase.open(str(location), model_fingerprint)
-    return SQLiteMapDatabase.open(location, model_fingerprint)
+        return PostgresMapDatabase.open(
+            str(location), model_fingerprint, password_file=password_file
+        )
+    return SQLiteMapDatabase.open(location, model_fingerprint, read_only=read_only)
 
 
 def create_map(
@@ -28,20 +38,26 @@ def create_map(
     model_fingerprint: str,
     embedding_dim: int,
     instance_dim: int | None = None,
+    *,
+    password_file: str = "",
 ) -> MapBase:
     if is_postgres_url(location):
         return PostgresMapDatabase.create(
-            str(location), model_fingerprint, embedding_dim, instance_dim
+            str(location),
+            model_fingerprint,
+            embedding_dim,
+            instance_dim,
+            password_file=password_file,
         )
     return SQLiteMapDatabase.create(location, model_fingerprint, embedding_dim, instance_dim)
 
 
-def open_or_create_map(location: str | Path, encoder: Any) -> MapBase:
+def open_or_create_map(location: str | Path, encoder: Any, password_file: str = "") -> MapBase:
     """The map to record into: opened for ``encoder``'s model (a map of another model is
     refused), or created for it where a SQLite file does not exist yet."""
     if not is_postgres_url(location) and not Path(location).exists():
         return create_map(location, encoder.fingerprint, encoder.dim, encoder.instance_dim)
-    return open_map(location, encoder.fingerprint)
+    return open_map(location, encoder.fingerprint, password_file=password_file)
 
 
 def copy_map(

@@ -18,11 +18,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
 
 import numpy as np
 
-from crossover_ros.errors import MapDatabaseError
+from crossover_ros.errors import MapDatabaseError, MapNotFoundError
 from crossover_ros.mapdb.base import MapBase, fingerprint_error, schema_error
 from crossover_ros.mapdb.records import (
     SCHEMA_VERSION,
@@ -49,28 +49,88 @@ class PgSearchCfg:
     maintenance_work_mem: str = "1GB"  # HNSW builds are slow once the graph exceeds it
 
 
+def _credentials_span(url: str) -> tuple[int, int] | None:
+    """Where ``user[:password]`` lies in ``url``: between ``://`` and the last ``@`` (a password
+    may hold an unencoded ``/``, ``?``, ``#`` or ``@``, so the URL's own parsing cannot find it)."""
+    start = url.find("://")
+    end = url.rfind("@")
+    if start < 0 or end < start + 3:
+        return None
+    return start + 3, end
+
+
+def _password_of(url: str) -> str:
+    span = _credentials_span(url)
+    secret = ""
+    if span is not None:
+        user_info = url[span[0] : span[1]]
+        secret = user_info.partition(":")[2]
+    match = re.search(r"password=([^&\s#]*)", url)
+    return secret or (match.group(1) if match else "")
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced, for messages and logs."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable connection string>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        user, host = netloc.rsplit("@", 1)
-        if ":" in user:
-            user = user.split(":", 1)[0] + ":***"
-        netloc = f"{user}@{host}"
-    query = re.sub(r"(password=)[^&]*", r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    span = _credentials_span(url)
+    if span is not None:
+        user = url[span[0] : span[1]].partition(":")[0]
+        url = (
+            f"{url[: span[0]]}{user}:***{url[span[1] :]}" if ":" in url[span[0] : span[1]] else url
+        )
+    return re.sub(r"(password=)[^&\s]*", r"\1***", url)
+
+
+def _redact_quoted(quoted: str, url: str) -> str:
+    """A quoted piece of a driver message: masked where it is part of ``url``'s credentials
+    (libpq quotes whatever it stopped parsing at, maybe the middle of a password)."""
+    span = _credentials_span(url)
+    at = url.find(quoted) if quoted else -1
+    if span is None or at < 0 or at >= span[1] or at + len(quoted) <= span[0]:
+        return quoted
+    return redact_url(quoted) if "://" in quoted else "<part of the connection string>"
+
+
+def redact_text(text: str, url: str) -> str:
+    """``text`` (a driver's error message, which may quote the URL) without ``url``'s password."""
+    secret = _password_of(url)
+    text = re.sub(r'"([^"]*)"', lambda m: f'"{_redact_quoted(m.group(1), url)}"', str(text))
+    text = re.sub(r"[a-z][a-z0-9+.-]*://\S+", lambda m: redact_url(m.group(0)), text)
+    text = re.sub(r"(password\s*=\s*)('[^']*'|\S+)", r"\1***", text)
+    return text.replace(secret, "***") if secret else text
+
+
+def driver_message(err: BaseException, url: str) -> str:
+    """The first line of a driver error, with no password in it."""
+    lines = str(err).strip().splitlines()
+    return redact_text(lines[0], url) if lines else type(err).__name__
 
 
 def _split_schema(url: str) -> tuple[str, str]:
-    base, _, fragment = url.partition("#")
+    span = _credentials_span(url)
+    after = span[1] if span is not None else 0  # a '#' in the password is not the map name
+    fragment_at = url.find("#", after)
+    if fragment_at < 0:
+        base, fragment = url, ""
+    else:
+        base, fragment = url[:fragment_at], url[fragment_at + 1 :]
     schema = fragment or DEFAULT_SCHEMA
     if not _IDENT.match(schema):
-        raise MapDatabaseError(f"map name '{schema}' must be a lowercase SQL identifier")
+        raise MapDatabaseError(
+            f"map name '{redact_text(schema, url)}' must be a lowercase SQL identifier"
+        )
     return base, schema
+
+
+def read_password_file(path: str) -> str:
+    """The password in ``path`` (its first line), for a ``map.password_file`` setting."""
+    try:
+        lines = Path(path).expanduser().read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) else "not text"
+        raise MapDatabaseError(f"cannot read password_file {path}: {reason}") from None
+    if not lines or not lines[0]:
+        raise MapDatabaseError(f"password_file {path} is empty")
+    return lines[0]
 
 
 def _psycopg():
@@ -95,6 +155,7 @@ class PostgresMapDatabase(MapBase):
 
     def __init__(self, url: str, connection, schema: str, cfg: PgSearchCfg | None = None):
         self.path = redact_url(url)
+        self._url = url  # for redacting driver messages; never shown
         self._db = connection
         self._schema = schema
         self._cfg = cfg or PgSearchCfg()
@@ -111,15 +172,20 @@ class PostgresMapDatabase(MapBase):
 
     # -- opening ---------------------------------------------------------------------------
     @staticmethod
-    def _connect(url: str):
+    def _connect(url: str, password_file: str = ""):
+        """A connection; the password from ``password_file`` if given, else from the URL or
+        libpq's environment (PGPASSWORD, PGPASSFILE, ~/.pgpass)."""
         psycopg = _psycopg()
+        extra = {"password": read_password_file(password_file)} if password_file else {}
         try:
-            return psycopg.connect(url, connect_timeout=10)
+            return psycopg.connect(url, connect_timeout=10, **extra)
         except psycopg.Error as err:
-            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            message = driver_message(err, url)
+            if extra:
+                message = message.replace(extra["password"], "***")
             raise MapDatabaseError(
                 f"cannot connect to {redact_url(url)}: {message} (credentials come from"
-                " PGPASSWORD, PGPASSFILE or ~/.pgpass)"
+                " map.password_file, PGPASSWORD, PGPASSFILE or ~/.pgpass)"
             ) from None
 
     @classmethod
@@ -130,6 +196,7 @@ class PostgresMapDatabase(MapBase):
         embedding_dim: int,
         instance_dim: int | None = None,
         cfg: PgSearchCfg | None = None,
+        password_file: str = "",
     ) -> PostgresMapDatabase:
         """A new map in its own schema of the server; refuses to overwrite an existing map."""
         base, schema = _split_schema(url)
@@ -139,15 +206,16 @@ class PostgresMapDatabase(MapBase):
             raise MapDatabaseError(f"pgvector HNSW indexes take 1..2000 dimensions, got {dim}")
         if instance_dim < 1:
             raise MapDatabaseError(f"instance_dim must be positive, got {instance_dim}")
-        db = cls._connect(base)
+        db = cls._connect(base, password_file)
         psycopg = _psycopg()
         try:
             with db.transaction():
                 exists = _map_exists(db, schema)
                 if exists:
                     raise MapDatabaseError(
-                        f"{redact_url(url)} already holds map '{schema}'; remove it"
-                        f" (DROP SCHEMA {schema} CASCADE) or choose another name"
+                        f"{redact_url(url)} already holds map '{schema}'; choose another name,"
+                        " add the scenes it lacks with 'map build --resume', or remove it"
+                        f" (DROP SCHEMA {schema} CASCADE)"
                     )
                 db.execute("CREATE EXTENSION IF NOT EXISTS vector")
                 db.execute(_PG_SCHEMA.format(s=schema, d=dim, di=instance_dim))
@@ -163,7 +231,9 @@ class PostgresMapDatabase(MapBase):
                 )
         except psycopg.Error as err:
             db.close()
-            raise MapDatabaseError(f"cannot create map on {redact_url(url)}: {err}") from err
+            raise MapDatabaseError(
+                f"cannot create map on {redact_url(url)}: {driver_message(err, url)}"
+            ) from None
         except MapDatabaseError:
             db.close()
             raise
@@ -171,11 +241,15 @@ class PostgresMapDatabase(MapBase):
 
     @classmethod
     def open(
-        cls, url: str, model_fingerprint: str | None = None, cfg: PgSearchCfg | None = None
+        cls,
+        url: str,
+        model_fingerprint: str | None = None,
+        cfg: PgSearchCfg | None = None,
+        password_file: str = "",
     ) -> PostgresMapDatabase:
         """Connect to an existing map, checking its schema and (if given) the model."""
         base, schema = _split_schema(url)
-        db = cls._connect(base)
+        db = cls._connect(base, password_file)
         psycopg = _psycopg()
         try:
             with db.transaction():
@@ -187,11 +261,13 @@ class PostgresMapDatabase(MapBase):
                 )
         except psycopg.Error as err:
             db.close()
-            raise MapDatabaseError(f"{redact_url(url)} cannot be read: {err}") from err
+            raise MapDatabaseError(
+                f"{redact_url(url)} cannot be read: {driver_message(err, url)}"
+            ) from None
         where = f"{redact_url(base)} map '{schema}'"
         if meta is None:
             db.close()
-            raise MapDatabaseError(f"{where} not found; build it with 'map build' or 'map export'")
+            raise MapNotFoundError(f"{where} not found; build it with 'map build' or 'map export'")
         try:
             version = int(meta.get("schema_version", -1))
         except ValueError:
@@ -223,9 +299,12 @@ class PostgresMapDatabase(MapBase):
                 with self._db.transaction():
                     yield self._db
             except psycopg.errors.UniqueViolation as err:
-                raise MapDatabaseError(f"{self.path}: scene already in the map ({err})") from err
+                message = driver_message(err, self._url)
+                raise MapDatabaseError(
+                    f"{self.path}: scene already in the map ({message})"
+                ) from None
             except psycopg.Error as err:
-                raise MapDatabaseError(f"{self.path}: {err}") from err
+                raise MapDatabaseError(f"{self.path}: {driver_message(err, self._url)}") from None
 
     def _fetch(self, sql: str, args: tuple = (), binary: bool = False) -> list[tuple]:
         """Rows of a query; ``binary`` fetches vectors as float32 bytes rather than text."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crossover_ros.errors import MapDatabaseError
+from crossover_ros.errors import MapDatabaseError, MapNotFoundError
 from crossover_ros.mapdb.base import MapBase, fingerprint_error, schema_error
 from crossover_ros.mapdb.records import (
     SCHEMA_VERSION,
@@ -101,6 +101,50 @@ def _check_header(path: Path) -> None:
         )
 
 
+_TABLES = ("meta", "buildings", "modalities", "scenes", "scene_embeddings", "instances")
+_TABLES += ("instance_embeddings", "scene_clouds")
+
+
+def _wal_mode(path: Path) -> bool:
+    """Whether the file's header says WAL (file format versions 2 at offsets 18-19)."""
+    with path.open("rb") as file:
+        header = file.read(20)
+    return header[18:20] == b"\x02\x02"
+
+
+def _check_tables(db: sqlite3.Connection, path: Path, tables: tuple[str, ...] = _TABLES) -> None:
+    """Say which tables a map lacks rather than SQLite's 'no such table: meta'."""
+    names = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    missing = [name for name in tables if name not in names]
+    if not missing:
+        return
+    wal = path.with_name(path.name + "-wal")
+    hint = (
+        f"was it copied without its {wal.name} file (a map being written keeps recent scenes"
+        f" there)? Copy {wal.name} beside it, or rebuild it with 'map build'"
+        if not wal.exists()
+        else "rebuild it with 'map build'"
+    )
+    what = "no map tables" if not names else f"no {', '.join(missing)} table"
+    raise MapDatabaseError(f"{path} is an SQLite file with {what}: {hint}")
+
+
+def _open_error(path: Path, err: sqlite3.DatabaseError, read_only: bool) -> MapDatabaseError:
+    """A failure to open: a permission or lock problem is not a damaged map."""
+    text = str(err)
+    if isinstance(err, sqlite3.OperationalError) and any(
+        word in text for word in ("unable to open", "readonly", "read-only", "locked", "denied")
+    ):
+        advice = (
+            "check the file and its folder are readable"
+            if read_only
+            else "the map and its folder must be writable to add to it (a node only reading it"
+            " opens it read-only)"
+        )
+        return MapDatabaseError(f"cannot open map database {path} ({text}): {advice}")
+    return MapDatabaseError(f"{path} is not a readable map database ({text})")
+
+
 class SQLiteMapDatabase(MapBase):
     """The embedded backend; open with :meth:`create` or :meth:`open`, use as a context manager."""
 
@@ -113,6 +157,7 @@ class SQLiteMapDatabase(MapBase):
         self._search_cfg = search or SearchCfg()
         self._search_cache: dict[str, ModalityIndex] = {}
         self._data_version = -1
+        self._writable = True
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         self.model_fingerprint = meta["model_fingerprint"]
         self.embedding_dim = int(meta["embedding_dim"])
@@ -133,7 +178,10 @@ class SQLiteMapDatabase(MapBase):
         the width of instance vectors (default: ``embedding_dim``, that of scene vectors)."""
         path = Path(path)
         if path.exists():
-            raise MapDatabaseError(f"{path} already exists; remove it or choose another path")
+            raise MapDatabaseError(
+                f"{path} already exists; choose another path ('map build --resume' adds the"
+                " scenes it lacks, '--overwrite' replaces it)"
+            )
         instance_dim = embedding_dim if instance_dim is None else instance_dim
         if min(int(embedding_dim), int(instance_dim)) < 1:
             raise MapDatabaseError(
@@ -162,27 +210,33 @@ class SQLiteMapDatabase(MapBase):
         model_fingerprint: str | None = None,
         search: SearchCfg | None = None,
         verify: bool = False,
+        read_only: bool = False,
     ) -> SQLiteMapDatabase:
         """Open an existing database, checking its schema and (if given) the model fingerprint.
 
         ``verify`` also runs SQLite's page-level ``quick_check`` (seconds on a large map).
+        ``read_only`` opens it as a reader only (the node, ``map info``, ``eval``): nothing is
+        written beside or into the file, so a map on a read-only filesystem opens.
         """
         path = Path(path)
         if not path.is_file():
-            raise MapDatabaseError(f"map database {path} not found; build it with 'map build'")
+            raise MapNotFoundError(f"map database {path} not found; build it with 'map build'")
         _check_header(path)
         db = None
         try:
-            db = cls._connect(path)
+            db = cls._connect_read_only(path) if read_only else cls._connect(path)
+            _check_tables(db, path, ("meta",))
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
             if verify:
                 result = db.execute("PRAGMA quick_check").fetchone()[0]
                 if result != "ok":
                     raise sqlite3.DatabaseError(result)
-        except sqlite3.DatabaseError as err:
+        except (sqlite3.DatabaseError, MapDatabaseError) as err:
             if db is not None:
                 db.close()
-            raise MapDatabaseError(f"{path} is not a readable map database ({err})") from err
+            if isinstance(err, MapDatabaseError):
+                raise
+            raise _open_error(path, err, read_only) from err
         try:
             version = int(meta.get("schema_version", -1))
         except ValueError:
@@ -194,7 +248,14 @@ class SQLiteMapDatabase(MapBase):
         if model_fingerprint is not None and stored != model_fingerprint:
             db.close()
             raise fingerprint_error(str(path), str(stored), model_fingerprint)
-        return cls(path, db, search)
+        try:
+            _check_tables(db, path)
+        except MapDatabaseError:
+            db.close()
+            raise
+        out = cls(path, db, search)
+        out._writable = not read_only
+        return out
 
     @staticmethod
     def _connect(path: Path) -> sqlite3.Connection:
@@ -204,7 +265,25 @@ class SQLiteMapDatabase(MapBase):
         db.execute("PRAGMA foreign_keys=ON")
         return db
 
+    @staticmethod
+    def _connect_read_only(path: Path) -> sqlite3.Connection:
+        """``mode=ro``: no write, no journal switch. A WAL-mode file with no ``-wal`` beside it
+        has no writer and nothing pending: it is opened ``immutable`` as SQLite would otherwise
+        create ``-wal``/``-shm`` files beside it (impossible on a read-only filesystem)."""
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        if _wal_mode(path) and not path.with_name(path.name + "-wal").exists():
+            uri += "&immutable=1"
+        return sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30.0)
+
     def close(self) -> None:
+        if self._writable:
+            # Back to a rollback journal at rest: readers then open the file without creating
+            # -wal/-shm files. Skipped (at once, not after a busy wait) while others use it.
+            try:
+                self._db.execute("PRAGMA busy_timeout=0")
+                self._db.execute("PRAGMA journal_mode=DELETE")
+            except sqlite3.DatabaseError:
+                pass
         self._db.close()
 
     def discard(self) -> None:

@@ -67,6 +67,12 @@ class MapCfg:
         " time; ~/reload_map then opens the new one.",
         read_only=False,
     )
+    password_file: str = setting(
+        "",
+        "File whose first line is the PostgreSQL password (keep it mode 600). Empty: libpq's"
+        " PGPASSWORD, PGPASSFILE or ~/.pgpass; never put a password in map.path, which ps and"
+        " 'ros2 param get' show.",
+    )
 
 
 @dataclass(frozen=True)

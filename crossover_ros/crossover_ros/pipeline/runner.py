@@ -73,7 +73,12 @@ def open_recognition(
     (a caller evaluating several bags shares one of each). CrossoverError if they do not fit."""
     encoder = encoder or create_model_encoder(cfg.model, cfg.model.map_modality)
     owns_map = mapdb is None
-    mapdb = mapdb or open_map(cfg.map.path, encoder.fingerprint)
+    mapdb = mapdb or open_map(
+        cfg.map.path,
+        encoder.fingerprint,
+        password_file=cfg.map.password_file,
+        read_only=True,  # the recogniser only reads the map
+    )
     try:
         return RecognitionPipeline(cfg, encoder, mapdb, emit, threaded, owns_map)
     except BaseException:
@@ -361,7 +366,7 @@ def open_recording(
     if mapdb is None:
         if not cfg.map.path:
             raise CrossoverError("map.path is empty: name the map to record into")
-        mapdb = open_or_create_map(cfg.map.path, encoder)
+        mapdb = open_or_create_map(cfg.map.path, encoder, cfg.map.password_file)
         return RecordingPipeline(cfg, encoder, mapdb, emit, owns_map=True)
     return RecordingPipeline(cfg, encoder, mapdb, emit)
 

@@ -17,10 +17,12 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
 
+from crossover_ros.errors import RuntimeBackendError
 from crossover_ros.runtime.graph import GraphSpec
 
 log = logging.getLogger(__name__)
@@ -62,13 +64,38 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("wb") as stream:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "wb") as stream:
+            os.fchmod(stream.fileno(), 0o644)  # whatever the umask: writable by this user only
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def check_trusted(path: Path) -> None:
+    """RuntimeBackendError unless ``path`` is owned by this user (or root) and not writable by
+    group or others: a TensorRT engine is deserialised code, so whoever can write the cache
+    can run code in the node."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    loose = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    foreign = info.st_uid not in (os.getuid(), 0)
+    if loose or foreign:
+        if loose:
+            who = {stat.S_IWGRP: "its group", stat.S_IWOTH: "other users"}.get(
+                loose, "its group and other users"
+            )
+            why = f"writable by {who}"
+        else:
+            why = f"owned by another user (uid {info.st_uid})"
+        raise RuntimeBackendError(
+            f"engine cache {path} is {why}: engines are code TensorRT runs, so the cache must be"
+            f" trusted; 'chmod go-w {path}' (and own it), or set another engine folder"
+        )
 
 
 class EngineCache:
@@ -95,11 +122,15 @@ class EngineCache:
         return self.folder / f"{key.graph}-{key.precision}-{key.digest()}.engine"
 
     def lookup(self, key: EngineKey) -> Path | None:
-        """The cached engine for ``key``, or None (with the reason logged) if it is not valid."""
+        """The cached engine for ``key``, or None (with the reason logged) if it is not valid.
+        RuntimeBackendError if the cache folder or the files are writable by other users."""
         path = self.path(key)
         sidecar = path.with_suffix(".json")
+        check_trusted(self.folder)
         if not path.is_file():
             return None
+        check_trusted(path)
+        check_trusted(sidecar)
         try:
             meta = json.loads(sidecar.read_text())
         except (OSError, ValueError):
@@ -124,7 +155,8 @@ class EngineCache:
         )
         blob = self.builder.build(Path(onnx_path), spec, precision)
         path = self.path(key)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        check_trusted(self.folder)
         write_atomic(path, blob)
         meta = {"key": asdict(key), "engine_sha256": hashlib.sha256(blob).hexdigest()}
         write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1).encode())

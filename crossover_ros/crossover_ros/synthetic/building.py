@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from crossover_ros.datasets.scan import scan_id_for
 from crossover_ros.frames import CameraIntrinsics
+from crossover_ros.outputs import staged_output
 from crossover_ros.synthetic.layout import (
     WALL_THICKNESS,
     RoomLayout,
@@ -281,10 +282,21 @@ def _write_scan_task(task: tuple) -> None:
     write_scan(*task)
 
 
-def generate_building(out_dir: Path, cfg: BuildingConfig, progress: bool = True) -> Path:
-    """Generate every room and scan of a building under ``out_dir``; returns ``out_dir``."""
+def generate_building(
+    out_dir: Path, cfg: BuildingConfig, progress: bool = True, overwrite: bool = False
+) -> Path:
+    """Generate every room and scan of a building under ``out_dir``; returns ``out_dir``.
+
+    ``out_dir`` must be new or empty unless ``overwrite``; it appears only once complete.
+    """
     out_dir = Path(out_dir)
-    (out_dir / "scans").mkdir(parents=True, exist_ok=True)
+    with staged_output(out_dir, overwrite) as staging:
+        _generate_into(staging, cfg, progress)
+    return out_dir
+
+
+def _generate_into(out_dir: Path, cfg: BuildingConfig, progress: bool) -> None:
+    (out_dir / "scans").mkdir(parents=True)
     family = SPLITS[cfg.split]
     root = np.random.SeedSequence([cfg.seed, family])
     started = time.perf_counter()
@@ -355,4 +367,3 @@ def generate_building(out_dir: Path, cfg: BuildingConfig, progress: bool = True)
     (out_dir / "building.json").write_text(json.dumps(building, indent=1))
     if progress:
         tqdm.write(f"{cfg.building_id}: {len(jobs)} scans in {time.perf_counter() - started:.1f} s")
-    return out_dir

@@ -66,12 +66,17 @@ def _visit_plan(building: Building, cfg: QueryBagCfg) -> list[tuple[str, str]]:
 
 
 def record_query_bag(
-    building_dir: Path, out: Path, cfg: QueryBagCfg | None = None, progress: bool = True
+    building_dir: Path,
+    out: Path,
+    cfg: QueryBagCfg | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
-    """Render a walk through the building's rooms and write it as a rosbag2 folder ``out``."""
+    """Render a walk through the building's rooms and write it as a rosbag2 folder ``out``
+    (new or empty unless ``overwrite``; it appears only once complete)."""
     cfg = cfg or QueryBagCfg()
     frames = BagFrames(cfg.storage, cfg.topics, cfg.color_frame, cfg.odom_frame, cfg.map_frame)
-    bag = QueryBagWriter(out, frames, cfg.odometry, cfg.seed)  # checks storage and out first
+    bag = QueryBagWriter(Path(out), frames, cfg.odometry, cfg.seed, overwrite)  # checks first
     building = load_building(building_dir)
     plan = _visit_plan(building, cfg)
     rng = np.random.default_rng(cfg.seed)
@@ -115,5 +120,5 @@ def record_query_bag(
                 }
             )
             previous_end = world_poses[-1]
-    bag.finish({"building_id": building.building_id, "config": asdict(cfg), "visits": visits})
+        bag.finish({"building_id": building.building_id, "config": asdict(cfg), "visits": visits})
     return out

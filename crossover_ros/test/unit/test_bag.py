@@ -93,6 +93,7 @@ def test_bad_requests_and_bad_bags_raise_bag_error(small_building, tmp_path):
     with pytest.raises(BagError, match="not in building"):
         record_query_bag(small_building, tmp_path / "y", QueryBagCfg(rooms=("nowhere",)))
     (tmp_path / "exists").mkdir()
+    (tmp_path / "exists" / "old.mcap").write_bytes(b"")
     with pytest.raises(BagError, match="already exists"):
         record_query_bag(small_building, tmp_path / "exists")
     broken = tmp_path / "broken"

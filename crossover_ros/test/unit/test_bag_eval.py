@@ -524,3 +524,20 @@ def test_cli_report_on_a_generated_building(small_building, tmp_path):
     assert method["peak_memory_mb"] > 100  # measured in the row's own process
     for name in ("recall_at_k", "latency", "first_correct"):
         assert (out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_bag_without_depth_is_an_error_naming_the_topic(tmp_path, colour_map):
+    no_depth = write_colour_bag(tmp_path / "no_depth", skip_topics=(TOPICS.depth,))
+    with pytest.raises(BagError) as info:
+        _evaluate(no_depth, colour_map)
+    message = str(info.value)
+    assert TOPICS.depth in message and "(depth)" in message and "--depth-topic" in message
+
+
+def test_an_unreadable_bag_is_named_once(tmp_path, colour_map):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "metadata.yaml").write_text("rosbag2_bagfile_information: {version: 9\n")
+    with pytest.raises(BagError) as info:
+        _evaluate(broken, colour_map)
+    assert str(info.value).count("cannot read bag") == 1, str(info.value)

@@ -105,3 +105,55 @@ def test_record_adds_one_scene_per_room_of_a_mapping_bag(small_building, capsys,
     assert main(args) == 1
     assert "one bag" in capsys.readouterr().err
     assert main(["map", "record", "--bag", str(bag), "--out", str(out)]) == 1, "ids taken"
+
+
+def test_build_resume_goes_on_where_a_killed_build_stopped(small_building, capsys, tmp_path):
+    out = tmp_path / "resumed.sqlite"
+    assert main(["map", "build", "--scans", str(small_building), "--out", str(out)]) == 0
+    with open_map(out) as db:
+        every = [s.scene_id for s in db.scenes()]
+        db.remove_scene(every[-1])  # as if killed before the last scan was committed
+        added_at = db._fetch("SELECT scene_id, added_at FROM {s}.scenes")
+    capsys.readouterr()
+
+    assert main(["map", "build", "--scans", str(small_building), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ERROR: ") and "--resume" in err and "--overwrite" in err
+
+    assert (
+        main(["map", "build", "--scans", str(small_building), "--out", str(out), "--resume"]) == 0
+    )
+    with open_map(out) as db:
+        assert [s.scene_id for s in db.scenes()] == every
+        kept = dict(db._fetch("SELECT scene_id, added_at FROM {s}.scenes"))
+    assert all(kept[scene_id] == when for scene_id, when in added_at), "committed scenes kept"
+
+    other_model = ["--model", "crossover", "--resume"]
+    args = ["map", "build", "--scans", str(small_building), "--out", str(out), *other_model]
+    assert main(args) == 1
+    assert "model" in capsys.readouterr().err
+
+    assert (
+        main(["map", "build", "--scans", str(small_building), "--out", str(out), "--overwrite"])
+        == 0
+    )
+    with open_map(out) as db:
+        assert [s.scene_id for s in db.scenes()] == every
+
+
+def test_a_map_copied_without_its_wal_says_what_is_missing(small_building, capsys, tmp_path):
+    import shutil
+
+    from crossover_ros.mapdb import SQLiteMapDatabase
+
+    live = tmp_path / "live.sqlite"
+    writer = SQLiteMapDatabase.create(live, "m", 8)  # open: the tables are in live.sqlite-wal
+    try:
+        copy = tmp_path / "copy.sqlite"
+        shutil.copy(live, copy)
+        assert main(["map", "info", str(copy)]) == 1
+    finally:
+        writer.close()
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ERROR: ") and len(err.splitlines()) == 1
+    assert "no such table" not in err and "copy.sqlite-wal" in err and "no map tables" in err

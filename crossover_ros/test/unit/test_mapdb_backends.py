@@ -269,3 +269,78 @@ def test_ivf_search_with_several_rows_per_scene_agrees_with_exact_search():
     filtered, _ = index.search(query, 5, building_id="a")
     assert all(buildings[s] == "a" for s in filtered)
     np.testing.assert_array_equal(filtered, reference.search(query, 5, building_id="a")[0])
+
+
+def _small_map(path):
+    with SQLiteMapDatabase.create(path, "m", 8) as db:
+        db.add_scene(SceneRecord("s00", "b", "r"), {"rgb": _unit(np.random.default_rng(0), 2)})
+
+
+def _sidecars(path):
+    return sorted(p.name for p in path.parent.iterdir() if p.name != path.name)
+
+
+@pytest.mark.parametrize("journal", ["as_written", "wal_at_rest"])
+def test_read_only_open_writes_nothing(tmp_path, journal, capsys):
+    from crossover_ros.cli.main import main
+
+    path = tmp_path / "ro.sqlite"
+    _small_map(path)
+    if journal == "wal_at_rest":  # a map left in WAL mode by an older version
+        with sqlite3.connect(path) as raw:
+            raw.execute("PRAGMA journal_mode=WAL")
+        raw.close()
+    assert _sidecars(path) == []
+    before = (path.stat().st_mtime_ns, path.read_bytes())
+    with open_map(path, "m", read_only=True) as db:
+        assert [s.scene_id for s in db.scenes()] == ["s00"]
+        assert len(db.query(_unit(np.random.default_rng(0), 1), "rgb")) == 1
+        with pytest.raises(MapDatabaseError, match="readonly"):  # opened mode=ro, really
+            db.add_scene(SceneRecord("s01", "b", "r"), {"rgb": _unit(np.random.default_rng(1), 1)})
+    assert main(["map", "info", str(path)]) == 0
+    assert "scenes: 1" in capsys.readouterr().out
+    assert _sidecars(path) == [], "no -wal/-shm created beside a map only read"
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == before
+
+
+def test_a_reader_sees_scenes_a_writer_adds_later(tmp_path):
+    path = tmp_path / "live.sqlite"
+    _small_map(path)
+    with SQLiteMapDatabase.open(path, "m", read_only=True) as reader:
+        with SQLiteMapDatabase.open(path, "m") as writer:
+            writer.add_scene(
+                SceneRecord("s01", "b", "r"), {"rgb": _unit(np.random.default_rng(1), 1)}
+            )
+        assert [s.scene_id for s in reader.scenes()] == ["s00", "s01"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_a_map_on_a_read_only_folder_opens_read_only(tmp_path):
+    folder = tmp_path / "image"
+    folder.mkdir()
+    path = folder / "ro.sqlite"
+    _small_map(path)
+    path.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        with open_map(path, "m", read_only=True) as db:
+            assert len(db.scenes()) == 1
+        with pytest.raises(MapDatabaseError) as info:
+            open_map(path, "m").scenes()
+        assert "not a readable map database" not in str(info.value)
+    finally:
+        folder.chmod(0o755)
+
+
+def test_a_permission_problem_is_not_called_a_damaged_map(tmp_path, monkeypatch):
+    path = tmp_path / "ok.sqlite"
+    _small_map(path)
+
+    def refuse(_path):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(SQLiteMapDatabase, "_connect", staticmethod(refuse))
+    with pytest.raises(MapDatabaseError) as info:
+        SQLiteMapDatabase.open(path)
+    assert "not a readable map database" not in str(info.value)
+    assert "cannot open map database" in str(info.value) and "read-only" in str(info.value)

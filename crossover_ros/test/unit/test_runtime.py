@@ -852,3 +852,17 @@ def test_encoder_bench_measures_the_region_graphs(onnx_files, cache_dir, capsys)
         for backend in ("torch", "onnxruntime")
     }
     assert all(float(row[-2]) >= PARITY for row in rows)  # cosine to PyTorch
+
+
+@pytest.mark.parametrize("loose", ["folder", "engine"])
+def test_an_engine_cache_writable_by_others_is_refused(tmp_path, fake_onnx, loose):
+    from crossover_ros.errors import RuntimeBackendError
+
+    builder = FakeBuilder()
+    cache = EngineCache(tmp_path / "engines", builder)
+    path = cache.get(fake_onnx, SPEC, "fp16")
+    assert path.stat().st_mode & 0o022 == 0 and cache.folder.stat().st_mode & 0o022 == 0
+    (cache.folder if loose == "folder" else path).chmod(0o777 if loose == "folder" else 0o666)
+    with pytest.raises(RuntimeBackendError, match=r"writable by .*must be trusted.*chmod go-w"):
+        cache.get(fake_onnx, SPEC, "fp16")
+    assert builder.builds == 1, "neither loaded nor rebuilt over"

@@ -334,3 +334,62 @@ def test_worker_survives_a_failing_handler():
     finally:
         worker.stop()
     assert worker.errors == 1 and isinstance(errors[0], RuntimeError)
+
+
+def test_rejected_odometry_and_failing_stages_reach_the_health_status(mapdb):
+    """What /diagnostics shows (stats.assess on the stream's snapshot): rejected odometry,
+    failing verification and relocalisation each warn, or are an error when every try fails."""
+    from crossover_ros.errors import MapDatabaseError
+    from crossover_ros.pipeline.stats import ERROR, WARN, assess
+    from crossover_ros.pipeline.stream import RelocalizationError
+
+    stream = make_stream(mapdb, FakeFusion())
+    for index in range(5):
+        with pytest.raises(FrameRejectedError):
+            stream.on_odometry(odometry(9.0 + index * 0.1, quaternion=(0, 0, 0, 0)))
+    stream.on_odometry(odometry(9.9))
+    level, message = assess(stream.stats.snapshot(), True, True, 3)
+    assert level == WARN and "odometry: 5 of the last 6 failed (mostly bad_odometry)" in message
+
+    recognise = stream.recognizer.recognise
+
+    def corrupt_map_page(frame, pose):  # every keyframe's verification reads a malformed page
+        result = recognise(frame, pose)
+        result.timings["verification"] = 0.0
+        result.errors["verification"] = "malformed"
+        return result
+
+    stream.recognizer.recognise = corrupt_map_page
+
+    def relocalize(*args):
+        raise MapDatabaseError("database disk image is malformed")
+
+    stream.relocalizer = Ns(cfg=Ns(min_keyframes=1), due=lambda *a: True, relocalize=relocalize)
+    stream.fusion.cloud = lambda: (np.zeros((1, 3), np.float32), np.zeros((1, 3), np.uint8))
+    for index in range(4):
+        stream.on_odometry(odometry(10.0 + index))
+        keyframe = feed(stream, 10.0 + index)
+        with pytest.raises(RelocalizationError):
+            stream.relocalize(keyframe)
+    level, message = assess(stream.stats.snapshot(), True, True, 3)
+    assert level == ERROR
+    assert "verification: 4 of the last 4 failed (mostly malformed)" in message
+    assert "relocalization: 4 of the last 4 failed (mostly MapDatabaseError)" in message
+
+
+def test_steadily_backward_stamps_never_give_a_confident_single_frame_answer(mapdb):
+    """Each frame a jump back (> time_jump_s) in another room: every window is one frame, and
+    none of them may go out as a confident answer (the issue saw a wrong room at 1.0)."""
+    recognizer = SceneRecognizer(ColourEncoder(), mapdb, RecognizerCfg(window_size=6))
+    stream = SensorStream(recognizer, keyframes=KeyframeCfg(max_interval_s=0.0))
+    stream.on_camera_info(camera_info())
+    names = list(COLOURS)
+    results = []
+    for index in range(15):
+        t = 500.0 - index * 1.5 * StreamCfg().time_jump_s
+        colour = colour_msg(t, COLOURS[names[index % 3]])
+        results.append(feed(stream, t, colour=colour).result)
+    assert stream.counts()["window_resets"] == 14
+    assert all(not r.changed and r.scene_id == "" for r in results), [
+        (r.scene_id, r.confidence, r.changed) for r in results
+    ]

@@ -8,6 +8,8 @@ Messages are published as the stored CDR bytes, so nothing is deserialised on th
 from __future__ import annotations
 
 import importlib
+import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -22,10 +24,33 @@ from crossover_ros.errors import BagError
 from crossover_ros.ros.params import declare_tree, read_tree
 from crossover_ros.ros.settings import BagPlayerCfg
 
+_MSGTYPE = re.compile(r"^([a-z][a-z0-9_]*)/msg/([A-Z][A-Za-z0-9]*)$")
+
+
+def is_interface_package(package: str) -> bool:
+    """Whether ``package`` is an installed ROS interface package: listed in the ament index's
+    ``rosidl_interfaces`` or with a ``share/<package>/msg`` folder under AMENT_PREFIX_PATH.
+    Only then is its ``msg`` module imported: a bag names it, and a bag is not trusted code."""
+    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        share = Path(prefix) / "share"
+        if (share / "ament_index" / "resource_index" / "rosidl_interfaces" / package).is_file():
+            return True
+        if (share / package / "msg").is_dir():
+            return True
+    return False
+
 
 def message_class(msgtype: str) -> type:
     """The rclpy message class for a type name such as ``sensor_msgs/msg/Image``."""
-    package, _, name = msgtype.split("/")
+    match = _MSGTYPE.match(msgtype)
+    if match is None:
+        raise BagError(f"message type {msgtype!r} is not a ROS message type name (pkg/msg/Name)")
+    package, name = match.groups()
+    if not is_interface_package(package):
+        raise BagError(
+            f"message type {msgtype}: {package} is not an installed ROS interface package"
+            " (not in the ament index): not imported"
+        )
     try:
         return getattr(importlib.import_module(f"{package}.msg"), name)
     except (ImportError, AttributeError) as err:

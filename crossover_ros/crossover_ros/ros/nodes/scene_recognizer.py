@@ -266,7 +266,12 @@ class SceneRecognizerNode(Node):
         location = str(self.get_parameter("map.path").value)
         new = None
         try:
-            new = open_map(location, self.pipeline.encoder.fingerprint)
+            new = open_map(
+                location,
+                self.pipeline.encoder.fingerprint,
+                password_file=self.pipeline.cfg.map.password_file,
+                read_only=True,
+            )
             self.pipeline.replace_map(new)
         except Exception as err:  # a service callback must not raise: it would end the spin
             if new is not None:
