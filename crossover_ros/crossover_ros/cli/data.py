@@ -14,7 +14,7 @@ from crossover_ros.argtypes import (
 from crossover_ros.bags.odometry import OdometryNoiseCfg
 from crossover_ros.bags.query_writer import BagFrames
 from crossover_ros.bags.scans_bag import ScansBagCfg, record_scans_bag
-from crossover_ros.synthetic.building import BuildingConfig, generate_building
+from crossover_ros.synthetic.building import SPLITS, BuildingConfig, generate_building
 from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
 
@@ -38,7 +38,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     )
     generate.add_argument("--width", type=int_at_least(1), default=320)
     generate.add_argument("--height", type=int_at_least(1), default=240)
-    generate.add_argument("--split", choices=["train", "heldout"], default="train")
+    generate.add_argument("--split", choices=sorted(SPLITS), default="train")
     add_overwrite_argument(generate)
     generate.set_defaults(command=generate_command)
 

@@ -56,7 +56,7 @@ from crossover_ros.outputs import check_new_output, staged_output
 from crossover_ros.pipeline.config import PipelineCfg
 from crossover_ros.pipeline.recognizer import check_map
 from crossover_ros.pipeline.runner import create_model_encoder
-from crossover_ros.synthetic.building import BuildingConfig, generate_building
+from crossover_ros.synthetic.building import SPLITS, BuildingConfig, generate_building
 from crossover_ros.synthetic.layouts import write_rscan_layout, write_scannet_layout
 from crossover_ros.synthetic.query_bag import QueryBagCfg, record_query_bag
 
@@ -174,6 +174,13 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         default=BENCHMARK_SEED,
         help="seed of the first building (the next ones count up); another seed gives another"
         " set, e.g. to choose settings on before reporting on the default one",
+    )
+    bench.add_argument(
+        "--split",
+        choices=sorted(SPLITS),
+        default="heldout",
+        help="appearance family of the rooms: 'heldout' (validation and the benchmarks) or"
+        " 'test' (colours, floors and sizes no setting was chosen on)",
     )
     bench.add_argument(
         "--instance-baseline",
@@ -399,6 +406,8 @@ def benchmark_command(args: argparse.Namespace) -> int:
         "seconds_per_room": args.seconds_per_room,
         "seed": args.seed,
     }
+    if args.split != "heldout":  # benchmarks made before the option keep their stamp
+        settings["split"] = args.split
     stamp = root / "benchmark.json"
     if stamp.is_file() and json.loads(stamp.read_text()) != settings:
         raise CrossoverError(
@@ -417,7 +426,7 @@ def benchmark_command(args: argparse.Namespace) -> int:
                 num_lookalike_rooms=args.lookalike,
                 rescans_per_room=1,  # objects moved, removed, added; other lighting
                 frames_per_scan=20,
-                split="heldout",
+                split=args.split,
                 building_id=f"bench{index}",
                 workers=args.workers,
             )
@@ -455,6 +464,7 @@ def benchmark_command(args: argparse.Namespace) -> int:
         f"crossover_ros eval --benchmark {root} --buildings {args.buildings} --rooms {args.rooms}"
         f" --lookalike {args.lookalike} --seconds-per-room {args.seconds_per_room:g}"
         + (f" --seed {args.seed}" if args.seed != BENCHMARK_SEED else "")
+        + (f" --split {args.split}" if args.split != "heldout" else "")
         + (f" --map-modality {' '.join(args.map_modality)}" if args.map_modality else "")
     )
     run_evaluation(args, maps, extra, command)

@@ -4,10 +4,11 @@ Reproducibility: every random draw comes from ``numpy.random.SeedSequence`` chil
 ``(seed, split stream)``, one child per room, template and scan, so the same config gives
 byte-identical files, and changing one room does not reshuffle the others.
 
-Train vs held-out (``split``): the two splits use (1) disjoint seed streams (the split is part of
-the seed-sequence entropy), (2) disjoint wall-colour and floor families, and (3) held-out rooms
-10 % larger than any training room. So no held-out layout, template or room appearance occurs in
-training, while room types and object categories are shared.
+Splits (``split``): train, held-out (validation and the benchmarks) and test (a benchmark no
+setting was chosen on) use (1) disjoint seed streams (the split is part of the seed-sequence
+entropy), (2) disjoint wall-colour and floor families, and (3) rooms 10 % (held-out) and 20 %
+(test) larger than any training room. So no held-out or test layout, template or room appearance
+occurs in training, while room types and object categories are shared.
 
 Look-alike rooms: ``num_lookalike_rooms`` rooms are copies of one template (office or hotel room,
 up to four copies per template) with the same size, furniture, colours and door, differing only
@@ -44,7 +45,9 @@ from crossover_ros.synthetic.referrals import ReferralObject, make_referrals
 from crossover_ros.synthetic.render import Lighting, Renderer, SceneGeometry
 from crossover_ros.synthetic.trajectory import room_walk
 
-SPLITS = {"train": 0, "heldout": 1}
+# Appearance families: "train" for training, "heldout" for validation and the benchmarks,
+# "test" for a benchmark no setting was chosen on (other colours, floors and room sizes).
+SPLITS = {"train": 0, "heldout": 1, "test": 2}
 UNIQUE_ROOM_TYPES = ["bedroom", "living_room", "meeting_room", "kitchen", "office", "hotel_room"]
 TEMPLATE_TYPES = ["office", "hotel_room"]
 CORRIDOR_WIDTH = 2.0

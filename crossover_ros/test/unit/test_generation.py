@@ -13,7 +13,7 @@ from scipy.spatial import cKDTree
 
 from crossover_ros.datasets.scan import Building, load_building, load_scan
 from crossover_ros.errors import DataError
-from crossover_ros.synthetic.building import BuildingConfig, generate_building
+from crossover_ros.synthetic.building import BuildingConfig, generate_building, plan_rooms
 from crossover_ros.synthetic.render import Renderer
 from crossover_ros.synthetic.trajectory import room_walk
 
@@ -205,6 +205,25 @@ def test_seed_reproducible_and_heldout_differs(building: Building, tmp_path: Pat
         c / "scans/bldg0_room000_00/instances.json",
         shallow=False,
     )
+
+
+def test_splits_have_appearances_of_their_own() -> None:
+    """The test split is the benchmark nothing was chosen on: no wall paint or floor of training
+    or validation, and rooms larger than both."""
+    appearance, widths = {}, {}
+    for split in ("train", "heldout", "test"):
+        rooms = [
+            room
+            for seed in range(2)
+            for room in plan_rooms(BuildingConfig(seed=seed, split=split, num_rooms=8))
+        ]
+        appearance[split] = {r.structure.wall_material.color_name for r in rooms} | {
+            r.structure.floor_material.name for r in rooms
+        }
+        widths[split] = [r.structure.width for r in rooms if r.room_type == "office"]
+    assert not appearance["test"] & (appearance["train"] | appearance["heldout"])
+    assert not appearance["heldout"] & appearance["train"]
+    assert np.mean(widths["test"]) > np.mean(widths["heldout"]) > np.mean(widths["train"])
 
 
 def test_missing_or_corrupt_files_raise_data_error(building: Building, tmp_path: Path) -> None:
