@@ -37,6 +37,7 @@ setup(
         "onnx>=1.16",
         "onnxruntime>=1.18",
         "open3d-cpu>=0.18; platform_machine == 'x86_64'",
+        "faiss-cpu>=1.8",
         "matplotlib>=3.7",
     ],
     extras_require={

@@ -27,7 +27,9 @@ DIM = 512
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("map", help="map database latency, recall and insert rate")
-    bench.add_argument("--sizes", type=int_at_least(1), nargs="+", default=[1000, 10000, 100000])
+    bench.add_argument(
+        "--sizes", type=int_at_least(1), nargs="+", default=[1000, 10000, 100000, 1_000_000]
+    )
     bench.add_argument("--backend", choices=("sqlite", "postgres", "all"), default="all")
     bench.add_argument("--queries", type=int_at_least(1), default=100)
     bench.add_argument(

@@ -1,18 +1,18 @@
-"""In-memory search over one modality's vectors: exact, or an IVF index for large maps.
+"""In-memory search over one modality's vectors: exact, or a FAISS inverted file for large maps.
 
 Scenes may hold several rows (the image baseline: one per mapped frame); a scene's score for
 query rows (Q, D) is the mean over the query rows of the best cosine among the scene's rows.
 Exact search reads the whole matrix per query (about 23 ms for 100k x 512 float32 on the 2-core
-development machine: memory bound), so from ``SearchCfg.ivf_min_rows`` rows on, an inverted
-file (k-means cells, scanning the ``nprobe`` nearest cells) picks candidate rows. Building the
-cells reorders the matrix by cell, so a probe reads contiguous slices (no gathered copy) and the
-index costs no memory beyond the centroids.
+development machine: memory bound), so from ``SearchCfg.ivf_min_rows`` rows on, a FAISS
+``IndexIVFFlat`` (inner product, ``nprobe`` cells scanned) shortlists rows; the scenes they belong
+to are then scored exactly, so an answer's score is always the exact one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import faiss
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
@@ -23,23 +23,20 @@ from crossover_ros.mapdb.records import InstanceMatch, InstanceMatching
 class SearchCfg:
     """How the embedded backend searches.
 
-    Defaults, measured with ``bench map`` at 100k scenes on the 2-core machine: top-10 in
-    about 2 ms p50 at recall@10 0.95 (nprobe 48: 0.97, 64: 0.98, each costing proportionally).
+    ``crossover_ros bench map`` measures latency and recall@10 against exact search at these
+    settings (docs/benchmarks.md).
     """
 
     ivf_min_rows: int = 20_000  # below this, exact search is already fast enough
-    rows_per_cell: int = 256  # k-means cells = rows / rows_per_cell
-    nprobe: int = 32  # cells scanned per query row
-    kmeans_iters: int = 8
+    rows_per_cell: int = 256  # inverted-file cells = rows / rows_per_cell (at most 65536)
+    nprobe: int = 16  # cells scanned per query row
+    shortlist: int = 64  # rows taken per query row (at least 4 x top_k) before exact scoring
     seed: int = 0
 
 
 class ModalityIndex:
-    """Rows of one modality with the scene, building and room each belongs to.
-
-    ``matrix`` arrives ordered by scene (``counts`` rows each); ``position[r]`` is where the
-    scene-ordered row ``r`` lives in ``self.matrix`` (identity until the IVF cells reorder it).
-    """
+    """Rows of one modality with the scene, building and room each belongs to; ``matrix``
+    arrives ordered by scene, ``counts`` rows each."""
 
     def __init__(
         self,
@@ -53,89 +50,61 @@ class ModalityIndex:
         self.scene_ids = scene_ids
         self.building_ids = np.asarray(building_ids, dtype=object)
         self.room_ids = room_ids
-        self.matrix = matrix
+        self.matrix = np.ascontiguousarray(matrix, dtype=np.float32)
         self.counts = np.asarray(counts, np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
         self.row_scene = np.repeat(np.arange(len(scene_ids)), self.counts)
-        self.position = np.arange(len(matrix))
         self.single_row = bool(len(self.counts) and (self.counts == 1).all())
         self.cfg = cfg
-        self._cells: tuple[np.ndarray, np.ndarray] | None = None
+        self._ivf: faiss.IndexIVFFlat | None = None
 
     # -- exact -------------------------------------------------------------------------------
     def _scores(self, query: np.ndarray, scenes: np.ndarray) -> np.ndarray:
         """Exact scores of the given scene indices."""
         if self.single_row:
-            return (query @ self.matrix[self.position[scenes]].T).mean(axis=0)
+            return (query @ self.matrix[scenes].T).mean(axis=0)
         counts = self.counts[scenes]
         rows = np.repeat(self.starts[scenes] - np.cumsum(counts) + counts, counts)
         rows += np.arange(counts.sum())
-        similarity = query @ self.matrix[self.position[rows]].T
+        similarity = query @ self.matrix[rows].T
         group_starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         return np.maximum.reduceat(similarity, group_starts, axis=1).mean(axis=0)
 
     def exact(self, query: np.ndarray, top_k: int, scenes: np.ndarray | None = None):
         """(scene indices, scores) best first; ``scenes`` restricts the search (a filter)."""
-        if scenes is None:
+        if scenes is None:  # one pass over the matrix, no gather
             scenes = np.arange(len(self.scene_ids))
-            if self._cells is None:  # scene order: one pass over the matrix, no gather
-                similarity = query @ self.matrix.T
-                if self.single_row:
-                    return _top(scenes, similarity.mean(axis=0), top_k)
-                scores = np.maximum.reduceat(similarity, self.starts, axis=1).mean(axis=0)
-                return _top(scenes, scores, top_k)
+            similarity = query @ self.matrix.T
+            if self.single_row:
+                return _top(scenes, similarity.mean(axis=0), top_k)
+            scores = np.maximum.reduceat(similarity, self.starts, axis=1).mean(axis=0)
+            return _top(scenes, scores, top_k)
         scores = self._scores(query, scenes) if len(scenes) else np.zeros(0, np.float32)
         return _top(scenes, scores, top_k)
 
     # -- approximate -------------------------------------------------------------------------
-    def _build_cells(self) -> tuple[np.ndarray, np.ndarray]:
-        """k-means cells; reorders ``matrix`` by cell. Returns centroids and cell bounds."""
+    def _build_ivf(self) -> faiss.IndexIVFFlat:
+        """An inverted file over every row, trained on a sample (39 rows per cell, as FAISS
+        asks for), searched by inner product: the rows are unit vectors, so that is the cosine."""
+        n, dim = self.matrix.shape
+        cells = int(min(65536, max(1, n // self.cfg.rows_per_cell)))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, cells, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = self.cfg.seed
         rng = np.random.default_rng(self.cfg.seed)
-        n = len(self.matrix)
-        k = max(1, n // self.cfg.rows_per_cell)
-        sample = self.matrix[rng.choice(n, size=min(n, k * 32), replace=False)]
-        centroids = sample[rng.choice(len(sample), size=k, replace=False)].copy()
-        for _ in range(self.cfg.kmeans_iters):
-            assign = np.argmax(sample @ centroids.T, axis=1)
-            sums = np.zeros_like(centroids)
-            np.add.at(sums, assign, sample)
-            empty = np.bincount(assign, minlength=k) == 0
-            sums[empty] = centroids[empty]
-            centroids = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-        assign = np.empty(n, np.int64)
-        for begin in range(0, n, 65536):
-            assign[begin : begin + 65536] = np.argmax(
-                self.matrix[begin : begin + 65536] @ centroids.T, axis=1
-            )
-        order = np.argsort(assign, kind="stable")
-        self.matrix = np.ascontiguousarray(self.matrix[order])
-        self.position = np.empty(n, np.int64)
-        self.position[order] = np.arange(n)
-        self.row_scene = self.row_scene[order]
-        bounds = np.searchsorted(assign[order], np.arange(k + 1))
-        return centroids.astype(np.float32), bounds
+        sample = rng.choice(n, size=min(n, 39 * cells), replace=False)
+        index.train(self.matrix[np.sort(sample)])
+        index.add(self.matrix)
+        return index
 
     def approximate(self, query: np.ndarray, top_k: int):
-        """Score the rows of the ``nprobe`` nearest cells of every query row.
-
-        Single-row scenes are scored exactly from those rows directly; multi-row scenes found
-        there are rescored over all their rows.
-        """
-        if self._cells is None:
-            self._cells = self._build_cells()
-        centroids, bounds = self._cells
-        nprobe = min(self.cfg.nprobe, len(centroids))
-        near = np.argpartition(-(query @ centroids.T), nprobe - 1, axis=1)[:, :nprobe]
-        cells = np.unique(near)
-        if not self.single_row:
-            rows = np.concatenate([np.arange(bounds[c], bounds[c + 1]) for c in cells])
-            candidates = np.unique(self.row_scene[rows])
-            return _top(candidates, self._scores(query, candidates), top_k)
-        similarity = np.concatenate(
-            [query @ self.matrix[bounds[c] : bounds[c + 1]].T for c in cells], axis=1
-        )
-        rows = np.concatenate([np.arange(bounds[c], bounds[c + 1]) for c in cells])
-        return _top(self.row_scene[rows], similarity.mean(axis=0), top_k)
+        """The scenes of each query row's shortlisted rows, scored exactly."""
+        if self._ivf is None:
+            self._ivf = self._build_ivf()
+        self._ivf.nprobe = min(self.cfg.nprobe, self._ivf.nlist)
+        shortlist = max(self.cfg.shortlist, 4 * top_k)
+        _, rows = self._ivf.search(np.ascontiguousarray(query, dtype=np.float32), shortlist)
+        candidates = np.unique(self.row_scene[rows[rows >= 0]])
+        return _top(candidates, self._scores(query, candidates), top_k)
 
     def search(self, query: np.ndarray, top_k: int, building_id: str | None = None):
         if building_id is not None:
