@@ -341,9 +341,9 @@ class SensorStream:
             return None
         try:
             with self._process_lock:  # the cloud changes with every keyframe
-                cloud = self.fusion.cloud()
+                cloud, views = self.fusion.cloud(), self.fusion.views()
             found = self.relocalizer.relocalize(
-                result.stamp, result.scene_id, cloud, pose, result.candidate_ids
+                result.stamp, result.scene_id, cloud, pose, result.candidate_ids, views
             )
         except (CrossoverError, ValueError) as err:  # ValueError: numpy/open3d on odd input
             self.counters["relocalization_errors"] += 1
