@@ -250,16 +250,14 @@ class SceneRecognizerNode(Node):
                 self._publish_tf(transform)
 
     def _on_changes(self, event: ChangeEvent) -> None:
-        """What changed in the room; a report that cannot be converted is said, not raised."""
+        """What changed in the room; a report that cannot be converted or serialised is said,
+        not raised (the other outputs go on)."""
         stamp = event.keyframe.header.stamp
         try:
-            changes = scene_changes_message(event.report, stamp)
-            markers = change_markers(event.report, stamp)
-        except (ValueError, TypeError, AssertionError) as err:  # rclpy checks field values
+            self._outputs["~/scene_changes"].publish(scene_changes_message(event.report, stamp))
+            self._outputs["~/scene_changes/markers"].publish(change_markers(event.report, stamp))
+        except Exception as err:  # rclpy checks fields when serialising: whatever it raises
             self.get_logger().warning(f"change report not published: {err!r}")
-            return
-        self._outputs["~/scene_changes"].publish(changes)
-        self._outputs["~/scene_changes/markers"].publish(markers)
 
     def _publish_tf(self, transform: TransformStamped) -> None:
         """map -> odom on /tf, when TF is asked for and available: a scene in its own frame is
