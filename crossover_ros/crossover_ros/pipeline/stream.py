@@ -126,7 +126,7 @@ class SensorStream:
     (after counting it) for a frame that cannot be used, so the caller decides how loudly to
     say so; the stream itself stays usable. Keyframes are selected by ``keyframes`` (with or
     without a recogniser: the map recorder has none). With a ``fusion`` (``add(frame,
-    camera_to_odom)``, ``reset()``), every keyframe with a pose is fused.
+    camera_to_odom)``, ``reset()``, ``cloud()``, ``views()``), every keyframe with a pose is fused.
 
     Time: a frame older than the newest by more than ``time_jump_s`` restarts the window, the
     filter, the cloud and the keyframe rule (a bag loop, simulated time reset: counted in
