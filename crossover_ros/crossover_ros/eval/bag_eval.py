@@ -49,7 +49,7 @@ from crossover_ros.model import modalities as mod
 from crossover_ros.model.registry import RecognitionEncoder
 from crossover_ros.pipeline.config import PipelineCfg
 from crossover_ros.pipeline.decode import odometry_to_pose, pose_stamped_to_matrix
-from crossover_ros.pipeline.events import Event, MatchEvent, RelocalizationEvent
+from crossover_ros.pipeline.events import Event, MatchEvent, RelocalizationEvent, WarningEvent
 from crossover_ros.pipeline.keyframes import rotation_angle_deg
 from crossover_ros.pipeline.runner import open_recognition
 
@@ -517,10 +517,12 @@ def evaluate_offline(
     *,
     encoder: RecognitionEncoder | None = None,
     mapdb: MapBase | None = None,
+    listeners: Sequence[Callable[[Event], None]] = (),
 ) -> RunRecord:
     """Feed ``bag`` through the pipeline ``cfg`` describes, as fast as it reads; return the run.
 
-    ``encoder``/``mapdb``: share one across bags (default: made from ``cfg``, as the node does).
+    ``encoder``/``mapdb``: share one across bags (default: made from ``cfg``, as the node does);
+    ``listeners`` also get every event (``crossover_ros changes`` keeps the change reports).
     """
     eval_cfg = eval_cfg or BagEvalCfg()
     matches: list[ObservedMatch] = []
@@ -530,6 +532,8 @@ def evaluate_offline(
     notes: list[str] = []
     frames = 0
     pipeline = open_recognition(cfg, events.append, threaded=False, encoder=encoder, mapdb=mapdb)
+    for listener in listeners:
+        pipeline.add_listener(listener)
     inputs = {
         CAMERA_INFO: pipeline.on_camera_info,
         ODOMETRY: pipeline.on_odometry,
@@ -568,7 +572,7 @@ def evaluate_offline(
             elif isinstance(event, RelocalizationEvent):
                 samples["relocalization"].append(event.relocalization.compute_time_s)
                 relocalizations.append(observed_relocalization(event))
-            elif event.message not in notes:
+            elif isinstance(event, WarningEvent) and event.message not in notes:
                 notes.append(event.message)
         events.clear()
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from crossover_ros.config import group, setting
 from crossover_ros.model import modalities as mod
+from crossover_ros.pipeline.changes import ChangeCfg
 from crossover_ros.pipeline.fusion import FusionCfg
 from crossover_ros.pipeline.keyframes import KeyframeCfg
 from crossover_ros.pipeline.object_ranking import ObjectRankingCfg
@@ -95,6 +96,7 @@ class PipelineCfg(SensorPipelineCfg):
     ranking: ObjectRankingCfg = group(ObjectRankingCfg)
     verification: VerificationCfg = group(VerificationCfg)
     relocalization: RelocalizerCfg = group(RelocalizerCfg)
+    changes: ChangeCfg = group(ChangeCfg)
     health: HealthCfg = group(HealthCfg)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crossover_ros.pipeline.changes import ChangeReport
 from crossover_ros.pipeline.relocalize import Relocalization
 from crossover_ros.pipeline.stream import StreamKeyframe
 
@@ -61,6 +62,19 @@ class RelocalizationEvent:
 
 
 @dataclass(frozen=True)
+class ChangeEvent:
+    """What changed in the room since the map was made, pooled over the visit so far; after a
+    confirmed relocalisation."""
+
+    keyframe: StreamKeyframe
+    report: ChangeReport
+
+    @property
+    def stamp_ns(self) -> int:
+        return stamp_ns(self.keyframe.header)
+
+
+@dataclass(frozen=True)
 class WarningEvent:
     """Something the owner should say (throttled per ``key`` by the pipeline)."""
 
@@ -68,4 +82,4 @@ class WarningEvent:
     message: str
 
 
-Event = MatchEvent | RelocalizationEvent | WarningEvent
+Event = MatchEvent | RelocalizationEvent | ChangeEvent | WarningEvent

@@ -103,6 +103,30 @@ def _check_pose(pose: np.ndarray) -> np.ndarray:
     return pose
 
 
+@dataclass(frozen=True)
+class CameraView:
+    """Where a fused keyframe's camera stood and the depth it saw (every ``stride``-th pixel):
+    what the change detector needs to tell what the window covered."""
+
+    camera_to_odom: np.ndarray  # (4, 4) optical frame in the odometry frame
+    intrinsics: CameraIntrinsics  # of ``depth``, the strided image
+    depth: np.ndarray  # (h, w) float32 metres, NaN where invalid or outside the depth range
+    stamp: float
+
+
+def strided_view(frame: RGBDFrame, camera_to_odom: np.ndarray, cfg: FusionCfg) -> CameraView:
+    """The keyframe's :class:`CameraView` at the fusion's pixel stride and depth range."""
+    stride = cfg.stride_for(frame.intrinsics.width)
+    depth = np.asarray(frame.depth, np.float32)[::stride, ::stride].copy()
+    with np.errstate(invalid="ignore"):
+        depth[~((depth >= cfg.min_depth_m) & (depth <= cfg.max_depth_m))] = np.nan
+    i = frame.intrinsics
+    strided = CameraIntrinsics(
+        depth.shape[1], depth.shape[0], i.fx / stride, i.fy / stride, i.cx / stride, i.cy / stride
+    )
+    return CameraView(camera_to_odom, strided, depth, float(frame.stamp))
+
+
 class PointCloudFusion:
     """Sliding window of keyframe point clouds in the odometry frame; :meth:`cloud` fuses them.
 
@@ -113,6 +137,7 @@ class PointCloudFusion:
     def __init__(self, cfg: FusionCfg | None = None) -> None:
         self.cfg = cfg or FusionCfg()
         self._keyframes: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=self.cfg.max_keyframes)
+        self._views: deque[CameraView] = deque(maxlen=self.cfg.max_keyframes)
         self._cache: tuple[np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -121,6 +146,7 @@ class PointCloudFusion:
     def reset(self) -> None:
         """Forget every keyframe (a new odometry session, a relocalisation, a bag loop)."""
         self._keyframes.clear()
+        self._views.clear()
         self._cache = None
 
     def add(self, frame: RGBDFrame, camera_to_odom: np.ndarray) -> None:
@@ -136,7 +162,12 @@ class PointCloudFusion:
         xyz, index = self.points_in_odom(frame, pose)
         rgb = color.reshape(-1, 3)[index].astype(np.float32) / 255.0
         self._keyframes.append(voxel_downsample_o3d(xyz, rgb, self.cfg.voxel_size_m))
+        self._views.append(strided_view(frame, pose, self.cfg))
         self._cache = None
+
+    def views(self) -> tuple[CameraView, ...]:
+        """The cameras of the fused keyframes, oldest first."""
+        return tuple(self._views)
 
     def points_in_odom(
         self, frame: RGBDFrame, camera_to_odom: np.ndarray

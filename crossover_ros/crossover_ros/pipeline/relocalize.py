@@ -38,6 +38,7 @@ from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.records import SceneCandidate, SceneRecord
 from crossover_ros.model import modalities as mod
 from crossover_ros.model.features import FeatureCfg
+from crossover_ros.pipeline.fusion import CameraView
 from crossover_ros.pipeline.keyframes import rotation_angle_deg
 from crossover_ros.pipeline.objects import (
     QueryObject,
@@ -208,6 +209,9 @@ class Relocalization:
     confirmed: bool = False  # the pose agrees with the best-supported map_from_odom
     support: int = 0  # estimates behind that hypothesis, this one included
     rivals: tuple[str, ...] = ()  # other scenes the cloud fits as well or better (twins)
+    objects: tuple[QueryObject, ...] = ()  # segmented from the fused cloud (odometry frame)
+    object_vectors: np.ndarray | None = None  # (len(objects), D) their embeddings
+    views: tuple[CameraView, ...] = ()  # the fused keyframes' cameras: what the cloud covers
 
     @property
     def camera_in_scene(self) -> np.ndarray | None:
@@ -262,21 +266,24 @@ class Relocalizer:
         cloud: tuple[np.ndarray, np.ndarray],
         camera_to_odom: np.ndarray,
         candidates: Sequence[str] = (),
+        views: Sequence[CameraView] = (),
     ) -> Relocalization:
         """Correspondences and pose of the fused ``cloud`` (odometry frame) in ``scene_id``;
-        ``candidates``: the recogniser's ranking of this window (its runners-up are rivals)."""
+        ``candidates``: the recogniser's ranking of this window (its runners-up are rivals);
+        ``views``: the cameras that saw the cloud, kept for the change detector."""
         started = time.perf_counter()
         self._last_stamp = stamp
         xyz, rgb = cloud
         record = self.mapdb.scene(scene_id)
         correspondences: list[Correspondence] = []
         num_objects = 0
+        objects: list[QueryObject] = []
+        vectors = None
         if len(xyz) < self.cfg.min_points:
             pose: PoseEstimate | NoPose = NoPose(f"fused cloud has {len(xyz)} points")
         elif (target := self._prepared(scene_id)) is None:
             pose = NoPose(f"scene {scene_id} stores no point cloud")
         else:
-            objects, vectors = [], None
             instances = self._scene_instances(scene_id)
             if instances is not None:
                 objects = segment_objects(xyz, rgb, self.cfg.segmentation)
@@ -321,6 +328,9 @@ class Relocalizer:
             confirmed=confirmed,
             support=support,
             rivals=rivals,
+            objects=tuple(objects),
+            object_vectors=vectors,
+            views=tuple(views),
         )
 
     def _prepared(self, scene_id: str) -> PreparedCloud | None:

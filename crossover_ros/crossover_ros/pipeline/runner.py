@@ -31,8 +31,15 @@ from crossover_ros.mapdb.base import MapBase
 from crossover_ros.mapdb.open import open_map, open_or_create_map
 from crossover_ros.mapdb.records import SceneRecord
 from crossover_ros.model.registry import RecognitionEncoder, create_encoder
+from crossover_ros.pipeline.changes import ChangeDetector
 from crossover_ros.pipeline.config import ModelCfg, PipelineCfg, RecordingPipelineCfg
-from crossover_ros.pipeline.events import Event, MatchEvent, RelocalizationEvent, WarningEvent
+from crossover_ros.pipeline.events import (
+    ChangeEvent,
+    Event,
+    MatchEvent,
+    RelocalizationEvent,
+    WarningEvent,
+)
 from crossover_ros.pipeline.fusion import PointCloudFusion
 from crossover_ros.pipeline.object_ranking import ObjectSetRanker
 from crossover_ros.pipeline.recognizer import SceneRecognizer
@@ -149,9 +156,12 @@ class RecognitionPipeline(_SensorPipeline):
             self._ranker(),
         )
         fusion = relocalizer = None
+        self.changes: ChangeDetector | None = None
         if geometry and cfg.relocalization.enabled:
             fusion = PointCloudFusion(cfg.fusion)
             relocalizer = Relocalizer(mapdb, encoder, cfg.relocalization)
+            if cfg.changes.enabled:
+                self.changes = ChangeDetector(mapdb, cfg.changes, cfg.relocalization.map_frame)
         self.stream = SensorStream(
             recognizer, cfg.stream, fusion, cfg.keyframes, self.stats, relocalizer
         )
@@ -212,8 +222,11 @@ class RecognitionPipeline(_SensorPipeline):
         return self.workers[0].dropped if self.workers else 0
 
     def reset(self) -> None:
-        """Forget the window, the filtered answer, the fused cloud and the pooled poses."""
+        """Forget the window, the filtered answer, the fused cloud, the pooled poses and the
+        changes seen."""
         self.stream.reset()
+        if self.changes is not None:
+            self.changes.reset()
 
     def replace_map(self, mapdb: MapBase) -> MapBase:
         """Rank against ``mapdb`` from now on (same model); returns the old map, which the
@@ -221,6 +234,8 @@ class RecognitionPipeline(_SensorPipeline):
         old = self.stream.recognizer.replace_map(mapdb)
         if self.stream.relocalizer is not None:
             self.stream.relocalizer.replace_map(mapdb)
+        if self.changes is not None:
+            self.changes.replace_map(mapdb)
         self.mapdb, self._scenes_checked = mapdb, -np.inf
         if self._owns_map:
             old.close()
@@ -283,6 +298,18 @@ class RecognitionPipeline(_SensorPipeline):
                 f" estimate(s){twins}); not published",
             )
         self._emit(event)
+        if event.pose is not None and self.changes is not None:
+            self._compare(keyframe, found, event.confirmed)
+
+    def _compare(self, keyframe: StreamKeyframe, found: Relocalization, confirmed: bool) -> None:
+        """What changed in the room: a failure loses the report, never the pose."""
+        try:
+            report = self.changes.observe(found, confirmed)
+        except (CrossoverError, ValueError) as err:
+            self._warn("changes", f"change detection in {found.scene_id} failed: {err}")
+            return
+        if report is not None:
+            self._emit(ChangeEvent(keyframe, report))
 
     def _locate(self, keyframe: StreamKeyframe, found: Relocalization) -> RelocalizationEvent:
         """The body's pose in the map frame (or the scene's own), as the node publishes it."""

@@ -126,7 +126,7 @@ class SensorStream:
     (after counting it) for a frame that cannot be used, so the caller decides how loudly to
     say so; the stream itself stays usable. Keyframes are selected by ``keyframes`` (with or
     without a recogniser: the map recorder has none). With a ``fusion`` (``add(frame,
-    camera_to_odom)``, ``reset()``), every keyframe with a pose is fused.
+    camera_to_odom)``, ``reset()``, ``cloud()``, ``views()``), every keyframe with a pose is fused.
 
     Time: a frame older than the newest by more than ``time_jump_s`` restarts the window, the
     filter, the cloud and the keyframe rule (a bag loop, simulated time reset: counted in
@@ -341,9 +341,9 @@ class SensorStream:
             return None
         try:
             with self._process_lock:  # the cloud changes with every keyframe
-                cloud = self.fusion.cloud()
+                cloud, views = self.fusion.cloud(), self.fusion.views()
             found = self.relocalizer.relocalize(
-                result.stamp, result.scene_id, cloud, pose, result.candidate_ids
+                result.stamp, result.scene_id, cloud, pose, result.candidate_ids, views
             )
         except (CrossoverError, ValueError) as err:  # ValueError: numpy/open3d on odd input
             self.counters["relocalization_errors"] += 1

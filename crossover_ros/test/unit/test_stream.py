@@ -89,6 +89,9 @@ class FakeFusion:
     def reset(self):
         self.added, self.resets = [], self.resets + 1
 
+    def views(self):
+        return ()
+
     def __len__(self):
         return len(self.added)
 

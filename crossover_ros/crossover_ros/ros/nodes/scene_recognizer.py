@@ -13,7 +13,9 @@ Topics (relative: a launch namespace moves them): subscribed ``camera/color/imag
 ``~/instance_correspondences`` and ``~/pose`` (PoseWithCovarianceStamped; also ``initialpose``
 if asked) after each relocalisation, ``~/map_to_odom`` (TransformStamped) after each confirmed
 pose, and the same on ``/tf`` re-stamped at ``publish.rate_hz`` (``publish.tf``; where tf2_msgs
-is installed), ``~/markers`` (MarkerArray), ``/diagnostics`` (1 Hz).
+is installed), ``~/markers`` (MarkerArray), ``/diagnostics`` (1 Hz); ``~/scene_changes``
+(SceneChanges: what moved, is gone or is new in the room, pooled over the visit) and
+``~/scene_changes/markers`` (MarkerArray) after each confirmed pose with a change report.
 Services: ``~/reset`` and ``~/reload_map`` (std_srvs/Trigger).
 """
 
@@ -29,10 +31,16 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from crossover_msgs.msg import InstanceCorrespondences, SceneMatch
+from crossover_msgs.msg import InstanceCorrespondences, SceneChanges, SceneMatch
 from crossover_ros.mapdb.open import open_map
 from crossover_ros.pipeline.config import PipelineCfg
-from crossover_ros.pipeline.events import Event, MatchEvent, RelocalizationEvent, WarningEvent
+from crossover_ros.pipeline.events import (
+    ChangeEvent,
+    Event,
+    MatchEvent,
+    RelocalizationEvent,
+    WarningEvent,
+)
 from crossover_ros.pipeline.runner import RecognitionPipeline, open_recognition
 from crossover_ros.pipeline.stats import assess
 from crossover_ros.ros.convert import to_scene_match
@@ -46,6 +54,7 @@ from crossover_ros.ros.relocalization import (
     pose_message,
     tf_message_type,
 )
+from crossover_ros.ros.scene_changes import change_markers, scene_changes_message
 from crossover_ros.ros.sensors import describe, subscribe
 from crossover_ros.ros.settings import SceneRecognizerNodeCfg
 
@@ -96,6 +105,8 @@ class SceneRecognizerNode(Node):
             "~/instance_correspondences": InstanceCorrespondences,
             "~/pose": PoseWithCovarianceStamped,
             "~/map_to_odom": TransformStamped,
+            "~/scene_changes": SceneChanges,
+            "~/scene_changes/markers": MarkerArray,
         }
         if self.settings.publish.initialpose:
             types["initialpose"] = PoseWithCovarianceStamped
@@ -184,6 +195,8 @@ class SceneRecognizerNode(Node):
                 self._on_match(event)
             elif isinstance(event, RelocalizationEvent):
                 self._on_relocalization(event)
+            elif isinstance(event, ChangeEvent):
+                self._on_changes(event)
             elif isinstance(event, WarningEvent):
                 self.get_logger().warning(event.message)
 
@@ -235,6 +248,16 @@ class SceneRecognizerNode(Node):
                 self._outputs["~/map_to_odom"].publish(transform)
                 self._map_to_odom = transform
                 self._publish_tf(transform)
+
+    def _on_changes(self, event: ChangeEvent) -> None:
+        """What changed in the room; a report that cannot be converted or serialised is said,
+        not raised (the other outputs go on)."""
+        stamp = event.keyframe.header.stamp
+        try:
+            self._outputs["~/scene_changes"].publish(scene_changes_message(event.report, stamp))
+            self._outputs["~/scene_changes/markers"].publish(change_markers(event.report, stamp))
+        except Exception as err:  # rclpy checks fields when serialising: whatever it raises
+            self.get_logger().warning(f"change report not published: {err!r}")
 
     def _publish_tf(self, transform: TransformStamped) -> None:
         """map -> odom on /tf, when TF is asked for and available: a scene in its own frame is
