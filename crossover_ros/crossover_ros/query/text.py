@@ -39,7 +39,9 @@ from crossover_ros.query.parse import (
     words,
 )
 
-_PAIR_CUES = (ON, NEAR)
+# Parts of a room (not objects): found in the stored cloud when the map has no instances of them.
+_WINDOW_WORDS = frozenset({"window", "windowsill", "glass"})
+_DOOR_WORDS = frozenset({"door", "doorway", "entrance", "entry", "exit", "way"})
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ class TextQueryCfg:
     near_m: float = 0.5  # a footprint gap that still counts as next to
     on_tolerance_m: float = 0.12  # bottom of one box to the top of the other
     wall_m: float = 0.2
+    opening_near_m: float = 1.0  # an object this near a window or door is by it
     object_embedding_weight: float = 0.5
     scene_embedding_weight: float = 1.0
     scene_modalities: tuple[str, ...] = (mod.SCENE,)
@@ -150,6 +153,8 @@ class TextQuery:
     def _read_instances(self, mapdb: MapBase) -> None:
         """Per instance: scene, label, box, colour; per scene: its extent and pose."""
         scene_of, labels, ids, lows, highs, colours = [], [], [], [], [], []
+        window_m: list[float] = []  # horizontal distance to the nearest window, door
+        door_m: list[float] = []
         self.extents = np.zeros((len(self.records), 2, 3))
         self.poses = np.tile(np.eye(4), (len(self.records), 1, 1))
         self.in_map_frame = np.zeros(len(self.records), bool)
@@ -169,6 +174,11 @@ class TextQuery:
                 scene_of.append(s)
             boxes = (np.array(lows[-len(instances) :]), np.array(highs[-len(instances) :]))
             self.extents[s] = _extent(cloud, boxes if instances else None)
+            windows, doors = _openings(cloud, self.extents[s])
+            for inst_low, inst_high in zip(*boxes, strict=True) if instances else ():
+                centre = (inst_low[:2] + inst_high[:2]) / 2
+                window_m.append(_nearest(centre, windows))
+                door_m.append(_nearest(centre, doors))
             for low, high in zip(*boxes, strict=True) if instances else ():
                 colours.append(_box_colour(cloud, low, high, self.extents[s, 0, 2]))
         self.scene_of = np.array(scene_of, np.int64)
@@ -185,6 +195,9 @@ class TextQuery:
         self.on_wall = _closeness(np.minimum(dx, dy), self.cfg.wall_m) * raised
         self.near_wall = _closeness(np.minimum(dx, dy), self.cfg.near_m)
         self.on_floor = _closeness(self.box_min[:, 2] - ext[:, 0, 2], self.cfg.on_tolerance_m)
+        near = self.cfg.opening_near_m
+        self.near_window = _closeness(np.array(window_m) - near, near / 2)
+        self.near_door = _closeness(np.array(door_m) - near, near / 2)
 
     def _pairs(self) -> None:
         """Every ordered pair of instances of one room: footprint gap, and whether the first
@@ -300,11 +313,15 @@ class TextQuery:
         if relation.kind in (BIGGER, SMALLER):
             return self.bigger if relation.kind == BIGGER else self.smaller
         if relation.anchor is None:  # a place the map has no object for
-            landmark = relation.landmark.split()
+            landmark = {_singular(w) for w in relation.landmark.split()}
             if "wall" in landmark:
                 return self.on_wall if relation.kind == ON else self.near_wall
             if "floor" in landmark and relation.kind == ON:
                 return self.on_floor
+            if landmark & _WINDOW_WORDS:
+                return self.near_window
+            if landmark & _DOOR_WORDS:
+                return self.near_door
             return np.full(n, 0.5)
         anchor = relation.anchor[self.label_index[self.pair_j]]
         if relation.kind == ON:
@@ -481,3 +498,70 @@ def _box_colour(
     if inside.sum() < 3:
         return np.full(3, np.nan)
     return np.median(np.asarray(rgb, np.float64)[inside], axis=0) / 255.0
+
+
+def _nearest(point: np.ndarray, places: np.ndarray) -> float:
+    if not len(places):
+        return np.inf
+    return float(np.min(np.linalg.norm(places - point, axis=1)))
+
+
+def _openings(
+    cloud: tuple[np.ndarray, np.ndarray] | None, extent: np.ndarray, cell: float = 0.15
+) -> tuple[np.ndarray, np.ndarray]:
+    """(windows, doors): (K, 2) horizontal centres of the openings in the room's four walls.
+
+    A wall is the cloud's points within a few centimetres of one side of the room's extent. A
+    column of it (``cell`` wide) with no points at window height but wall below is part of a
+    window; with no points from the floor to door height, part of a door, unless something in
+    front of the wall hides it (then it is unknown, not an opening). Runs of at least
+    0.45 m of such columns are the openings.
+    """
+    none = np.zeros((0, 2))
+    if cloud is None or len(cloud[0]) < 100:
+        return none, none
+    xyz = np.asarray(cloud[0], np.float64)
+    low, high = extent
+    z = xyz[:, 2] - low[2]
+    windows, doors = [], []
+    for axis in (0, 1):
+        along = 1 - axis
+        for side, plane in ((1.0, low[axis]), (-1.0, high[axis])):
+            depth = (xyz[:, axis] - plane) * side  # inward distance from the wall
+            on_wall = np.abs(depth) < 0.08
+            in_front = (depth > 0.2) & (depth < 0.6)  # past the wall, its frames and sills
+            edges = np.arange(low[along] + 0.2, high[along] - 0.2, cell)
+            if len(edges) < 4:
+                continue
+            column = np.digitize(xyz[:, along], edges) - 1
+            ok = (column >= 0) & (column < len(edges) - 1)
+
+            def filled(mask: np.ndarray, z_low: float, z_high: float) -> np.ndarray:
+                pick = mask & ok & (z > z_low) & (z < z_high)
+                return np.bincount(column[pick], minlength=len(edges) - 1) > 0
+
+            wall_low = filled(on_wall, 0.15, 0.7)
+            wall_mid = filled(on_wall, 1.2, 1.8)
+            hidden_mid = filled(in_front, 1.2, 1.8)
+            hidden = hidden_mid | filled(in_front, 0.15, 0.7)
+            for kind, empty in (
+                (windows, ~wall_mid & wall_low & ~hidden_mid),
+                (doors, ~wall_mid & ~wall_low & ~hidden),
+            ):
+                for start, stop in _runs(empty, 3):
+                    u = (edges[start] + edges[stop]) / 2
+                    kind.append((plane, u) if axis == 0 else (u, plane))
+    return np.array(windows).reshape(-1, 2), np.array(doors).reshape(-1, 2)
+
+
+def _runs(flags: np.ndarray, min_length: int) -> list[tuple[int, int]]:
+    """[start, stop) of the runs of True at least ``min_length`` long."""
+    out, start = [], None
+    for i, flag in enumerate([*flags.tolist(), False]):
+        if flag and start is None:
+            start = i
+        elif not flag and start is not None:
+            if i - start >= min_length:
+                out.append((start, i))
+            start = None
+    return out
