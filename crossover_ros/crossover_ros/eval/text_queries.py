@@ -108,9 +108,10 @@ def building_facts(building: Building) -> dict[str, list[Facts]]:
 
 
 def generated_cases(
-    building: Building, facts: dict[str, list[Facts]], seed: int
+    building: Building, facts: dict[str, list[Facts]], seed: int, rooms_per_scene: int = 3
 ) -> tuple[list[TextCase], list[TextCase]]:
-    """(room cases, object cases) from the building's own referrals."""
+    """(room cases, object cases) from the building's own referrals: every referral, and
+    ``rooms_per_scene`` room sentences joining one to three of a room's referrals."""
     rng = np.random.default_rng(seed)
     valid = {f.key: f.sentences() for scene in facts.values() for f in scene}
     fits_of: dict[str, frozenset] = {}
@@ -130,14 +131,14 @@ def generated_cases(
         for instance_id, text in referrals:
             objects.append(TextCase(text, (scene_id, instance_id), fits(text)))
         texts = sorted({t for _, t in referrals})
-        if not texts:
-            continue
         distinctive = [t for t in texts if {k[0] for k in fits(t)} == {scene_id}]
         rest = [t for t in texts if t not in distinctive]
-        chosen = [*rng.permutation(distinctive).tolist(), *rng.permutation(rest).tolist()][:3]
-        text = "the room with " + " and ".join(chosen)
-        room_fits = frozenset.intersection(*(frozenset(k[0] for k in fits(t)) for t in chosen))
-        rooms.append(TextCase(text, scene_id, room_fits))
+        for _ in range(rooms_per_scene if texts else 0):
+            chosen = [*rng.permutation(distinctive).tolist(), *rng.permutation(rest).tolist()]
+            chosen = chosen[: int(rng.integers(1, 4))]
+            text = "the room with " + " and ".join(chosen)
+            room_fits = frozenset.intersection(*(frozenset(k[0] for k in fits(t)) for t in chosen))
+            rooms.append(TextCase(text, scene_id, room_fits))
     return rooms, objects
 
 

@@ -139,9 +139,13 @@ STOP_WORDS = frozenset(
     " at to from for into onto under below above over there here room rooms please find show"
     " me where i we want go take get some any something thing things object objects stuff"
     " what whose whichever both each every all just very quite bit most more less whole"
-    " standing sitting lying placed located found kept stored left right side".split()
+    " standing sitting lying placed located found kept stored left right side am be been being"
+    " was were can could would will shall should may might do does did you your my our us let"
+    " need look looking see seen as so too like well such then now only own same".split()
 )
-_WORD = re.compile(r"[a-z0-9]+")
+_WORD = re.compile(r"[a-z0-9]+|[,;:.!?]")
+# Words that open a noun phrase, and punctuation: one object's words end there.
+_BOUNDARIES = frozenset({"a", "an", "the", "another", "some", "each", "every", ",", ";", ":", ".", "!", "?"})
 
 
 def colour_rgb(name: str) -> tuple[float, float, float]:
@@ -175,12 +179,12 @@ class Description(Generic[Name]):
 
 def words(text: str) -> list[str]:
     """Lowercase words, spelling variants unified."""
-    return [_SYNONYMS.get(w, w) for w in _WORD.findall(text.lower())]
+    return [_SYNONYMS.get(w, w) for w in _WORD.findall(text.lower()) if w.isalnum()]
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
     """(kind, value): cue, colour, count, and, word."""
-    ws = words(text)
+    ws = [_SYNONYMS.get(w, w) for w in _WORD.findall(text.lower())]
     out: list[tuple[str, str]] = []
     i = 0
     while i < len(ws):
@@ -204,6 +208,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
                 out.append(("count", w))
             elif w == "and":
                 out.append(("and", w))
+            elif w in _BOUNDARIES:
+                out.append(("boundary", w))
             else:
                 out.append(("word", w))
         i += n
@@ -260,6 +266,8 @@ def parse(text: str, resolve: Callable[[list[str]], Name | None]) -> list[Descri
             count = int(value)
         elif kind == "and":
             pending = None
+        elif kind == "boundary":
+            pass
         elif value == "with":
             pending = None
         elif value in (CORNER, BIGGER, SMALLER):

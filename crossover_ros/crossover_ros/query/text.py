@@ -50,7 +50,8 @@ class TextQueryCfg:
 
     label_low: float = 0.45  # MiniLM cosine of a word and a label that means "not this"
     label_high: float = 0.85  # ... and "this" (an exact label or plural is 1)
-    min_label: float = 0.6  # a run of words names a label at all
+    min_label: float = 0.5  # a run of words names a label at all
+    longer_bonus: float = 0.1  # per word: "office chair" before "chair"
     label_weight: float = 2.0
     colour_weight: float = 0.8
     colour_sigma: float = 0.2  # sRGB distance (0..1 per channel) of a colour a quarter off
@@ -280,13 +281,17 @@ class TextQuery:
                 for form in (phrase, " ".join([*span[:-1], _singular(span[-1])])):
                     if form in self._vocab_index:
                         sims[self._vocab_index[form]] = 1.0
-                key = (float(sims.max()) if len(sims) else 0.0, n)
+                top = float(sims.max()) if len(sims) else 0.0
+                key = (top + self.cfg.longer_bonus * (n - 1), n)
                 if key > best_key:
                     best, best_key = sims, key
-        if best is None or best_key[0] < self.cfg.min_label:
+        if best is None or float(best.max()) < self.cfg.min_label:
             return None
-        cfg = self.cfg
-        return np.clip((best - cfg.label_low) / (cfg.label_high - cfg.label_low), 0.0, 1.0)
+        # The label the words name best is "this" even when the backbone rates the pair low
+        # (houseplant / plant): the others are scaled against it.
+        high = min(self.cfg.label_high, float(best.max()))
+        low = min(self.cfg.label_low, high - 0.1)
+        return np.clip((best - low) / (high - low), 0.0, 1.0)
 
     def _parse(self, text: str) -> tuple[list[Description[np.ndarray]], np.ndarray]:
         """The sentence's descriptions, label matches resolved, and its MiniLM vector."""
