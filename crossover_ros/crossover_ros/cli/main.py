@@ -6,7 +6,18 @@ import argparse
 import sys
 
 from crossover_ros import __version__
-from crossover_ros.cli import bench, data, demo, eval_bags, evaluate, export, mapdb, run, train
+from crossover_ros.cli import (
+    bench,
+    data,
+    demo,
+    eval_bags,
+    evaluate,
+    export,
+    mapdb,
+    query,
+    run,
+    train,
+)
 from crossover_ros.errors import CrossoverError
 
 
@@ -17,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for module in (data, mapdb, train, evaluate, eval_bags, export, run, demo, bench):
+    for module in (data, mapdb, train, evaluate, eval_bags, query, export, run, demo, bench):
         module.add_parser(verbs)
     return parser
 

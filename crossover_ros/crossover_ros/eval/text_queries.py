@@ -84,7 +84,9 @@ def building_facts(building: Building) -> dict[str, list[Facts]]:
         facts = []
         for obj in objects:
             phrases = relations(obj, objects, scan.room_size, door, windows)
-            fact = Facts((info.scan_id, obj.instance_id), obj.label, obj.color_name, phrases=phrases)
+            fact = Facts(
+                (info.scan_id, obj.instance_id), obj.label, obj.color_name, phrases=phrases
+            )
             for phrase in phrases:
                 if phrase.startswith("on the "):
                     fact.support = phrase[len("on the ") :]

@@ -134,18 +134,21 @@ _NUMBERS = {
     "pair of": 2,
 }
 # Words that never name an object or a place of one.
-STOP_WORDS = frozenset(
-    "the a an of that this is are which who it its one ones other others than and or also in"
-    " at to from for into onto under below above over there here room rooms please find show"
-    " me where i we want go take get some any something thing things object objects stuff"
-    " what whose whichever both each every all just very quite bit most more less whole"
-    " standing sitting lying placed located found kept stored left right side am be been being"
-    " was were can could would will shall should may might do does did you your my our us let"
-    " need look looking see seen as so too like well such then now only own same".split()
-)
+_STOP_TEXT = """
+    the a an of that this is are which who it its one ones other others than and or also in at
+    to from for into onto under below above over there here room rooms please find show me
+    where i we want go take get some any something thing things object objects stuff what whose
+    whichever both each every all just very quite bit most more less whole standing sitting
+    lying placed located found kept stored left right side am be been being was were can could
+    would will shall should may might do does did you your my our us let need look looking see
+    seen as so too like well such then now only own same
+"""
+STOP_WORDS = frozenset(_STOP_TEXT.split())
 _WORD = re.compile(r"[a-z0-9]+|[,;:.!?]")
 # Words that open a noun phrase, and punctuation: one object's words end there.
-_BOUNDARIES = frozenset({"a", "an", "the", "another", "some", "each", "every", ",", ";", ":", ".", "!", "?"})
+_BOUNDARIES = frozenset(
+    {"a", "an", "the", "another", "some", "each", "every", ",", ";", ":", ".", "!", "?"}
+)
 
 
 def colour_rgb(name: str) -> tuple[float, float, float]:

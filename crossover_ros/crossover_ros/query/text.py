@@ -17,19 +17,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 
 from crossover_ros.errors import QueryError
-from crossover_ros.mapdb.base import MapBase
+from crossover_ros.mapdb.base import MapBase, fingerprint_error
+from crossover_ros.mapdb.open import open_map
 from crossover_ros.model import modalities as mod
 from crossover_ros.model.crossover import CrossOverModel
+from crossover_ros.model.registry import checkpoint_path, model_for_fingerprint
+from crossover_ros.model.text_backbone import TextBackbone
 from crossover_ros.query.parse import (
     BIGGER,
     CORNER,
-    NEAR,
     ON,
     SMALLER,
     Description,
@@ -40,6 +43,7 @@ from crossover_ros.query.parse import (
 )
 
 # Parts of a room (not objects): found in the stored cloud when the map has no instances of them.
+_CACHE_SIZE = 20000  # phrase vectors kept between queries (1.5 kB each)
 _WINDOW_WORDS = frozenset({"window", "windowsill", "glass"})
 _DOOR_WORDS = frozenset({"door", "doorway", "entrance", "entry", "exit", "way"})
 
@@ -62,7 +66,7 @@ class TextQueryCfg:
     opening_near_m: float = 1.0  # an object this near a window or door is by it
     object_embedding_weight: float = 0.5
     scene_embedding_weight: float = 1.0
-    scene_modalities: tuple[str, ...] = (mod.SCENE,)
+    scene_modalities: tuple[str, ...] = (mod.SCENE, mod.POINT_CLOUD)
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,7 @@ class TextQuery:
             for low, high in zip(*boxes, strict=True) if instances else ():
                 colours.append(_box_colour(cloud, low, high, self.extents[s, 0, 2]))
         self.scene_of = np.array(scene_of, np.int64)
+        self._scene_owner, self._scene_start = np.unique(self.scene_of, return_index=True)
         self.labels = labels
         self.instance_ids = np.array(ids, np.int64)
         self.box_min = np.array(lows).reshape(-1, 3)
@@ -217,9 +222,17 @@ class TextQuery:
         lo_j, hi_j = self.box_min[self.pair_j], self.box_max[self.pair_j]
         apart = np.maximum(0.0, np.maximum(lo_i[:, :2] - hi_j[:, :2], lo_j[:, :2] - hi_i[:, :2]))
         self.pair_gap = np.linalg.norm(apart, axis=1)
+        # pairs come grouped by their first instance: where each group starts, and whose it is
+        self._pair_owner, self._pair_start = np.unique(self.pair_i, return_index=True)
         centre = (lo_i[:, :2] + hi_i[:, :2]) / 2
         inside = np.all((centre >= lo_j[:, :2] - 0.05) & (centre <= hi_j[:, :2] + 0.05), axis=1)
-        self.pair_on = inside * _closeness(np.abs(lo_i[:, 2] - hi_j[:, 2]), self.cfg.on_tolerance_m)
+        on_top = _closeness(np.abs(lo_i[:, 2] - hi_j[:, 2]), self.cfg.on_tolerance_m)
+        # or on a shelf of it: inside its footprint, above its bottom, below its top
+        within = np.all(
+            (lo_i[:, :2] >= lo_j[:, :2] - 0.05) & (hi_i[:, :2] <= hi_j[:, :2] + 0.05), 1
+        )
+        shelf = within & (lo_i[:, 2] > lo_j[:, 2] + 0.05) & (lo_i[:, 2] < hi_j[:, 2])
+        self.pair_on = inside * np.maximum(on_top, 0.9 * shelf)
 
     def _sizes(self) -> None:
         """Per instance: is it the biggest / smallest of its label in its room (0..1)."""
@@ -253,7 +266,10 @@ class TextQuery:
             for row in range(starts[s], starts[s + 1]):
                 if int(self.instance_ids[row]) in where:
                     rows[row] = vectors[where[int(self.instance_ids[row])]]
-        self.instance_vectors = rows
+        # [contextual | token] / sqrt(2) against the sentence's token t as [t | t] / sqrt(2):
+        # (contextual + token) . t / 2, at half the cost per query
+        half = rows.shape[1] // 2
+        self.instance_vectors = (rows[:, :half] + rows[:, half:]) / np.float32(2.0)
         for modality in self.cfg.scene_modalities:
             matrix = np.zeros((len(self.records), self._model.cfg.embed_dim), np.float32)
             for s, record in enumerate(self.records):
@@ -267,6 +283,8 @@ class TextQuery:
     def _embed(self, phrases: Sequence[str]) -> None:
         """Fill the cache with the phrases it lacks, in one backbone call."""
         missing = sorted({p for p in phrases if p not in self._cache})
+        if len(self._cache) + len(missing) > _CACHE_SIZE:  # keep the labels, drop the rest
+            self._cache = dict(zip(self.vocab, self._vocab_vectors, strict=True))
         if missing:
             self._cache.update(zip(missing, self._text.encode(missing), strict=True))
 
@@ -334,7 +352,8 @@ class TextQuery:
         else:
             fit = anchor * _closeness(self.pair_gap - self.cfg.near_m / 2, self.cfg.near_m)
         out = np.zeros(n)
-        np.maximum.at(out, self.pair_i, fit)
+        if len(fit):
+            out[self._pair_owner] = np.maximum.reduceat(fit, self._pair_start)
         return out
 
     def _describe(self, description: Description[np.ndarray]) -> np.ndarray:
@@ -344,7 +363,9 @@ class TextQuery:
         if description.target is not None:
             score += cfg.label_weight * description.target[self.label_index]
         if description.colour:
-            distance = np.linalg.norm(self.colours - np.asarray(colour_rgb(description.colour)), axis=1)
+            distance = np.linalg.norm(
+                self.colours - np.asarray(colour_rgb(description.colour)), axis=1
+            )
             fit = np.exp(-0.5 * (distance / cfg.colour_sigma) ** 2)
             score += cfg.colour_weight * np.nan_to_num(fit, nan=0.5)
         for relation in description.relations:
@@ -352,7 +373,8 @@ class TextQuery:
         return score
 
     def _sentence_vectors(self, sentence: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """The sentence as an instance query (instance_dim) and as a scene query (D)."""
+        """The sentence as an instance query (against ``instance_vectors``) and as a scene
+        query (D)."""
         if self._model is None:
             return None
         with torch.no_grad():
@@ -361,7 +383,7 @@ class TextQuery:
             scene = self._model.encode_referrals(x[None], torch.ones(1, 1, dtype=torch.bool))[0]
         token = torch.nn.functional.normalize(token, dim=0).numpy()
         scene = torch.nn.functional.normalize(scene, dim=0).numpy()
-        return np.concatenate([token, token]) / np.sqrt(2.0), scene
+        return np.sqrt(2.0, dtype=np.float32) * token, scene
 
     def _scene_similarity(self, vector: np.ndarray) -> np.ndarray:
         if not self.scene_vectors:
@@ -400,8 +422,10 @@ class TextQuery:
         """(S,) per room: the best fit in it of each description, summed; with counts."""
         total = np.zeros(len(self.records))
         for description in descriptions:
-            per = np.full(len(self.records), 0.0)
-            np.maximum.at(per, self.scene_of, self._describe(description))
+            per = np.zeros(len(self.records))
+            if len(self.scene_of):
+                fit = self._describe(description)
+                per[self._scene_owner] = np.maximum.reduceat(fit, self._scene_start)
             total += per
             if description.count > 1 and description.target is not None:
                 named = np.bincount(
@@ -410,7 +434,9 @@ class TextQuery:
                     minlength=len(self.records),
                 )
                 want = description.count
-                total += np.where(named == want, 1.0, np.where(named > want, 0.5, -(want - named) / want))
+                total += np.where(
+                    named == want, 1.0, np.where(named > want, 0.5, -(want - named) / want)
+                )
         return total
 
     def room_scores(self, text: str) -> np.ndarray:
@@ -457,9 +483,12 @@ class TextQuery:
             s = int(self.scene_of[row])
             record, pose = self.records[s], self.poses[s]
             corners = np.array(
-                [[x, y, z] for x in self.box_min[row, :1].tolist() + self.box_max[row, :1].tolist()
-                 for y in (self.box_min[row, 1], self.box_max[row, 1])
-                 for z in (self.box_min[row, 2], self.box_max[row, 2])]
+                [
+                    [x, y, z]
+                    for x in self.box_min[row, :1].tolist() + self.box_max[row, :1].tolist()
+                    for y in (self.box_min[row, 1], self.box_max[row, 1])
+                    for z in (self.box_min[row, 2], self.box_max[row, 2])
+                ]
             )
             corners = _to_map(pose, corners)
             centre = _to_map(pose, ((self.box_min[row] + self.box_max[row]) / 2)[None])[0]
@@ -478,6 +507,36 @@ class TextQuery:
                 )
             )
         return out
+
+
+def text_query_for(mapdb: MapBase, encoder: object, cfg: TextQueryCfg | None = None) -> TextQuery:
+    """The text query of a map and the encoder it was built with: a CrossOver encoder lends its
+    model (its referral encoders), any other encoder none (labels and geometry only)."""
+    model = getattr(encoder, "model", None)
+    return TextQuery(
+        mapdb, TextBackbone(), model if isinstance(model, CrossOverModel) else None, cfg
+    )
+
+
+def open_text_query(
+    location: str | Path,
+    model: str | None = None,
+    cfg: TextQueryCfg | None = None,
+    password_file: str = "",
+) -> TextQuery:
+    """The text query of a map file or URL, read once and closed again. ``model``: the map's
+    CrossOver checkpoint (default: told by the map's fingerprint: the shipped model, or none for
+    a global-descriptor map); MapDatabaseError if it is not the map's."""
+    with open_map(location, password_file=password_file, read_only=True) as mapdb:
+        name = model or model_for_fingerprint(mapdb.model_fingerprint)
+        crossover = None
+        if name != "global_descriptor":
+            crossover = CrossOverModel.load(checkpoint_path(name))[0]
+            if crossover.fingerprint() != mapdb.model_fingerprint:
+                raise fingerprint_error(
+                    str(mapdb.path), mapdb.model_fingerprint, crossover.fingerprint()
+                )
+        return TextQuery(mapdb, TextBackbone(), crossover, cfg)
 
 
 def _extent(
@@ -540,15 +599,11 @@ def _openings(
                 continue
             column = np.digitize(xyz[:, along], edges) - 1
             ok = (column >= 0) & (column < len(edges) - 1)
-
-            def filled(mask: np.ndarray, z_low: float, z_high: float) -> np.ndarray:
-                pick = mask & ok & (z > z_low) & (z < z_high)
-                return np.bincount(column[pick], minlength=len(edges) - 1) > 0
-
-            wall_low = filled(on_wall, 0.15, 0.7)
-            wall_mid = filled(on_wall, 1.2, 1.8)
-            hidden_mid = filled(in_front, 1.2, 1.8)
-            hidden = hidden_mid | filled(in_front, 0.15, 0.7)
+            columns = (column, ok, z, len(edges) - 1)
+            wall_low = _filled(columns, on_wall, 0.15, 0.7)
+            wall_mid = _filled(columns, on_wall, 1.2, 1.8)
+            hidden_mid = _filled(columns, in_front, 1.2, 1.8)
+            hidden = hidden_mid | _filled(columns, in_front, 0.15, 0.7)
             for kind, empty in (
                 (windows, ~wall_mid & wall_low & ~hidden_mid),
                 (doors, ~wall_mid & ~wall_low & ~hidden),
@@ -557,6 +612,13 @@ def _openings(
                     u = (edges[start] + edges[stop]) / 2
                     kind.append((plane, u) if axis == 0 else (u, plane))
     return np.array(windows).reshape(-1, 2), np.array(doors).reshape(-1, 2)
+
+
+def _filled(columns: tuple, mask: np.ndarray, z_low: float, z_high: float) -> np.ndarray:
+    """Which wall columns hold points of ``mask`` between the two heights."""
+    column, ok, z, count = columns
+    pick = mask & ok & (z > z_low) & (z < z_high)
+    return np.bincount(column[pick], minlength=count) > 0
 
 
 def _runs(flags: np.ndarray, min_length: int) -> list[tuple[int, int]]:
