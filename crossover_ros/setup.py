@@ -17,7 +17,7 @@ setup(
         ("share/" + package_name + "/config", glob("config/*")),
         ("share/" + package_name + "/models", glob("models/*")),
     ],
-    package_data={package_name: ["py.typed"]},
+    package_data={package_name: ["py.typed", "eval/paraphrases.json"]},
     python_requires=">=3.10",
     install_requires=[
         "numpy>=1.24",
@@ -25,6 +25,7 @@ setup(
         "pillow>=10",
         "pyyaml>=6",
         "tqdm>=4.60",
+        "threadpoolctl>=3.1",
         "torch>=2.1",
         "trimesh>=4.0",
         "embreex>=2.17",

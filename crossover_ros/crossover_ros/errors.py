@@ -35,3 +35,7 @@ class RuntimeBackendError(CrossoverError):
 
 class ConfigError(CrossoverError):
     """A setting or parameter file names an unknown setting or a value outside its range."""
+
+
+class QueryError(CrossoverError):
+    """A text query cannot be answered as asked (empty text, k < 1, a building not mapped)."""

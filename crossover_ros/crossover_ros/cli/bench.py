@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from crossover_ros.bench import encoders_bench, map_bench, node_bench, pose_bench
+from crossover_ros.bench import encoders_bench, map_bench, node_bench, pose_bench, text_bench
 
-BENCHMARKS = (map_bench, encoders_bench, pose_bench, node_bench)
+BENCHMARKS = (map_bench, encoders_bench, pose_bench, node_bench, text_bench)
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:

@@ -15,6 +15,7 @@ from crossover_ros.cli import (
     evaluate,
     export,
     mapdb,
+    query,
     run,
     train,
 )
@@ -28,7 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for module in (data, mapdb, train, evaluate, eval_bags, changes, export, run, demo, bench):
+    for module in (
+        data,
+        mapdb,
+        train,
+        evaluate,
+        eval_bags,
+        changes,
+        query,
+        export,
+        run,
+        demo,
+        bench,
+    ):
         module.add_parser(verbs)
     return parser
 

@@ -12,15 +12,17 @@ import sys
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import PoseWithCovarianceStamped, TransformStamped
+from geometry_msgs.msg import Point, Pose, PoseWithCovarianceStamped, TransformStamped
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from crossover_msgs.msg import SceneMatch
+from crossover_msgs.srv import FindObject, FindRoom
 from crossover_ros.errors import ConversionError
 from crossover_ros.frames import CameraIntrinsics
 from crossover_ros.pipeline.recognizer import SceneMatchResult
+from crossover_ros.query.text import ObjectHit, RoomHit
 
 __all__ = [
     "depth_to_image",
@@ -273,3 +275,40 @@ def to_scene_match(result: SceneMatchResult, header: Header, changed: bool = Fal
     msg.map_modality = result.map_modality
     msg.num_frames = result.num_frames
     return msg
+
+
+# --------------------------------------------------------------------------------------------
+# Text queries
+
+
+def _point(xyz: tuple[float, float, float]) -> Point:
+    return Point(x=float(xyz[0]), y=float(xyz[1]), z=float(xyz[2]))
+
+
+def fill_find_room(
+    response: FindRoom.Response, hits: list[RoomHit], map_frame: str
+) -> FindRoom.Response:
+    """A FindRoom response of ranked rooms: each one's floor centre as a Pose (identity
+    orientation) in ``map_frame``, or in the scene's own frame where the map has no pose."""
+    response.scene_ids = [h.scene_id for h in hits]
+    response.building_ids = [h.building_id for h in hits]
+    response.room_ids = [h.room_id for h in hits]
+    response.scores = [h.score for h in hits]
+    response.poses = [Pose(position=_point(h.centre)) for h in hits]
+    response.frame_ids = [map_frame if h.in_map_frame else h.scene_id for h in hits]
+    return response
+
+
+def fill_find_object(
+    response: FindObject.Response, hits: list[ObjectHit], map_frame: str
+) -> FindObject.Response:
+    """A FindObject response of ranked instances, frames as in :func:`fill_find_room`."""
+    response.scene_ids = [h.scene_id for h in hits]
+    response.instance_ids = [h.instance_id for h in hits]
+    response.labels = [h.label for h in hits]
+    response.scores = [h.score for h in hits]
+    response.positions = [_point(h.position) for h in hits]
+    response.box_mins = [_point(h.box_min) for h in hits]
+    response.box_maxs = [_point(h.box_max) for h in hits]
+    response.frame_ids = [map_frame if h.in_map_frame else h.scene_id for h in hits]
+    return response

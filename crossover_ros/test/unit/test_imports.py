@@ -14,7 +14,17 @@ PACKAGE = Path(__file__).resolve().parents[2] / "crossover_ros"
 # imported inside a function, so that the core and the offline tools run without ROS.
 ROS_FOLDERS = ("ros",)
 # Training is not inference: nothing a robot runs imports it.
-INFERENCE_FOLDERS = ("model", "mapdb", "pipeline", "pose", "runtime", "bags", "datasets", "ros")
+INFERENCE_FOLDERS = (
+    "model",
+    "mapdb",
+    "pipeline",
+    "pose",
+    "runtime",
+    "bags",
+    "datasets",
+    "query",
+    "ros",
+)
 
 
 def _module(path: Path) -> str:
@@ -142,5 +152,7 @@ def test_what_a_robot_runs_does_not_import_training_code():
 
 
 def test_the_core_does_not_import_ros():
-    leaks = _reaches(("model", "mapdb", "pipeline", "pose", "runtime", "eval", "train"), "ros")
+    leaks = _reaches(
+        ("model", "mapdb", "pipeline", "pose", "runtime", "query", "eval", "train"), "ros"
+    )
     assert not leaks, "\n".join(leaks)

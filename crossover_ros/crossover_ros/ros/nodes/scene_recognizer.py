@@ -16,7 +16,9 @@ pose, and the same on ``/tf`` re-stamped at ``publish.rate_hz`` (``publish.tf``;
 is installed), ``~/markers`` (MarkerArray), ``/diagnostics`` (1 Hz); ``~/scene_changes``
 (SceneChanges: what moved, is gone or is new in the room, pooled over the visit) and
 ``~/scene_changes/markers`` (MarkerArray) after each confirmed pose with a change report.
-Services: ``~/reset`` and ``~/reload_map`` (std_srvs/Trigger).
+Services: ``~/reset`` and ``~/reload_map`` (std_srvs/Trigger); ``~/find_room`` and
+``~/find_object`` (crossover_msgs FindRoom / FindObject: rooms and objects of the map found by a
+sentence, ``query.text.TextQuery``), while configured.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from crossover_msgs.msg import InstanceCorrespondences, SceneChanges, SceneMatch
+from crossover_msgs.srv import FindObject, FindRoom
 from crossover_ros.mapdb.open import open_map
 from crossover_ros.pipeline.config import PipelineCfg
 from crossover_ros.pipeline.events import (
@@ -43,7 +46,8 @@ from crossover_ros.pipeline.events import (
 )
 from crossover_ros.pipeline.runner import RecognitionPipeline, open_recognition
 from crossover_ros.pipeline.stats import assess
-from crossover_ros.ros.convert import to_scene_match
+from crossover_ros.query.text import TextQuery, text_query_for
+from crossover_ros.ros.convert import fill_find_object, fill_find_room, to_scene_match
 from crossover_ros.ros.diagnostics import diagnostic_array, diagnostic_status, mask_map_location
 from crossover_ros.ros.markers import match_markers
 from crossover_ros.ros.nodes import spin
@@ -71,6 +75,9 @@ class SceneRecognizerNode(Node):
         self._configure_error = "not configured yet"
         self._outputs: dict[str, object] = {}
         self._sensors: list = []
+        self._text_services: list = []
+        self._text_query: TextQuery | None = None
+        self._text_error = "not configured"
         self._republish_timer = None
         self._answer: MatchEvent | None = None
         self._instances: InstanceCorrespondences | None = None
@@ -116,6 +123,11 @@ class SceneRecognizerNode(Node):
             self._outputs["/tf"] = self.create_lifecycle_publisher(self._tf_type, "/tf", 100)
         elif self.settings.publish.tf:
             self.get_logger().info("tf2_msgs is not installed: map -> odom on ~/map_to_odom only")
+        self._open_text_query()
+        self._text_services = [
+            self.create_service(FindRoom, "~/find_room", self._on_find_room),
+            self.create_service(FindObject, "~/find_object", self._on_find_object),
+        ]
         return super().on_configure(state)
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -163,6 +175,10 @@ class SceneRecognizerNode(Node):
         for publisher in self._outputs.values():
             self.destroy_lifecycle_publisher(publisher)
         self._outputs = {}
+        for service in self._text_services:
+            self.destroy_service(service)
+        self._text_services = []
+        self._text_query, self._text_error = None, why
         if self.pipeline is not None:
             self.pipeline.close()
             self.pipeline = None
@@ -307,9 +323,43 @@ class SceneRecognizerNode(Node):
             self.get_logger().warning(response.message)
             return response
         self._log_map("reloaded map")
+        self._open_text_query()
         response.success = True
         response.message = f"map {new.path}: {self.pipeline.scene_count()} scenes"
         return response
+
+    def _open_text_query(self) -> None:
+        """Read the map for text queries; if that fails the node still recognises rooms, and
+        the text services say why they cannot answer."""
+        try:
+            self._text_query = text_query_for(self.pipeline.mapdb, self.pipeline.encoder)
+        except Exception as err:  # text search is an extra: never fail the configure for it
+            self._text_query, self._text_error = None, describe(err)
+            self.get_logger().warning(f"text queries unavailable: {self._text_error}")
+
+    def _text_search(self, request, response, search, fill):
+        """Run one text search for a service; any failure is success = false and one line."""
+        if self._text_query is None:
+            response.success = False
+            response.message = f"text queries unavailable: {self._text_error}"
+            return response
+        try:
+            hits = search(self._text_query)(request.text, request.k or 5, request.building or None)
+        except Exception as err:  # a service callback must not raise: it would end the spin
+            response.success, response.message = False, " ".join(describe(err).split())
+            return response
+        fill(response, hits, str(self.get_parameter("relocalization.map_frame").value))
+        response.success = True
+        response.message = f"{len(hits)} found for {request.text!r}"
+        return response
+
+    def _on_find_room(self, request: FindRoom.Request, response: FindRoom.Response):
+        """Rooms of the map that fit the sentence, best first, with where to send Nav2."""
+        return self._text_search(request, response, lambda q: q.find_rooms, fill_find_room)
+
+    def _on_find_object(self, request: FindObject.Request, response: FindObject.Response):
+        """Instances of the map that fit the sentence, best first, with their boxes."""
+        return self._text_search(request, response, lambda q: q.find_objects, fill_find_object)
 
     # -- diagnostics -----------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
