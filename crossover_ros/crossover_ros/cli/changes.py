@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from crossover_ros.argtypes import add_overwrite_argument
-from crossover_ros.config import build, load_yaml, parse_assignment
+from crossover_ros.cli.eval_bags import pipeline_cfg
 from crossover_ros.datasets.scan import load_building
 from crossover_ros.errors import CrossoverError
 from crossover_ros.eval.changes_eval import (
@@ -59,13 +59,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
 
 
 def _pipeline(args: argparse.Namespace) -> PipelineCfg:
-    cfg = PipelineCfg()
-    if args.params_file is not None:
-        cfg = load_yaml(args.params_file, "scene_recognizer", PipelineCfg)
-    try:
-        cfg = build(PipelineCfg, dict(parse_assignment(item) for item in args.set), cfg)
-    except ValueError as err:
-        raise CrossoverError(f"--set: {err}") from err
+    cfg = pipeline_cfg(args.params_file, args.set)
     with open_map(args.map, read_only=True) as probe:
         model = model_for_fingerprint(probe.model_fingerprint)
     return replace(

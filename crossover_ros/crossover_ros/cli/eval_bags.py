@@ -200,6 +200,17 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     parser.set_defaults(command=eval_command)
 
 
+def pipeline_cfg(params_file: Path | None, assignments: list[str]) -> PipelineCfg:
+    """The node's pipeline settings: its defaults, a parameter YAML over them, then --set."""
+    cfg = PipelineCfg()
+    if params_file is not None:
+        cfg = load_yaml(params_file, "scene_recognizer", PipelineCfg)
+    try:
+        return build(PipelineCfg, dict(parse_assignment(item) for item in assignments), cfg)
+    except ValueError as err:
+        raise CrossoverError(f"--set: {err}") from err
+
+
 def _cfg(args: argparse.Namespace) -> BagEvalCfg:
     topics = BagTopics(
         color=args.color_topic,
@@ -211,19 +222,12 @@ def _cfg(args: argparse.Namespace) -> BagEvalCfg:
     )
     if any(k < 1 for k in args.ks):
         raise CrossoverError(f"--ks must be positive, got {args.ks}")
-    pipeline = PipelineCfg()
-    if args.params_file is not None:
-        pipeline = load_yaml(args.params_file, "scene_recognizer", PipelineCfg)
-    try:
-        pipeline = build(PipelineCfg, dict(parse_assignment(item) for item in args.set), pipeline)
-    except ValueError as err:
-        raise CrossoverError(f"--set: {err}") from err
     return BagEvalCfg(
         topics=topics,
         ground_truth=args.ground_truth,
         ks=tuple(sorted(set(args.ks))),
         confident=args.confident,
-        pipeline=pipeline,
+        pipeline=pipeline_cfg(args.params_file, args.set),
     )
 
 
