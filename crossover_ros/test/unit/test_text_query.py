@@ -169,7 +169,7 @@ def test_positions_and_boxes_are_in_the_map_frame_where_the_room_has_a_pose(quer
 
 def test_rooms_are_found_by_what_they_hold(query):
     rooms = query.find_rooms("the room with the whiteboard and two chairs", 3)
-    assert [r.scene_id for r in rooms][0] == "b_room"
+    assert rooms[0].scene_id == "b_room"
     assert rooms[0].room_id == "B_ROOM" and rooms[0].in_map_frame
     assert rooms[0].centre[0] == pytest.approx(12.0, abs=0.1)  # room centre, moved 10 m
     assert rooms[0].score > rooms[1].score
