@@ -30,6 +30,7 @@ from scipy.spatial import cKDTree
 
 from crossover_ros.config import setting, validate
 from crossover_ros.mapdb.base import MapBase
+from crossover_ros.mapdb.records import normalise_rows
 from crossover_ros.model import modalities as mod
 from crossover_ros.pipeline.fusion import CameraView
 from crossover_ros.pipeline.keyframes import rotation_angle_deg
@@ -461,8 +462,4 @@ def _identity(vectors: np.ndarray, cfg: ChangeCfg) -> np.ndarray:
     descriptors (the context changes when furniture moves), as unit vectors."""
     if cfg.match_by_token and vectors.shape[1] % 2 == 0:
         vectors = vectors[:, vectors.shape[1] // 2 :]
-    return _unit(vectors)
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return normalise_rows(vectors)
