@@ -123,6 +123,21 @@ def _eval_maps(args: argparse.Namespace) -> str:
     return " ".join(f"--map {_map_path(m, args.workdir)} --model {m}" for m in args.models)
 
 
+def node_command(model: str, map_path: Path) -> list[str]:
+    """The scene_recognizer of ``model`` on ``map_path``, as its own process."""
+    return [
+        sys.executable,
+        "-m",
+        "crossover_ros.cli.main",
+        "run",
+        "scene_recognizer",
+        "-p",
+        f"map.path:={map_path.resolve()}",
+        "-p",
+        f"model.name:={model}",
+    ]
+
+
 def _replay_with(model: str, building_dir: Path, bag_path: Path, args: argparse.Namespace):
     """Map the building with ``model``, run the node on it, replay the bag, return the matches."""
     map_path = _map_path(model, args.workdir)
@@ -131,17 +146,7 @@ def _replay_with(model: str, building_dir: Path, bag_path: Path, args: argparse.
     build_map(building_dir, map_path, create_encoder(model), resume=True).close()
     _step(f"scene_recognizer ({model}, its own process) <- bag replay over ROS 2")
     node = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "crossover_ros.cli.main",
-            "run",
-            "scene_recognizer",
-            "-p",
-            f"map_path:={map_path.resolve()}",
-            "-p",
-            f"model:={model}",
-        ],
+        node_command(model, map_path),
         cwd=args.workdir,  # not the repo root, whose crossover_ros/ folder would shadow the package
         env=os.environ.copy(),
     )
