@@ -125,6 +125,8 @@ class SceneRecognizer:
         self.encoder = encoder
         self.mapdb = mapdb
         self.verifier = verifier  # re-ranks each window's candidates by depth, when given
+        if verifier is not None:
+            verifier.prepare(mapdb)
         self.ranker = ranker  # re-scores them by the objects in the window's frames, when given
         self.filter = SceneHysteresis(self.cfg.hysteresis)
         self._window: deque[np.ndarray] = deque(maxlen=self.cfg.window_size)
@@ -152,6 +154,7 @@ class SceneRecognizer:
             self.filter.reset()
             if self.verifier is not None:
                 self.verifier.forget_scenes()
+                self.verifier.prepare(mapdb)
             if self.ranker is not None:
                 self.ranker.forget_scenes()
         return old

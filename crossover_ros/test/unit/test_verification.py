@@ -109,3 +109,24 @@ def test_recogniser_ranks_with_the_verifier_and_resets_it(gd_map, small_building
     assert len(recognizer.verifier.window) == 0
     plain = SceneRecognizer(encoder, db, cfg).recognise(_rescan(small_building)[0])
     assert all(map(math.isnan, plain.candidate_fitness))
+
+
+def test_the_map_clouds_are_prepared_before_the_first_frame(gd_map, small_building):
+    """A recogniser with a verifier reads and prepares every stored cloud when it is made (the
+    node's configure), so no window waits for one."""
+    encoder, db = gd_map
+    reads = []
+
+    class CountingMap:
+        def __getattr__(self, name):
+            return getattr(db, name)
+
+        def point_cloud(self, scene_id):
+            reads.append(scene_id)
+            return db.point_cloud(scene_id)
+
+    recognizer = SceneRecognizer(encoder, CountingMap(), RecognizerCfg(top_k=3), _verifier(3))
+    assert sorted(reads) == sorted(s.scene_id for s in db.scenes())
+    for frame in _rescan(small_building):
+        recognizer.recognise(frame, frame.camera_to_world)
+    assert len(reads) == len(db.scenes())
