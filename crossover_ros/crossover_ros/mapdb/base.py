@@ -73,6 +73,11 @@ class MapBase(ABC):
         """Rows of a query written once for both backends: ``?`` placeholders, ``{s}.`` before
         each table name (the PostgreSQL schema of the map; nothing in SQLite)."""
 
+    @property
+    def writable(self) -> bool:
+        """Whether scenes may be added (a SQLite map opened read-only may not)."""
+        return True
+
     def _cache_token(self) -> object:
         """Changes whenever the map's scenes may have changed; None: never cache."""
         return None

@@ -344,6 +344,10 @@ class SQLiteMapDatabase(MapBase):
     def _fetch(self, sql: str, args: tuple = ()) -> list[tuple]:
         return self._rows(sql.replace("{s}.", ""), args)
 
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
     def _cache_token(self) -> object:
         with self._lock:
             return (self._db.execute("PRAGMA data_version").fetchone()[0], self._writes)
