@@ -156,6 +156,11 @@ class SceneRecognizer:
                 self.ranker.forget_scenes()
         return old
 
+    def exclusive(self) -> threading.RLock:
+        """Hold (``with``) to keep keyframes waiting while another caller uses the encoder
+        (``update_map`` embeds the visit with it)."""
+        return self._lock
+
     @property
     def window_length(self) -> int:
         return len(self._window)

@@ -256,7 +256,8 @@ class RecognitionPipeline(_SensorPipeline):
                 "map updates are off: start with map.allow_updates true (the map is then"
                 " opened writable)"
             )
-        return self.updater.add_visit(hint)
+        with self.stream.recognizer.exclusive():  # one user of the encoder at a time
+            return self.updater.add_visit(hint)
 
     def replace_map(self, mapdb: MapBase) -> MapBase:
         """Rank against ``mapdb`` from now on (same model); returns the old map, which the
