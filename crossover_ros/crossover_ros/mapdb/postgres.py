@@ -329,6 +329,11 @@ class PostgresMapDatabase(MapBase):
             sql = sql.replace("?", "%s").format(s=self._schema)
             return db.execute(sql, args, binary=binary).fetchall()
 
+    def _cache_token(self) -> object:
+        """Scenes are only added or removed (never edited): their count and newest addition
+        change with every write, from any client of the server."""
+        return tuple(self._fetch("SELECT count(*), max(added_at) FROM {s}.scenes")[0])
+
     # -- reading ---------------------------------------------------------------------------
     def scene_embeddings(self, scene_id: str) -> dict[str, np.ndarray]:
         rows = self._fetch(
