@@ -221,16 +221,16 @@ class MapBase(ABC):
             return self._search(vectors, modality, top_k, building_id)
         # the top_k rooms' best scans are among the top top_k * (most scans of a room) scans
         wanted = min(top_k * rooms.most_scans, len(rooms.room_of))
-        best: dict[tuple[str, str], float] = {}
+        best: dict[tuple[str, str], SceneCandidate] = {}
         for candidate in self._search(vectors, modality, wanted, building_id):
-            room = rooms.room_of.get(candidate.scene_id)
-            if room is None:  # added since the table was read
-                room = (candidate.building_id, candidate.room_id)
-            best.setdefault(room, candidate.score)  # candidates come best first
-        ranked = [
-            SceneCandidate(rooms.newest.get(room, ""), score, *room) for room, score in best.items()
-        ]
-        ranked = [c for c in ranked if c.scene_id]
+            # a scene added since the table was read stands for itself
+            room = rooms.room_of.get(candidate.scene_id, (candidate.scene_id, ""))
+            if room not in best:  # candidates come best first
+                newest = rooms.newest.get(room, candidate.scene_id)
+                best[room] = SceneCandidate(
+                    newest, candidate.score, candidate.building_id, candidate.room_id
+                )
+        ranked = list(best.values())
         ranked.sort(key=lambda c: (-c.score, c.scene_id))
         return ranked[:top_k]
 
