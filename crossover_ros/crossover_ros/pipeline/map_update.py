@@ -11,10 +11,12 @@ its best (``MapBase.query(by_room=True)``).
 
 A scan is useful to the relocaliser only in a known frame: a visit is stored in the frame of
 the scan a confirmed pose registered it to (cloud and objects moved there), with that scan's
-place in the building, and is refused without one unless ``map_update.require_pose`` is off
-(it is then stored unplaced, in the odometry frame). Only keyframes whose own window agrees
-with the filtered answer on the room are recorded, so the frames of the next room, before the
-filter switches, do not end up in this one; a change of room starts the recording afresh.
+place in the building; its cloud is joined to that scan's, as a visit sees only part of the
+room (verification fits the depth to the newest scan's cloud). It is refused without one
+unless ``map_update.require_pose`` is off (it is then stored unplaced, in the odometry frame).
+Only keyframes whose own window agrees with the filtered answer on the room are recorded, so
+the frames of the next room, before the filter switches, do not end up in this one; a change
+of room starts the recording afresh.
 """
 
 from __future__ import annotations
@@ -195,13 +197,15 @@ class MapUpdater:
 
     def _placed_recording(self, room: str) -> tuple[SceneRecording, np.ndarray | None]:
         """The recording in the frame of the scan a confirmed pose registered it to, with
-        that scan's place in the building; else (if allowed) as recorded."""
+        that scan's place in the building and its cloud joined to the visit's (a visit sees
+        part of a room: the rest keeps its old geometry); else (if allowed) as recorded."""
         if self._placed is not None:
             scene_id, odom_to_scene = self._placed
             target = self.mapdb.scene(scene_id)
             pose = target.frame_to_building
             place = None if pose is None else np.asarray(pose, np.float64).reshape(4, 4)
-            return self.recording.in_frame(odom_to_scene, target.frame), place
+            base = self.mapdb.point_cloud(scene_id)
+            return self.recording.in_frame(odom_to_scene, target.frame, base), place
         if self.cfg.require_pose:
             raise MapUpdateError(
                 f"no confirmed pose in room {room} yet: the visit cannot be placed in the"

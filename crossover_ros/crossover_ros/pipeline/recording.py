@@ -188,10 +188,17 @@ class SceneRecording:
         rgb = np.concatenate([c[1] for c in self._chunks])
         return voxel_downsample(xyz, rgb, self.cfg.voxel_m)
 
-    def in_frame(self, transform: np.ndarray, frame: str) -> SceneRecording:
+    def in_frame(
+        self,
+        transform: np.ndarray,
+        frame: str,
+        base_cloud: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> SceneRecording:
         """A copy of the run whose cloud and cell places are moved by ``transform`` (4x4,
         odometry -> ``frame``), sharing the images: to store a visit in the frame of a scan it
-        was registered to, while this recording stays as it was should the store fail."""
+        was registered to, while this recording stays as it was should the store fail.
+        ``base_cloud`` (xyz, rgb uint8, already in ``frame``): that scan's cloud, joined to the
+        run's, so what the visit did not see keeps its old geometry."""
         self._fold()
         transform = np.asarray(transform, np.float64)
         rotation, translation = transform[:3, :3], transform[:3, 3]
@@ -205,6 +212,9 @@ class SceneRecording:
         out.keyframes.extras = [None if e is None else move(e) for e in self.keyframes.extras]
         out._chunks = [(move(xyz), rgb) for xyz, rgb in self._chunks]
         out._chunk_points = self._chunk_points
+        if base_cloud is not None and len(base_cloud[0]):
+            out._chunks.append((np.asarray(base_cloud[0], np.float32), base_cloud[1]))
+            out._chunk_points += len(base_cloud[0])
         out.odom_frame = frame
         return out
 
