@@ -26,6 +26,8 @@ from crossover_ros.errors import BagError
 from crossover_ros.synthetic.render import Renderer
 from crossover_ros.synthetic.trajectory import room_walk
 
+ROUND_INTERVAL_NS = 86_400 * 10**9  # one day between the walks of successive scan indices
+
 
 @dataclass(frozen=True)
 class QueryBagCfg:
@@ -93,7 +95,8 @@ def record_query_bag(
     frame_every = max(1, round(cfg.odometry_rate_hz / cfg.camera_rate_hz))
     visits = []
     with bag:
-        stamp_ns = START_TIME_NS
+        # a later round of changes is walked on a later day, so its visits are the newer scans
+        stamp_ns = START_TIME_NS + ROUND_INTERVAL_NS * (cfg.scan_index or 0)
         previous_end: np.ndarray | None = None
         for query_scan_id, scene_id in tqdm(plan, desc="recording rooms", disable=not progress):
             scan = building.scan(query_scan_id)
