@@ -14,15 +14,17 @@ the scan a confirmed pose registered it to (cloud and objects moved there), with
 place in the building; its cloud is joined to that scan's, as a visit sees only part of the
 room (verification fits the depth to the newest scan's cloud). It is refused without one
 unless ``map_update.require_pose`` is off (it is then stored unplaced, in the odometry frame).
-Only keyframes whose own window agrees with the filtered answer on the room are recorded, so
-the frames of the next room, before the filter switches, do not end up in this one; a change
-of room starts the recording afresh.
+Only keyframes whose own window agrees with the filtered answer on the room are recorded, and
+each only once ``lag`` (a window's length) later keyframes agreed too: the windows and the
+filter lag behind a room change, so the last keyframes before it are often the next room's.
+A change of room drops them and starts the recording afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +78,8 @@ class MapUpdater:
     ``observe`` is a pipeline listener (called from its worker threads); ``add_visit`` may come
     from another thread (a service): one lock guards the visit. ``add_on_room_change``: store
     each visit when the room changes, as ``map update`` does for a bag of many rooms
-    (``outcomes`` then holds each stored record or refusal).
+    (``outcomes`` then holds each stored record or refusal). ``lag``: keyframes held back
+    before they are recorded, dropped on a room change (the recogniser's window length).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class MapUpdater:
         encoder: Any,
         recording: SceneRecording,
         source: str = "node update",
+        lag: int = 0,
     ) -> None:
         self.cfg = cfg
         self.mapdb = mapdb
@@ -97,6 +101,8 @@ class MapUpdater:
         self._lock = threading.RLock()
         self.room: Room | None = None
         self._placed: tuple[str, np.ndarray] | None = None  # (scene, odometry -> its frame)
+        self.lag = lag
+        self._pending: deque[tuple] = deque()  # (frame, pose, odom frame), not yet recorded
 
     # -- the visit ---------------------------------------------------------------------------
     def observe(self, event: Event) -> None:
@@ -118,6 +124,7 @@ class MapUpdater:
         with self._lock:
             room = self._room_of(result.scene_id)
             if room != self.room:
+                self._pending.clear()  # most likely the next room's already
                 if self.room is not None and self.add_on_room_change:
                     try:
                         self.outcomes.append(self.add_visit())
@@ -128,8 +135,13 @@ class MapUpdater:
             top = result.candidate_ids[0] if result.candidate_ids else ""
             if room is None or self._room_of(top) != room:
                 return  # this window sees another room: the filter may be about to switch
-            with contextlib.suppress(ValueError):  # a frame fusion cannot use: image kept
-                self.recording.add(keyframe.frame, keyframe.pose, keyframe.odom_frame)
+            self._pending.append((keyframe.frame, keyframe.pose, keyframe.odom_frame))
+            while len(self._pending) > self.lag:
+                self._record(*self._pending.popleft())
+
+    def _record(self, frame: Any, pose: np.ndarray | None, odom_frame: str) -> None:
+        with contextlib.suppress(ValueError):  # a frame fusion cannot use: its image is kept
+            self.recording.add(frame, pose, odom_frame)
 
     def _room_of(self, scene_id: str) -> Room | None:
         return self.mapdb.rooms().room_of.get(scene_id)
@@ -138,6 +150,7 @@ class MapUpdater:
         """Forget the visit (a new room, a reset, another map)."""
         with self._lock:
             self.recording.clear()
+            self._pending.clear()
             self.room = None
             self._placed = None
 
@@ -167,6 +180,8 @@ class MapUpdater:
                 raise MapUpdateError(
                     f"'{hint}' is not the recognised room {room} ({scans[0].scene_id})"
                 )
+            while self._pending:  # asked while in the room: its latest keyframes count
+                self._record(*self._pending.popleft())
             if len(self.recording) < self.cfg.min_keyframes:
                 raise MapUpdateError(
                     f"only {len(self.recording)} keyframe(s) of room {room} recorded, at least"

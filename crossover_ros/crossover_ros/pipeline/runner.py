@@ -181,7 +181,8 @@ class RecognitionPipeline(_SensorPipeline):
                 recording_fusion(cfg.fusion),
                 encoder.cell_grid,
             )
-            self.updater = MapUpdater(cfg.map_update, mapdb, encoder, recording)
+            lag = cfg.recognizer.window_size  # the windows lag behind a room change
+            self.updater = MapUpdater(cfg.map_update, mapdb, encoder, recording, lag=lag)
             self.add_listener(self.updater.observe)
         self.workers: tuple[FrameWorker, FrameWorker] | None = None  # recognition, relocalisation
         if threaded:

@@ -161,3 +161,23 @@ def test_updates_are_off_unless_allowed(tmp_path):
         assert pipeline.updater is None
         with pytest.raises(MapUpdateError, match=r"map updates are off.*allow_updates"):
             pipeline.update_map()
+
+
+def test_keyframes_are_held_back_by_the_lag_and_dropped_on_a_room_change(mapdb):
+    updater = MapUpdater(
+        MapUpdateCfg(require_pose=False, min_keyframes=2),
+        mapdb,
+        ColourEncoder(),
+        SceneRecording(RecordingCfg(max_keyframes=8)),
+        lag=3,
+    )
+    for i in range(5):
+        updater.observe(_match(1.0 + i, "red"))
+    assert len(updater.recording) == 2, "the last 3 wait for later windows to agree"
+    updater.observe(_match(9.0, "blue", colour=BLUE))  # they were the next room's: dropped
+    assert len(updater.recording) == 0 and updater.room == ("b", "r2")
+    for i in range(2):
+        updater.observe(_match(10.0 + i, "blue", colour=BLUE))
+    assert len(updater.recording) == 0
+    record = updater.add_visit()  # asked while in the room: the held-back keyframes count
+    assert record.room_id == "r2" and record.scan_time == 9.0
