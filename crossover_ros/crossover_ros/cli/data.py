@@ -34,6 +34,12 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     )
     generate.add_argument("--rescans", type=int_at_least(0), default=1, help="rescans per room")
     generate.add_argument(
+        "--cumulative",
+        action="store_true",
+        help="rounds of changes that accumulate: rescan k changes rescan k-1, not the reference"
+        " (for 'map update'; a rescan's object states are then relative to the one before)",
+    )
+    generate.add_argument(
         "--frames", type=int_at_least(1), default=30, help="RGB-D frames per scan"
     )
     generate.add_argument("--width", type=int_at_least(1), default=320)
@@ -55,6 +61,12 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         default="newest",
         help="walk through each room's newest rescan (a query bag) or its reference scan (a"
         " mapping bag for 'map record')",
+    )
+    record.add_argument(
+        "--scan-index",
+        type=int_at_least(0),
+        help="walk through each room's scan of this index instead (0: the reference; k: the"
+        " k-th rescan, e.g. a round of 'generate --cumulative' changes)",
     )
     _add_odometry_arguments(record)
     add_overwrite_argument(record)
@@ -141,6 +153,7 @@ def generate_command(args: argparse.Namespace) -> int:
         num_rooms=args.rooms,
         num_lookalike_rooms=args.lookalike,
         rescans_per_room=args.rescans,
+        cumulative_rescans=args.cumulative,
         frames_per_scan=args.frames,
         image_width=args.width,
         image_height=args.height,
@@ -159,6 +172,7 @@ def record_command(args: argparse.Namespace) -> int:
         seconds_per_room=args.seconds_per_room,
         rooms=tuple(args.rooms),
         scans=args.scans,
+        scan_index=args.scan_index,
         odometry=_odometry_noise(args),
     )
     out = record_query_bag(args.building, args.out, cfg, overwrite=args.overwrite)

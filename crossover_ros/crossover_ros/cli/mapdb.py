@@ -1,4 +1,5 @@
-"""``crossover_ros map build | info | add-scan | remove-scene | export | import``.
+"""``crossover_ros map build | record | update | scans | info | add-scan | remove-scene | export |
+import``.
 
 MAP is a SQLite file or a ``postgresql://host/db[#map_name]`` URL (credentials from PGPASSWORD,
 PGPASSFILE or ~/.pgpass; never put them in the URL you type into a shell history).
@@ -7,15 +8,20 @@ PGPASSFILE or ~/.pgpass; never put them in the URL you type into a shell history
 from __future__ import annotations
 
 import argparse
+import time
+from dataclasses import replace
 from pathlib import Path
 
+from crossover_ros.cli.eval_bags import pipeline_cfg
 from crossover_ros.errors import DataError, MapDatabaseError, MapNotFoundError
 from crossover_ros.mapdb import SQLiteMapDatabase, copy_map, create_map, is_postgres_url, open_map
 from crossover_ros.mapdb.build import build_map, embed_scan, list_scans
-from crossover_ros.model.registry import create_encoder
+from crossover_ros.mapdb.records import SceneRecord
+from crossover_ros.model.registry import create_encoder, model_for_fingerprint
+from crossover_ros.outputs import check_new_output, staged_output
 from crossover_ros.pipeline.config import MapCfg, ModelCfg, RecordingPipelineCfg
-from crossover_ros.pipeline.mapping_bag import record_map_from_bag
-from crossover_ros.pipeline.runner import open_recording
+from crossover_ros.pipeline.mapping_bag import record_map_from_bag, update_map_from_bag
+from crossover_ros.pipeline.runner import open_recognition, open_recording
 
 
 def add_parser(verbs: argparse._SubParsersAction) -> None:
@@ -57,6 +63,35 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     )
     record.add_argument("--building-id", default="", help="default: the bag's ground truth")
     record.set_defaults(command=record_command)
+
+    update = sub.add_parser(
+        "update",
+        help="replay bags through the recogniser and add each recognised visit as a new scan of"
+        " its room (what the node's ~/update_map does)",
+    )
+    update.add_argument("--bag", type=Path, nargs="+", required=True, help="rosbag2 folder(s)")
+    update.add_argument("--map", required=True, help="map to update: SQLite file or postgresql://")
+    where = update.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", type=Path, help="write the updated map here (a new SQLite file)")
+    where.add_argument("--in-place", action="store_true", help="add the scans to --map itself")
+    update.add_argument(
+        "--params-file", type=Path, help="the scene_recognizer's parameter YAML (default: its own)"
+    )
+    update.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a pipeline setting by its parameter name, e.g. map_update.require_pose=false",
+    )
+    update.add_argument("--quiet", action="store_true", help="no progress bar")
+    update.set_defaults(command=update_command)
+
+    scans = sub.add_parser("scans", help="list the scans of each room, newest first")
+    scans.add_argument("--map", required=True)
+    scans.add_argument("--room", default="", help="only this room")
+    scans.add_argument("--building", default="", help="only this building")
+    scans.set_defaults(command=scans_command)
 
     info = sub.add_parser("info", help="print what a map database holds")
     info.add_argument("map")
@@ -134,6 +169,101 @@ def record_command(args: argparse.Namespace) -> int:
     finally:
         pipeline.close()
     return 0
+
+
+def update_command(args: argparse.Namespace) -> int:
+    for bag in args.bag:
+        if not Path(bag).exists():
+            raise DataError(f"bag {bag} does not exist")
+    if args.in_place:
+        return _update(args, args.map)
+    if is_postgres_url(args.map):
+        raise DataError("--out copies a SQLite map; update a PostgreSQL map with --in-place")
+    check_new_output(args.out)  # before the work, not after it
+    with open_map(args.map, read_only=True) as source, staged_output(args.out) as staging:
+        with create_map(
+            staging, source.model_fingerprint, source.embedding_dim, source.instance_dim
+        ) as target:
+            copy_map(source, target)
+        _update(args, str(staging))
+    print(f"updated map written to {args.out}")
+    return 0
+
+
+def _update(args: argparse.Namespace, location: str) -> int:
+    """Add the bags' visits to the map at ``location``; DataError if none could be added."""
+    cfg = pipeline_cfg(args.params_file, args.set)
+    with open_map(location, read_only=True) as probe:
+        model = model_for_fingerprint(probe.model_fingerprint)
+    cfg = replace(
+        cfg,
+        model=replace(cfg.model, name=model),
+        map=replace(cfg.map, path=str(location), allow_updates=True),
+    )
+    pipeline = open_recognition(cfg, lambda event: None, threaded=False)
+    added: list[SceneRecord] = []
+    refused: list[str] = []
+    try:
+        for bag in args.bag:
+            pipeline.updater.source = f"bag {Path(bag).name}"
+            pipeline.reset()
+            for outcome in update_map_from_bag(bag, pipeline, progress=not args.quiet):
+                if isinstance(outcome, SceneRecord):
+                    added.append(outcome)
+                    print(
+                        f"{bag}: added {outcome.scene_id} (room {outcome.room_id}, rescan of"
+                        f" {outcome.parent_scene})"
+                    )
+                else:
+                    refused.append(str(outcome))
+                    print(f"{bag}: visit not added: {outcome}")
+        scenes = len(pipeline.mapdb.scenes())
+    finally:
+        pipeline.close()
+    if not added:
+        why = refused[0] if refused else "no room was recognised"
+        more = f" (and {len(refused) - 1} more, above)" if len(refused) > 1 else ""
+        raise DataError(f"no visit was added to the map: {why}{more}")
+    print(f"{len(added)} scan(s) added, {len(refused)} visit(s) not; the map holds {scenes} scenes")
+    return 0
+
+
+def scans_command(args: argparse.Namespace) -> int:
+    with open_map(args.map, read_only=True) as db:
+        rows = [
+            scan
+            for (building, room), scans in sorted(db.rooms().scans.items())
+            if (not args.room or room == args.room)
+            and (not args.building or building == args.building)
+            for scan in scans
+        ]
+    if not rows:
+        where = f" of room {args.room}" if args.room else ""
+        raise DataError(f"no scans{where} in {db.path}")
+    header = ("scene", "building", "room", "scan", "scan time (UTC)", "parent", "source")
+    table = [header] + [
+        (
+            r.scene_id,
+            r.building_id,
+            r.room_id,
+            str(r.scan_index),
+            _utc(r.scan_time),
+            r.parent_scene or "-",
+            r.source or "-",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+    return 0
+
+
+def _utc(stamp: float | None) -> str:
+    if stamp is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(stamp))
 
 
 def info_command(args: argparse.Namespace) -> int:

@@ -747,9 +747,11 @@ def compute_metrics(
     instance_counts = np.zeros(4, np.int64)  # see _instance_counts
     answers: list[tuple[float, bool]] = []  # (confidence, right) of each published answer
     stage_samples: dict[str, list[float]] = {}
+    first_scan = geometry.first_scan if geometry is not None else {}
     for record in records:
         truth = record.truth
-        for match in record.matches:
+        matches = [as_first_scans(match, first_scan) for match in record.matches]
+        for match in matches:
             true_scene = truth.scene_at(match.stamp_ns)
             if true_scene is None:
                 continue
@@ -785,7 +787,7 @@ def compute_metrics(
                 if counts is not None:
                     out.instance_windows += 1
                     instance_counts += counts
-        visits = summarize_visits(truth.visits, record.matches, truth.path, cfg.confident)
+        visits = summarize_visits(truth.visits, matches, truth.path, cfg.confident)
         out.visits.extend(visits)
         out.first_correct_s.extend(v.first_correct_s for v in visits)
         out.first_correct_m.extend(v.first_correct_m if truth.path else None for v in visits)
@@ -847,6 +849,8 @@ class MapGeometry:
 
     scene_to_map: dict[str, np.ndarray]  # 4x4, the map records' frame_to_building
     boxes: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]]  # scene -> id -> (min, max)
+    # a later scan of a room -> the room's first scan, the id the ground truth names
+    first_scan: dict[str, str] = field(default_factory=dict)
 
 
 def map_geometry_of(mapdb: MapBase) -> MapGeometry:
@@ -860,7 +864,21 @@ def map_geometry_of(mapdb: MapBase) -> MapGeometry:
             for inst in mapdb.instances(record.scene_id)
             if inst.get("box_min") is not None and inst.get("box_max") is not None
         }
-    return MapGeometry(frames, boxes)
+    rooms = mapdb.rooms()
+    first = {scene: rooms.first_scan(scene) for scene in rooms.room_of}
+    return MapGeometry(frames, boxes, {k: v for k, v in first.items() if k != v})
+
+
+def as_first_scans(match: ObservedMatch, first_scan: dict[str, str]) -> ObservedMatch:
+    """The match with each room named by its first scan, as ground truth names it: a map
+    updated with later scans answers with the room's newest."""
+    if not first_scan:
+        return match
+    return replace(
+        match,
+        scene_id=first_scan.get(match.scene_id, match.scene_id),
+        candidate_ids=tuple(first_scan.get(c, c) for c in match.candidate_ids),
+    )
 
 
 def _instance_counts(

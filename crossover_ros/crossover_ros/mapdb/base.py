@@ -9,12 +9,14 @@ import numpy as np
 
 from crossover_ros.errors import MapDatabaseError
 from crossover_ros.mapdb.records import (
+    MIGRATABLE_SCHEMA_VERSION,
     SCHEMA_VERSION,
     InstanceMatching,
     SceneCandidate,
     SceneData,
     SceneRecord,
     check_vectors,
+    newest_first_key,
     normalise_rows,
 )
 from crossover_ros.mapdb.search import hungarian_match
@@ -22,10 +24,11 @@ from crossover_ros.mapdb.search import hungarian_match
 
 def schema_error(where: str, version: int) -> MapDatabaseError:
     """The one message for a map of another schema: what it is and what to do."""
-    if version < SCHEMA_VERSION:
+    if version < MIGRATABLE_SCHEMA_VERSION:
         action = (
-            "rebuild the map with 'crossover_ros map build' (older maps lack instance boxes,"
-            " point clouds and modality masks, so they cannot be migrated)"
+            "rebuild the map with 'crossover_ros map build' (maps older than schema"
+            f" {MIGRATABLE_SCHEMA_VERSION} lack instance boxes, point clouds and modality masks,"
+            " so they cannot be migrated)"
         )
     else:
         action = "update crossover_ros to read it, or rebuild the map with this version"
@@ -48,6 +51,9 @@ class MapBase(ABC):
     embedding_dim: int  # scene vectors
     instance_dim: int  # instance vectors
     model_fingerprint: str
+    # False for a schema-2 map opened read-only: its scans read with empty provenance
+    has_provenance: bool = True
+    _rooms_cache: tuple[object, RoomTable] | None = None
 
     def __enter__(self):
         return self
@@ -67,21 +73,55 @@ class MapBase(ABC):
         """Rows of a query written once for both backends: ``?`` placeholders, ``{s}.`` before
         each table name (the PostgreSQL schema of the map; nothing in SQLite)."""
 
+    @property
+    def writable(self) -> bool:
+        """Whether scenes may be added (a SQLite map opened read-only may not)."""
+        return True
+
+    def _cache_token(self) -> object:
+        """Changes whenever the map's scenes may have changed; None: never cache."""
+        return None
+
+    @property
+    def _scene_select(self) -> str:
+        provenance = "parent_scene, source" if self.has_provenance else "NULL, ''"
+        return _SCENE_SELECT.format(provenance=provenance)
+
     def scene(self, scene_id: str) -> SceneRecord:
         """One scene's record, or MapDatabaseError if the map lacks it."""
-        rows = self._fetch(_SCENE_SELECT + " WHERE scene_id = ?", (scene_id,))
+        rows = self._fetch(self._scene_select + " WHERE scene_id = ?", (scene_id,))
         if not rows:
             raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
         return _record(rows[0])
 
     def scenes(self, building_id: str | None = None) -> list[SceneRecord]:
         if building_id is None:
-            rows = self._fetch(_SCENE_SELECT + " ORDER BY scene_id")
+            rows = self._fetch(self._scene_select + " ORDER BY scene_id")
         else:
             rows = self._fetch(
-                _SCENE_SELECT + " WHERE building_id = ? ORDER BY scene_id", (building_id,)
+                self._scene_select + " WHERE building_id = ? ORDER BY scene_id", (building_id,)
             )
         return [_record(row) for row in rows]
+
+    def scans(self, building_id: str, room_id: str) -> list[SceneRecord]:
+        """A room's scans, newest first (scan time, then scan index): the map keeps every scan
+        of a room that changes, the newest stands for it (:meth:`query` with ``by_room``)."""
+        rows = self._fetch(
+            self._scene_select + " WHERE building_id = ? AND room_id = ?",
+            (str(building_id), str(room_id)),
+        )
+        return sorted((_record(row) for row in rows), key=newest_first_key, reverse=True)
+
+    def rooms(self) -> RoomTable:
+        """Every room's scans, newest first (cached while the map is unchanged)."""
+        token = self._cache_token()
+        cached = self._rooms_cache
+        if token is not None and cached is not None and cached[0] == token:
+            return cached[1]
+        table = RoomTable(self.scenes())
+        if token is not None:
+            self._rooms_cache = (token, table)
+        return table
 
     def buildings(self) -> list[str]:
         return [r[0] for r in self._fetch("SELECT building_id FROM {s}.buildings ORDER BY 1")]
@@ -156,11 +196,15 @@ class MapBase(ABC):
         modality: str,
         top_k: int = 5,
         building_id: str | None = None,
+        by_room: bool = False,
     ) -> list[SceneCandidate]:
         """Rank scenes for query vectors (Q, D) of any modality against the stored ``modality``.
 
         CrossOver puts all modalities in one space, so an rgb query can search 'point_cloud'
         rows. Score: mean over query rows of the best cosine among the scene's rows.
+        ``by_room``: one answer per room, named by its newest scan (whose cloud and objects the
+        recogniser then checks) and scored by its best-scoring scan, so older scans still count
+        as evidence; a map of one scan per room answers exactly as without.
         """
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         if vectors.ndim != 2 or vectors.shape[1] != self.embedding_dim:
@@ -169,7 +213,26 @@ class MapBase(ABC):
             )
         if top_k < 1:
             raise MapDatabaseError(f"top_k must be at least 1, got {top_k}")
-        return self._search(normalise_rows(vectors), modality, top_k, building_id)
+        vectors = normalise_rows(vectors)
+        if not by_room:
+            return self._search(vectors, modality, top_k, building_id)
+        rooms = self.rooms()
+        if rooms.most_scans <= 1:
+            return self._search(vectors, modality, top_k, building_id)
+        # the top_k rooms' best scans are among the top top_k * (most scans of a room) scans
+        wanted = min(top_k * rooms.most_scans, len(rooms.room_of))
+        best: dict[tuple[str, str], SceneCandidate] = {}
+        for candidate in self._search(vectors, modality, wanted, building_id):
+            # a scene added since the table was read stands for itself
+            room = rooms.room_of.get(candidate.scene_id, (candidate.scene_id, ""))
+            if room not in best:  # candidates come best first
+                newest = rooms.newest.get(room, candidate.scene_id)
+                best[room] = SceneCandidate(
+                    newest, candidate.score, candidate.building_id, candidate.room_id
+                )
+        ranked = list(best.values())
+        ranked.sort(key=lambda c: (-c.score, c.scene_id))
+        return ranked[:top_k]
 
     def match_instances(
         self,
@@ -212,7 +275,7 @@ class MapBase(ABC):
         scenes = self.scenes()
         return {
             "map": str(self.path),
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": SCHEMA_VERSION if self.has_provenance else MIGRATABLE_SCHEMA_VERSION,
             "model": self.model_fingerprint,
             "embedding_dim": self.embedding_dim,
             "instance_dim": self.instance_dim,
@@ -222,12 +285,30 @@ class MapBase(ABC):
         }
 
 
+class RoomTable:
+    """Which room each scene belongs to, and each room's scans newest first."""
+
+    def __init__(self, records: list[SceneRecord]) -> None:
+        self.scans: dict[tuple[str, str], list[SceneRecord]] = {}
+        for record in sorted(records, key=newest_first_key, reverse=True):
+            self.scans.setdefault((record.building_id, record.room_id), []).append(record)
+        self.room_of = {scan.scene_id: room for room, scans in self.scans.items() for scan in scans}
+        self.newest = {room: scans[0].scene_id for room, scans in self.scans.items()}
+        self.most_scans = max((len(s) for s in self.scans.values()), default=0)
+
+    def first_scan(self, scene_id: str) -> str:
+        """The id of the oldest scan of ``scene_id``'s room (the id a room's ground truth
+        names); ``scene_id`` itself if the map lacks it."""
+        room = self.room_of.get(scene_id)
+        return self.scans[room][-1].scene_id if room is not None else scene_id
+
+
 _SCENE_SELECT = (
-    "SELECT scene_id, building_id, room_id, scan_index, scan_time, frame, frame_to_building"
-    " FROM {s}.scenes"
+    "SELECT scene_id, building_id, room_id, scan_index, scan_time, frame, frame_to_building,"
+    " {provenance} FROM {{s}}.scenes"
 )
 
 
 def _record(row: tuple) -> SceneRecord:
     pose = None if row[6] is None else tuple(json.loads(row[6]))
-    return SceneRecord(row[0], row[1], row[2], row[3], row[4], row[5], pose)
+    return SceneRecord(row[0], row[1], row[2], row[3], row[4], row[5], pose, row[7], row[8] or "")

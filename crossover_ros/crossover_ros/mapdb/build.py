@@ -19,6 +19,7 @@ from crossover_ros.mapdb.records import SceneData, SceneRecord, voxel_downsample
 from crossover_ros.model.registry import RecognitionEncoder
 
 LAYOUTS = ("auto", "generated", "scannet", "3rscan")
+BUILD_SOURCE = "map build"  # the provenance of the scans it stores
 
 
 @dataclass
@@ -93,11 +94,14 @@ def list_scans(
                 scan.meta.get("scan_time"),
                 "room",
                 tuple(float(v) for v in pose),
+                source=BUILD_SOURCE,
             )
             out.append(MapScan(record, scan))
     elif layout == "scannet":
         for scene in find_scannet_scenes(scans, **steps):
-            record = SceneRecord(scene.scan_id, "scannet", scene.room_id, scene.scan_index)
+            record = SceneRecord(
+                scene.scan_id, "scannet", scene.room_id, scene.scan_index, source=BUILD_SOURCE
+            )
             out.append(MapScan(record, scene))
     else:
         for scan in find_rscan_scans(scans, **steps):
@@ -108,6 +112,7 @@ def list_scans(
                 scan.scan_index,
                 frame="reference" if scan.scan_index == 0 else "rescan",
                 frame_to_building=scan.rescan_to_reference,
+                source=BUILD_SOURCE,
             )
             out.append(MapScan(record, scan))
     return [s for s in out if include_rescans or s.record.scan_index == 0]

@@ -25,6 +25,7 @@ import numpy as np
 from crossover_ros.errors import MapDatabaseError, MapNotFoundError
 from crossover_ros.mapdb.base import MapBase, fingerprint_error, schema_error
 from crossover_ros.mapdb.records import (
+    MIGRATABLE_SCHEMA_VERSION,
     SCHEMA_VERSION,
     SceneCandidate,
     SceneData,
@@ -272,13 +273,29 @@ class PostgresMapDatabase(MapBase):
             version = int(meta.get("schema_version", -1))
         except ValueError:
             version = -1
-        if version != SCHEMA_VERSION:
+        if version not in (SCHEMA_VERSION, MIGRATABLE_SCHEMA_VERSION):
             db.close()
             raise schema_error(where, version)
         if model_fingerprint is not None and meta.get("model_fingerprint") != model_fingerprint:
             db.close()
             raise fingerprint_error(where, str(meta.get("model_fingerprint")), model_fingerprint)
-        return cls(url, db, schema, cfg)
+        provenance = True
+        if version == MIGRATABLE_SCHEMA_VERSION:
+            try:  # in one transaction; a role that may not ALTER reads it as schema 2
+                with db.transaction():
+                    db.execute(
+                        f"ALTER TABLE {schema}.scenes ADD COLUMN IF NOT EXISTS parent_scene TEXT,"
+                        " ADD COLUMN IF NOT EXISTS source TEXT NOT NULL DEFAULT ''"
+                    )
+                    db.execute(
+                        f"UPDATE {schema}.meta SET value = %s WHERE key = 'schema_version'",
+                        (str(SCHEMA_VERSION),),
+                    )
+            except psycopg.Error:
+                provenance = False
+        out = cls(url, db, schema, cfg)
+        out.has_provenance = provenance
+        return out
 
     def close(self) -> None:
         self._db.close()
@@ -311,6 +328,11 @@ class PostgresMapDatabase(MapBase):
         with self._transaction() as db:
             sql = sql.replace("?", "%s").format(s=self._schema)
             return db.execute(sql, args, binary=binary).fetchall()
+
+    def _cache_token(self) -> object:
+        """Scenes are only added or removed (never edited): their count and newest addition
+        change with every write, from any client of the server."""
+        return tuple(self._fetch("SELECT count(*), max(added_at) FROM {s}.scenes")[0])
 
     # -- reading ---------------------------------------------------------------------------
     def scene_embeddings(self, scene_id: str) -> dict[str, np.ndarray]:
@@ -383,6 +405,8 @@ class PostgresMapDatabase(MapBase):
                             None if pose is None else json.dumps([float(v) for v in pose]),
                             mask,
                             now,
+                            r.parent_scene,
+                            r.source,
                         )
                     )
             rows = [
@@ -547,7 +571,9 @@ CREATE TABLE {s}.scenes (
     frame TEXT NOT NULL,
     frame_to_building TEXT,
     modality_mask BIGINT NOT NULL,
-    added_at DOUBLE PRECISION NOT NULL
+    added_at DOUBLE PRECISION NOT NULL,
+    parent_scene TEXT,
+    source TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX ON {s}.scenes (building_id);
 CREATE TABLE {s}.scene_embeddings (

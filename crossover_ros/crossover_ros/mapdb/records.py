@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -10,7 +11,10 @@ import numpy as np
 
 from crossover_ros.errors import MapDatabaseError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Schema 2 lacks only the scans' provenance (parent_scene, source): it is read as is and
+# migrated when opened for writing. Older schemas lack clouds, boxes and masks: rebuild.
+MIGRATABLE_SCHEMA_VERSION = 2
 
 # The modalities CrossOver embeds into one space; any other name is accepted too (lowercase).
 KNOWN_MODALITIES = ("rgb", "point_cloud", "mesh", "floorplan", "referral")
@@ -24,6 +28,8 @@ class SceneRecord:
     ``frame`` names the coordinate frame of the scene's point cloud and instance centroids
     (generated scans: the room frame); ``frame_to_building`` is its 4x4 pose in the building,
     row-major, when known. ``scan_time`` is seconds since the epoch, when known.
+    ``parent_scene``: the scan this one was added as a rescan of (None for an original scan);
+    ``source``: where it came from ("map build", "bag <name>", "node update"; free text).
     """
 
     scene_id: str
@@ -33,6 +39,15 @@ class SceneRecord:
     scan_time: float | None = None
     frame: str = "room"
     frame_to_building: tuple[float, ...] | None = None
+    parent_scene: str | None = None
+    source: str = ""
+
+
+def newest_first_key(record: SceneRecord) -> tuple[float, int, str]:
+    """Sort key (use with ``reverse=True``) putting a room's newest scan first: by scan time
+    (unknown: oldest), then scan index, then id so the order never depends on the backend."""
+    time_ = -math.inf if record.scan_time is None else float(record.scan_time)
+    return (time_, int(record.scan_index), record.scene_id)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import numpy as np
 from crossover_ros.errors import MapDatabaseError, MapNotFoundError
 from crossover_ros.mapdb.base import MapBase, fingerprint_error, schema_error
 from crossover_ros.mapdb.records import (
+    MIGRATABLE_SCHEMA_VERSION,
     SCHEMA_VERSION,
     SceneCandidate,
     SceneData,
@@ -44,7 +45,9 @@ CREATE TABLE scenes (
     frame TEXT NOT NULL,
     frame_to_building TEXT,
     modality_mask INTEGER NOT NULL,
-    added_at REAL NOT NULL
+    added_at REAL NOT NULL,
+    parent_scene TEXT,
+    source TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX scenes_building ON scenes(building_id);
 CREATE TABLE scene_embeddings (
@@ -78,6 +81,12 @@ CREATE TABLE scene_clouds (
     data BLOB NOT NULL
 );
 """
+
+# schema 2 -> 3: the scans' provenance, appended so both schemas keep one column order
+_MIGRATION_3 = (
+    "ALTER TABLE scenes ADD COLUMN parent_scene TEXT",
+    "ALTER TABLE scenes ADD COLUMN source TEXT NOT NULL DEFAULT ''",
+)
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -145,6 +154,29 @@ def _open_error(path: Path, err: sqlite3.DatabaseError, read_only: bool) -> MapD
     return MapDatabaseError(f"{path} is not a readable map database ({text})")
 
 
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Schema 2 -> 3 in one transaction (a concurrent opener may have done it already)."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is not None and row[0] == str(MIGRATABLE_SCHEMA_VERSION):
+                for statement in _MIGRATION_3:
+                    db.execute(statement)
+                db.execute(
+                    "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+                )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    except sqlite3.DatabaseError as err:
+        raise MapDatabaseError(
+            f"cannot migrate {path} from schema {MIGRATABLE_SCHEMA_VERSION} to {SCHEMA_VERSION}"
+            f" ({err}): open it read-only, or make it writable"
+        ) from err
+
+
 class SQLiteMapDatabase(MapBase):
     """The embedded backend; open with :meth:`create` or :meth:`open`, use as a context manager."""
 
@@ -157,6 +189,7 @@ class SQLiteMapDatabase(MapBase):
         self._search_cfg = search or SearchCfg()
         self._search_cache: dict[str, ModalityIndex] = {}
         self._data_version = -1
+        self._writes = 0  # own commits, which PRAGMA data_version does not count
         self._writable = True
         meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         self.model_fingerprint = meta["model_fingerprint"]
@@ -241,7 +274,15 @@ class SQLiteMapDatabase(MapBase):
             version = int(meta.get("schema_version", -1))
         except ValueError:
             version = -1
-        if version != SCHEMA_VERSION:
+        provenance = version == SCHEMA_VERSION
+        if version == MIGRATABLE_SCHEMA_VERSION and not read_only:
+            try:
+                _migrate(db, path)
+            except MapDatabaseError:
+                db.close()
+                raise
+            provenance = True
+        elif version not in (SCHEMA_VERSION, MIGRATABLE_SCHEMA_VERSION):
             db.close()
             raise schema_error(str(path), version)
         stored = meta.get("model_fingerprint")
@@ -255,6 +296,7 @@ class SQLiteMapDatabase(MapBase):
             raise
         out = cls(path, db, search)
         out._writable = not read_only
+        out.has_provenance = provenance
         return out
 
     @staticmethod
@@ -301,6 +343,14 @@ class SQLiteMapDatabase(MapBase):
 
     def _fetch(self, sql: str, args: tuple = ()) -> list[tuple]:
         return self._rows(sql.replace("{s}.", ""), args)
+
+    @property
+    def writable(self) -> bool:
+        return self._writable
+
+    def _cache_token(self) -> object:
+        with self._lock:
+            return (self._db.execute("PRAGMA data_version").fetchone()[0], self._writes)
 
     def _modality_bits(self) -> dict[str, int]:
         return {name: bit for bit, name in self._rows("SELECT bit, name FROM modalities")}
@@ -361,6 +411,7 @@ class SQLiteMapDatabase(MapBase):
             except sqlite3.DatabaseError as err:
                 raise MapDatabaseError(f"{self.path} cannot be written ({err})") from err
             self._search_cache.clear()
+            self._writes += 1
 
     def _insert(
         self,
@@ -382,7 +433,7 @@ class SQLiteMapDatabase(MapBase):
         self._db.execute("INSERT OR IGNORE INTO buildings VALUES (?)", (str(record.building_id),))
         pose = record.frame_to_building
         self._db.execute(
-            "INSERT INTO scenes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO scenes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.scene_id,
                 str(record.building_id),
@@ -393,6 +444,8 @@ class SQLiteMapDatabase(MapBase):
                 None if pose is None else json.dumps([float(v) for v in pose]),
                 mask,
                 time.time(),
+                record.parent_scene,
+                record.source,
             ),
         )
         self._db.executemany(
@@ -440,6 +493,7 @@ class SQLiteMapDatabase(MapBase):
                     " (SELECT DISTINCT building_id FROM scenes)"
                 )
             self._search_cache.clear()
+            self._writes += 1
         if not deleted:
             raise MapDatabaseError(f"no scene {scene_id} in {self.path}")
 

@@ -17,6 +17,7 @@ from crossover_ros.model import modalities as mod
 from crossover_ros.pipeline.changes import ChangeCfg
 from crossover_ros.pipeline.fusion import FusionCfg
 from crossover_ros.pipeline.keyframes import KeyframeCfg
+from crossover_ros.pipeline.map_update import MapUpdateCfg
 from crossover_ros.pipeline.object_ranking import ObjectRankingCfg
 from crossover_ros.pipeline.recognizer import RecognizerCfg
 from crossover_ros.pipeline.recording import RecordingCfg
@@ -77,6 +78,17 @@ class MapCfg:
 
 
 @dataclass(frozen=True)
+class RecognitionMapCfg(MapCfg):
+    """The map, and whether the recogniser may add the current visit to it."""
+
+    allow_updates: bool = setting(
+        False,
+        "Keep a recording of the current visit so that ~/update_map can add it to the map as"
+        " a new scan of the recognised room (opens the map writable).",
+    )
+
+
+@dataclass(frozen=True)
 class SensorPipelineCfg:
     """What both nodes share: the model, the map, how sensor messages become keyframes."""
 
@@ -92,11 +104,13 @@ class PipelineCfg(SensorPipelineCfg):
     """Everything the ``scene_recognizer`` runs between its subscriptions and its publishers."""
 
     model: RecognitionModelCfg = group(RecognitionModelCfg)
+    map: RecognitionMapCfg = group(RecognitionMapCfg)
     recognizer: RecognizerCfg = group(RecognizerCfg)
     ranking: ObjectRankingCfg = group(ObjectRankingCfg)
     verification: VerificationCfg = group(VerificationCfg)
     relocalization: RelocalizerCfg = group(RelocalizerCfg)
     changes: ChangeCfg = group(ChangeCfg)
+    map_update: MapUpdateCfg = group(MapUpdateCfg)
     health: HealthCfg = group(HealthCfg)
 
 

@@ -159,6 +159,11 @@ class SceneRecognizer:
                 self.ranker.forget_scenes()
         return old
 
+    def exclusive(self) -> threading.RLock:
+        """Hold (``with``) to keep keyframes waiting while another caller uses the encoder
+        (``update_map`` embeds the visit with it)."""
+        return self._lock
+
     @property
     def window_length(self) -> int:
         return len(self._window)
@@ -193,7 +198,10 @@ class SceneRecognizer:
             if self.verifier is not None:
                 wanted = max(wanted, self.verifier.cfg.top_k)
             with timer("map_search"):
-                candidates = self.mapdb.query(queries, self.encoder.map_modality, top_k=wanted)
+                # one candidate per room, named by its newest scan (older scans are evidence)
+                candidates = self.mapdb.query(
+                    queries, self.encoder.map_modality, top_k=wanted, by_room=True
+                )
             if not candidates:
                 return None
             ids = [c.scene_id for c in candidates]

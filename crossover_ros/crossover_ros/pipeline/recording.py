@@ -12,6 +12,7 @@ objects found in them can be placed and merged into the scene's instances: no in
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -180,14 +181,42 @@ class SceneRecording:
 
     def cloud(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(xyz float32, rgb uint8) of the run in the odometry frame, voxelised; None if none."""
-        if self.fusion is None:
-            return None
         self._fold()
         if not self._chunks:
             return None
         xyz = np.concatenate([c[0] for c in self._chunks])
         rgb = np.concatenate([c[1] for c in self._chunks])
         return voxel_downsample(xyz, rgb, self.cfg.voxel_m)
+
+    def in_frame(
+        self,
+        transform: np.ndarray,
+        frame: str,
+        base_cloud: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> SceneRecording:
+        """A copy of the run whose cloud and cell places are moved by ``transform`` (4x4,
+        odometry -> ``frame``), sharing the images: to store a visit in the frame of a scan it
+        was registered to, while this recording stays as it was should the store fail.
+        ``base_cloud`` (xyz, rgb uint8, already in ``frame``): that scan's cloud, joined to the
+        run's, so what the visit did not see keeps its old geometry."""
+        self._fold()
+        transform = np.asarray(transform, np.float64)
+        rotation, translation = transform[:3, :3], transform[:3, 3]
+
+        def move(xyz: np.ndarray) -> np.ndarray:
+            return (np.asarray(xyz, np.float64) @ rotation.T + translation).astype(np.float32)
+
+        out = SceneRecording(self.cfg, None, self.cell_grid)
+        out.keyframes = copy.copy(self.keyframes)
+        out.keyframes.stamps = list(self.keyframes.stamps)
+        out.keyframes.extras = [None if e is None else move(e) for e in self.keyframes.extras]
+        out._chunks = [(move(xyz), rgb) for xyz, rgb in self._chunks]
+        out._chunk_points = self._chunk_points
+        if base_cloud is not None and len(base_cloud[0]):
+            out._chunks.append((np.asarray(base_cloud[0], np.float32), base_cloud[1]))
+            out._chunk_points += len(base_cloud[0])
+        out.odom_frame = frame
+        return out
 
     def clear(self) -> None:
         self.keyframes.clear()
@@ -204,11 +233,15 @@ class SceneRecording:
         room_id: str,
         scan_index: int = 0,
         frame_to_building: np.ndarray | None = None,
+        *,
+        parent_scene: str | None = None,
+        source: str = "",
     ) -> SceneRecord:
         """Embed the run with ``encoder`` (the map's model: ``embed_recording``) and add the
         scene, its instances (if the model finds any) and its cloud to ``mapdb``.
         ``frame_to_building``: the odometry frame's pose in the building, when known (scenes
         with one pool their poses per building, see ``pipeline/relocalize.py``).
+        ``parent_scene`` and ``source``: the scan's provenance (``SceneRecord``).
 
         The recording is cleared only if the scene was stored. Raises CrossoverError (nothing
         stored) without keyframes, for another model's map, or a scene id already present.
@@ -234,6 +267,8 @@ class SceneRecording:
             frame_to_building=None
             if frame_to_building is None
             else tuple(float(v) for v in np.asarray(frame_to_building).reshape(-1)),
+            parent_scene=parent_scene,
+            source=source,
         )
         mapdb.add_scene(record, embeddings, instances, self.cloud())
         self.clear()

@@ -388,13 +388,15 @@ class Relocalizer:
         return rivals
 
     def _scenes_in(self, frame: str) -> list[SceneRecord]:
-        """The scenes in a map frame, one per room (its rescans would predict alike)."""
+        """The scenes in a map frame, one per room, its newest scan (its rescans would predict
+        alike)."""
         if self._frames is None:
-            self._frames, seen = {}, set()
+            self._frames, seen, rooms = {}, set(), self.mapdb.rooms()
             for scene in self.mapdb.scenes():
                 if _room(scene) not in seen:
                     seen.add(_room(scene))
-                    self._frames.setdefault(_map_frame(scene), []).append(scene)
+                    newest = rooms.scans.get(_room(scene), [scene])[0]
+                    self._frames.setdefault(_map_frame(newest), []).append(newest)
         return self._frames.get(frame, [])
 
     def _cloud_bounds(self, scene_id: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -416,7 +418,9 @@ class Relocalizer:
             modality = mod.POINT_CLOUD if mod.POINT_CLOUD in stored else next(iter(stored), None)
             found = []
             if modality is not None and self.cfg.max_rivals > 0:
-                ranked = self.mapdb.query(stored[modality], modality, 4 * self.cfg.max_rivals + 1)
+                ranked = self.mapdb.query(  # other rooms by their newest scans
+                    stored[modality], modality, 4 * self.cfg.max_rivals + 1, by_room=True
+                )
                 found = [c.scene_id for c in ranked if _room(c) != _room(record)][
                     : self.cfg.max_rivals
                 ]

@@ -40,10 +40,11 @@ from crossover_ros.pipeline.events import (
     RelocalizationEvent,
     WarningEvent,
 )
-from crossover_ros.pipeline.fusion import PointCloudFusion
+from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
+from crossover_ros.pipeline.map_update import MapUpdateError, MapUpdater
 from crossover_ros.pipeline.object_ranking import ObjectSetRanker
 from crossover_ros.pipeline.recognizer import SceneRecognizer
-from crossover_ros.pipeline.recording import SceneRecording
+from crossover_ros.pipeline.recording import RecordingCfg, SceneRecording
 from crossover_ros.pipeline.relocalize import Relocalization, Relocalizer
 from crossover_ros.pipeline.stats import StreamStats, WarnThrottle, assess
 from crossover_ros.pipeline.stream import (
@@ -68,6 +69,14 @@ def create_model_encoder(cfg: ModelCfg, map_modality: str = "") -> RecognitionEn
     return create_encoder(cfg.name, map_modality, cfg.num_threads, backend=cfg.backend)
 
 
+def recording_fusion(cfg: FusionCfg) -> PointCloudFusion | None:
+    """The fusion a recording folds into its cloud every RECORDING_WINDOW keyframes; None
+    without open3d."""
+    if not HAS_OPEN3D:
+        return None
+    return PointCloudFusion(replace(cfg, max_keyframes=RECORDING_WINDOW))
+
+
 def open_recognition(
     cfg: PipelineCfg,
     emit: Emit,
@@ -84,7 +93,7 @@ def open_recognition(
         cfg.map.path,
         encoder.fingerprint,
         password_file=cfg.map.password_file,
-        read_only=True,  # the recogniser only reads the map
+        read_only=not cfg.map.allow_updates,  # the recogniser only reads the map
     )
     try:
         return RecognitionPipeline(cfg, encoder, mapdb, emit, threaded, owns_map)
@@ -165,6 +174,16 @@ class RecognitionPipeline(_SensorPipeline):
         self.stream = SensorStream(
             recognizer, cfg.stream, fusion, cfg.keyframes, self.stats, relocalizer
         )
+        self.updater: MapUpdater | None = None
+        if cfg.map.allow_updates:  # the visit so far, for update_map
+            recording = SceneRecording(
+                RecordingCfg(max_keyframes=cfg.map_update.max_keyframes),
+                recording_fusion(cfg.fusion),
+                encoder.cell_grid,
+            )
+            lag = cfg.recognizer.window_size  # the windows lag behind a room change
+            self.updater = MapUpdater(cfg.map_update, mapdb, encoder, recording, lag=lag)
+            self.add_listener(self.updater.observe)
         self.workers: tuple[FrameWorker, FrameWorker] | None = None  # recognition, relocalisation
         if threaded:
             self.workers = (
@@ -227,6 +246,19 @@ class RecognitionPipeline(_SensorPipeline):
         self.stream.reset()
         if self.changes is not None:
             self.changes.reset()
+        if self.updater is not None:
+            self.updater.reset()
+
+    def update_map(self, hint: str = "") -> SceneRecord:
+        """Add the current visit to the map as a new scan of the recognised room
+        (:meth:`MapUpdater.add_visit`); MapUpdateError says why not, in one line."""
+        if self.updater is None:
+            raise MapUpdateError(
+                "map updates are off: start with map.allow_updates true (the map is then"
+                " opened writable)"
+            )
+        with self.stream.recognizer.exclusive():  # one user of the encoder at a time
+            return self.updater.add_visit(hint)
 
     def replace_map(self, mapdb: MapBase) -> MapBase:
         """Rank against ``mapdb`` from now on (same model); returns the old map, which the
@@ -236,6 +268,8 @@ class RecognitionPipeline(_SensorPipeline):
             self.stream.relocalizer.replace_map(mapdb)
         if self.changes is not None:
             self.changes.replace_map(mapdb)
+        if self.updater is not None:
+            self.updater.replace_map(mapdb)
         self.mapdb, self._scenes_checked = mapdb, -np.inf
         if self._owns_map:
             old.close()
@@ -419,10 +453,8 @@ class RecordingPipeline(_SensorPipeline):
         self.encoder = encoder
         self.mapdb = mapdb
         self._owns_map = owns_map
-        fusion = None
-        if cfg.recording.fuse_cloud and HAS_OPEN3D:
-            fusion = PointCloudFusion(replace(cfg.fusion, max_keyframes=RECORDING_WINDOW))
-        elif cfg.recording.fuse_cloud:
+        fusion = recording_fusion(cfg.fusion) if cfg.recording.fuse_cloud else None
+        if cfg.recording.fuse_cloud and fusion is None:
             self._warn("open3d", "open3d is not installed: scenes are saved without a cloud")
         self.recording = SceneRecording(cfg.recording, fusion, encoder.cell_grid)
         self.stream = SensorStream(None, cfg.stream, keyframes=cfg.keyframes)
@@ -458,7 +490,7 @@ class RecordingPipeline(_SensorPipeline):
         except ValueError as err:  # a frame fusion cannot use: keep recording
             self._warn("fusion", f"keyframe not fused: {err}")
 
-    def save(self, scene_id: str, *scene: Any) -> SceneRecord:
+    def save(self, scene_id: str, *scene: Any, **provenance: Any) -> SceneRecord:
         """Embed the recording and add it to the map as a scene: ``SceneRecording.save``'s
-        arguments after the map and the model (building, room, scan index, frame)."""
-        return self.recording.save(self.mapdb, self.encoder, scene_id, *scene)
+        arguments after the map and the model (building, room, scan index, frame; source)."""
+        return self.recording.save(self.mapdb, self.encoder, scene_id, *scene, **provenance)

@@ -61,6 +61,8 @@ class BuildingConfig:
     num_rooms: int = 8
     num_lookalike_rooms: int = 4
     rescans_per_room: int = 1
+    # rescan k changes rescan k-1 (rounds of changes that accumulate), not the reference
+    cumulative_rescans: bool = False
     frames_per_scan: int = 30
     image_width: int = 320
     image_height: int = 240
@@ -310,11 +312,14 @@ def _generate_into(out_dir: Path, cfg: BuildingConfig, progress: bool) -> None:
         next_id = reference.next_id
         ref_scan = scan_id_for(cfg.building_id, room_id, 0)
         jobs.append((room_id, 0, reference, None))
+        base = reference
         for k in range(1, cfg.rescans_per_room + 1):
-            reference.next_id = next_id  # new objects never reuse an id of an earlier rescan
-            rescan = make_rescan(reference, _rng(root, 5, room_id, k))
+            base.next_id = next_id  # new objects never reuse an id of an earlier rescan
+            rescan = make_rescan(base, _rng(root, 5, room_id, k))
             next_id = rescan.next_id
             jobs.append((room_id, k, rescan, ref_scan))
+            if cfg.cumulative_rescans:
+                base = rescan
 
     tasks = []
     for room_id, index, layout, ref in jobs:
@@ -326,6 +331,8 @@ def _generate_into(out_dir: Path, cfg: BuildingConfig, progress: bool) -> None:
             "scan_index": index,
             "reference_scan_id": ref,
         }
+        if cfg.cumulative_rescans and index > 0:  # moved/new/removed relative to this scan
+            meta["changed_from_scan_id"] = scan_id_for(cfg.building_id, room_id, index - 1)
         tasks.append(
             (layout, out_dir / "scans" / scan_id, meta, cfg, _rng(root, 6, room_id, index))
         )

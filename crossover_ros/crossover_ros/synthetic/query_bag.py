@@ -26,6 +26,8 @@ from crossover_ros.errors import BagError
 from crossover_ros.synthetic.render import Renderer
 from crossover_ros.synthetic.trajectory import room_walk
 
+ROUND_INTERVAL_NS = 86_400 * 10**9  # one day between the walks of successive scan indices
+
 
 @dataclass(frozen=True)
 class QueryBagCfg:
@@ -39,6 +41,7 @@ class QueryBagCfg:
     odometry_rate_hz: float = 30.0
     rooms: tuple[str, ...] = ()  # room ids in visiting order; empty = every room once
     scans: str = "newest"  # walk through each room's newest rescan, or its "reference" scan
+    scan_index: int | None = None  # walk through each room's scan of this index instead
     topics: BagTopics = field(default_factory=BagTopics)
     color_frame: str = "camera_color_optical_frame"
     odom_frame: str = "odom"
@@ -61,6 +64,14 @@ def _visit_plan(building: Building, cfg: QueryBagCfg) -> list[tuple[str, str]]:
             raise BagError(f"room '{room}' is not in building {building.building_id}")
         scans = sorted(by_room[room], key=lambda s: s.scan_index)
         walked = scans[0] if cfg.scans == "reference" else scans[-1]
+        if cfg.scan_index is not None:
+            chosen = [s for s in scans if s.scan_index == cfg.scan_index]
+            if not chosen:
+                raise BagError(
+                    f"room '{room}' has no scan of index {cfg.scan_index} (it has"
+                    f" {', '.join(str(s.scan_index) for s in scans)})"
+                )
+            walked = chosen[0]
         plan.append((walked.scan_id, scans[0].scan_id))
     return plan
 
@@ -84,7 +95,8 @@ def record_query_bag(
     frame_every = max(1, round(cfg.odometry_rate_hz / cfg.camera_rate_hz))
     visits = []
     with bag:
-        stamp_ns = START_TIME_NS
+        # a later round of changes is walked on a later day, so its visits are the newer scans
+        stamp_ns = START_TIME_NS + ROUND_INTERVAL_NS * (cfg.scan_index or 0)
         previous_end: np.ndarray | None = None
         for query_scan_id, scene_id in tqdm(plan, desc="recording rooms", disable=not progress):
             scan = building.scan(query_scan_id)

@@ -245,3 +245,36 @@ def test_missing_or_corrupt_files_raise_data_error(building: Building, tmp_path:
         load_scan(broken)
     with pytest.raises(DataError, match=r"building\.json"):
         load_building(tmp_path / "nowhere")
+
+
+def test_cumulative_rescans_are_rounds_of_changes_and_a_bag_walks_any_round(
+    tmp_path: Path,
+) -> None:
+    """Rescan k changes rescan k-1: what round 1 removed stays gone in round 2 (from the
+    reference, it would come back), and record-bag's scan_index walks a chosen round."""
+    from crossover_ros.errors import BagError
+    from crossover_ros.synthetic.query_bag import QueryBagCfg, _visit_plan
+
+    cfg = dict(TINY, num_rooms=2, num_lookalike_rooms=0, rescans_per_room=3, frames_per_scan=1)
+    cfg.update(image_width=32, image_height=24, points_per_scan=2000)
+    out = generate_building(
+        tmp_path / "b", BuildingConfig(seed=5, cumulative_rescans=True, **cfg), progress=False
+    )
+    building = load_building(out)
+    for room in ("0", "1"):
+        rounds = sorted(
+            (s for s in building.scans if str(s.room_id) == room), key=lambda s: s.scan_index
+        )
+        ids = [{inst.id for inst in building.scan(s.scan_id).instances} for s in rounds]
+        for k in range(1, len(rounds)):
+            meta = building.scan(rounds[k].scan_id).meta
+            assert meta["changed_from_scan_id"] == rounds[k - 1].scan_id
+            gone = set(meta["removed_instance_ids"])
+            assert gone and gone <= ids[k - 1] and not gone & ids[k]
+            assert not (ids[0] - ids[1]) & ids[k], "removed in round 1: gone in every later one"
+    plan = _visit_plan(building, QueryBagCfg(scan_index=2))
+    second = [s.scan_id for s in building.scans if s.scan_index == 2]
+    assert [walked for walked, _ in plan] == second
+    assert all(scene.endswith("_00") for _, scene in plan), "truth names the reference scan"
+    with pytest.raises(BagError, match="no scan of index 9"):
+        _visit_plan(building, QueryBagCfg(scan_index=9))

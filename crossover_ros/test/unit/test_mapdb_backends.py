@@ -344,3 +344,42 @@ def test_a_permission_problem_is_not_called_a_damaged_map(tmp_path, monkeypatch)
         SQLiteMapDatabase.open(path)
     assert "not a readable map database" not in str(info.value)
     assert "cannot open map database" in str(info.value) and "read-only" in str(info.value)
+
+
+def _downgrade(db, location):
+    """The map as schema 2 wrote it: no provenance columns, version 2."""
+    if location.startswith("postgres"):
+        with db._transaction() as raw:
+            s = db._schema
+            raw.execute(f"ALTER TABLE {s}.scenes DROP COLUMN parent_scene, DROP COLUMN source")
+            raw.execute(f"UPDATE {s}.meta SET value = '2' WHERE key = 'schema_version'")
+        db.close()
+    else:
+        db.close()
+        with sqlite3.connect(location) as raw:
+            raw.execute("ALTER TABLE scenes DROP COLUMN parent_scene")
+            raw.execute("ALTER TABLE scenes DROP COLUMN source")
+            raw.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        raw.close()
+
+
+def test_scans_by_room_and_schema_2_migration_on_both_backends(location):
+    rng = np.random.default_rng(7)
+    old, new, other = _unit(rng, 1), _unit(rng, 1), _unit(rng, 1)
+    db = _create(location)
+    db.add_scene(SceneRecord("k", "b", "kitchen", 0, 10.0, source="map build"), {"rgb": old})
+    db.add_scene(SceneRecord("o", "b", "office", 0, 10.0), {"rgb": other})
+    _downgrade(db, location)
+    with open_map(location) as db:  # writable: migrated to schema 3
+        assert db.has_provenance and db.scene("k").source == ""
+        db.add_scene(
+            SceneRecord("k@1", "b", "kitchen", 1, 20.0, parent_scene="k", source="bag x"),
+            {"rgb": new},
+        )
+    with open_map(location, read_only=True) as db:
+        assert [s.scene_id for s in db.scans("b", "kitchen")] == ["k@1", "k"]
+        assert (db.scene("k@1").parent_scene, db.scene("k@1").source) == ("k", "bag x")
+        ranked = db.query(old, "rgb", top_k=2, by_room=True)
+        assert [c.scene_id for c in ranked] == ["k@1", "o"]  # named by the newest scan
+        assert ranked[0].score == pytest.approx(1.0)  # scored by the old scan that fits
+        assert db.describe()["schema_version"] == 3

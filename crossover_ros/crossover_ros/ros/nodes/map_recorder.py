@@ -111,6 +111,7 @@ class MapRecorderNode(Node):
             room_id,
             scene.scan_index,
             np.eye(4) if scene.odom_is_building_frame else None,
+            source="map_recorder node",
         )
         self.saved.append(record.scene_id)
         self.get_logger().info(

@@ -18,7 +18,9 @@ is installed), ``~/markers`` (MarkerArray), ``/diagnostics`` (1 Hz); ``~/scene_c
 ``~/scene_changes/markers`` (MarkerArray) after each confirmed pose with a change report.
 Services: ``~/reset`` and ``~/reload_map`` (std_srvs/Trigger); ``~/find_room`` and
 ``~/find_object`` (crossover_msgs FindRoom / FindObject: rooms and objects of the map found by a
-sentence, ``query.text.TextQuery``), while configured.
+sentence, ``query.text.TextQuery``), while configured; ``~/update_map`` (crossover_msgs
+UpdateMap: the current visit added as a new scan of the recognised room, with
+``map.allow_updates``; ``pipeline.map_update``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
 from crossover_msgs.msg import InstanceCorrespondences, SceneChanges, SceneMatch
-from crossover_msgs.srv import FindObject, FindRoom
+from crossover_msgs.srv import FindObject, FindRoom, UpdateMap
 from crossover_ros.mapdb.open import open_map
 from crossover_ros.pipeline.config import PipelineCfg
 from crossover_ros.pipeline.events import (
@@ -90,6 +92,7 @@ class SceneRecognizerNode(Node):
         self.create_timer(1.0, self._publish_diagnostics)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(Trigger, "~/reload_map", self._on_reload_map)
+        self.create_service(UpdateMap, "~/update_map", self._on_update_map)
         if self.settings.autostart and self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
@@ -309,7 +312,7 @@ class SceneRecognizerNode(Node):
                 location,
                 self.pipeline.encoder.fingerprint,
                 password_file=self.pipeline.cfg.map.password_file,
-                read_only=True,
+                read_only=not self.pipeline.cfg.map.allow_updates,
             )
             self.pipeline.replace_map(new)
         except Exception as err:  # a service callback must not raise: it would end the spin
@@ -326,6 +329,26 @@ class SceneRecognizerNode(Node):
         self._open_text_query()
         response.success = True
         response.message = f"map {new.path}: {self.pipeline.scene_count()} scenes"
+        return response
+
+    def _on_update_map(self, request: UpdateMap.Request, response: UpdateMap.Response):
+        """The current visit as a new scan of the recognised room; why not, in one line."""
+        if self.pipeline is None:
+            response.success = False
+            response.message = f"not configured ({self._configure_error}): configure first"
+            return response
+        try:
+            record = self.pipeline.update_map(request.hint)
+        except Exception as err:  # a service callback must not raise: it would end the spin
+            response.success, response.message = False, " ".join(describe(err).split())
+            self.get_logger().info(f"update_map: {response.message}")
+            return response
+        response.success, response.scene_id = True, record.scene_id
+        response.message = (
+            f"added {record.scene_id} to room {record.room_id} (rescan of {record.parent_scene},"
+            f" frame {record.frame})"
+        )
+        self.get_logger().info(f"update_map: {response.message}")
         return response
 
     def _open_text_query(self) -> None:
