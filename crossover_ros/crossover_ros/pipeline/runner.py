@@ -93,7 +93,7 @@ def open_recognition(
         cfg.map.path,
         encoder.fingerprint,
         password_file=cfg.map.password_file,
-        read_only=not cfg.map.allow_updates,  # the recogniser only reads the map
+        read_only=not cfg.map.allow_updates,  # written only by map updates
     )
     try:
         return RecognitionPipeline(cfg, encoder, mapdb, emit, threaded, owns_map)
