@@ -87,10 +87,12 @@ class GeometricVerifier:
         self.estimator = PoseEstimator(self.cfg.pose)
 
     def prepare(self, mapdb: MapBase) -> None:
-        """Prepare the map's scene clouds now, as many as are kept (the node does it at
-        configure): otherwise the first windows that rank a scene wait for it."""
-        for record in mapdb.scenes()[: self.cfg.pose.map_cache_size]:
-            self.estimator.scene(record.scene_id, partial(mapdb.point_cloud, record.scene_id))
+        """Prepare the clouds of the rooms' newest scans (the candidates the map answers),
+        as many as are kept, now (the node does it at configure): otherwise the first windows
+        that rank a room wait for it."""
+        newest = list(mapdb.rooms().newest.values())
+        for scene_id in newest[: self.cfg.pose.map_cache_size]:
+            self.estimator.scene(scene_id, partial(mapdb.point_cloud, scene_id))
 
     def rerank(
         self, mapdb: MapBase, ids: Sequence[str], scores: Sequence[float]

@@ -130,3 +130,22 @@ def test_the_map_clouds_are_prepared_before_the_first_frame(gd_map, small_buildi
     for frame in _rescan(small_building):
         recognizer.recognise(frame, frame.camera_to_world)
     assert len(reads) == len(db.scenes())
+
+
+def test_only_each_rooms_newest_scan_is_prepared(gd_map, tmp_path):
+    """The map answers a room by its newest scan, so that is the cloud worth preparing."""
+    from dataclasses import replace
+
+    from crossover_ros.mapdb import SQLiteMapDatabase
+
+    _, db = gd_map
+    old = db.scene_data(UNIQUE)
+    newer = replace(old, record=replace(old.record, scene_id=f"{UNIQUE}@1", scan_time=2e9))
+    reads = []
+    with SQLiteMapDatabase.create(
+        tmp_path / "rescanned.sqlite", db.model_fingerprint, db.embedding_dim, db.instance_dim
+    ) as rescanned:
+        rescanned.add_scenes([replace(old, record=replace(old.record, scan_time=1e9)), newer])
+        rescanned.point_cloud = lambda scene_id: reads.append(scene_id) or db.point_cloud(UNIQUE)
+        _verifier().prepare(rescanned)
+    assert reads == [f"{UNIQUE}@1"]
