@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 
 from crossover_ros.errors import ConfigError
 
@@ -14,6 +15,24 @@ def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
         "--overwrite",
         action="store_true",
         help="replace an existing output (default: refuse a non-empty folder or existing file)",
+    )
+
+
+def add_pipeline_settings_arguments(
+    parser: argparse.ArgumentParser, example: str, params_help: str = ""
+) -> None:
+    """``--params-file`` and ``--set``: the node's settings for a verb that runs its pipeline."""
+    parser.add_argument(
+        "--params-file",
+        type=Path,
+        help=params_help or "the scene_recognizer's parameter YAML (default: its own)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"a pipeline setting by its parameter name, e.g. {example} (repeat)",
     )
 
 

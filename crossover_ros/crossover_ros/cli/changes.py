@@ -9,7 +9,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from crossover_ros.argtypes import add_overwrite_argument
+from crossover_ros.argtypes import add_overwrite_argument, add_pipeline_settings_arguments
 from crossover_ros.cli.eval_bags import pipeline_cfg
 from crossover_ros.datasets.scan import load_building
 from crossover_ros.errors import CrossoverError
@@ -43,16 +43,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
         help="the generated building the bag walks through: score the report against its"
         " rescans' ground truth",
     )
-    parser.add_argument(
-        "--params-file", type=Path, help="the scene_recognizer's parameter YAML (default: its own)"
-    )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a pipeline setting by its parameter name, e.g. changes.moved_threshold_m=0.4",
-    )
+    add_pipeline_settings_arguments(parser, "changes.moved_threshold_m=0.4")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     add_overwrite_argument(parser)
     parser.set_defaults(command=changes_command)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from crossover_ros.argtypes import (
     add_overwrite_argument,
+    add_pipeline_settings_arguments,
     check_lookalike,
     fraction,
     int_at_least,
@@ -121,18 +122,11 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--ks", type=int_at_least(1), nargs="+", default=[1, 5, 10], help="recall@K to report"
     )
-    run.add_argument(
-        "--params-file",
-        type=Path,
-        help="the scene_recognizer's parameter YAML to evaluate (default: the node's defaults,"
+    add_pipeline_settings_arguments(
+        run,
+        "verification.top_k=0",
+        "the scene_recognizer's parameter YAML to evaluate (default: the node's defaults,"
         " as config/scene_recognizer.yaml holds them)",
-    )
-    run.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a pipeline setting by its parameter name, e.g. verification.top_k=0 (repeat)",
     )
     run.add_argument(
         "--same-process",

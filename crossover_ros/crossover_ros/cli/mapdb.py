@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from crossover_ros.argtypes import add_pipeline_settings_arguments
 from crossover_ros.cli.eval_bags import pipeline_cfg
 from crossover_ros.errors import DataError, MapDatabaseError, MapNotFoundError
 from crossover_ros.mapdb import SQLiteMapDatabase, copy_map, create_map, is_postgres_url, open_map
@@ -74,16 +75,7 @@ def add_parser(verbs: argparse._SubParsersAction) -> None:
     where = update.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", type=Path, help="write the updated map here (a new SQLite file)")
     where.add_argument("--in-place", action="store_true", help="add the scans to --map itself")
-    update.add_argument(
-        "--params-file", type=Path, help="the scene_recognizer's parameter YAML (default: its own)"
-    )
-    update.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="a pipeline setting by its parameter name, e.g. map_update.require_pose=false",
-    )
+    add_pipeline_settings_arguments(update, "map_update.require_pose=false")
     update.add_argument("--quiet", action="store_true", help="no progress bar")
     update.set_defaults(command=update_command)
 
