@@ -46,6 +46,20 @@ def declare_tree(node: Node, cls: type) -> None:
         node.declare_parameter(item.name, item.default, descriptor(item))
 
 
+def warn_undeclared(node: Node) -> list[str]:
+    """Warn, in one line, of parameter overrides (``-p``, ``--params-file``) that ``node``
+    did not declare: rclpy drops them silently, so a misspelt name would run the default.
+    Call after every declaration; returns the names."""
+    overrides = getattr(node, "_parameter_overrides", {})  # rclpy keeps no public view
+    unknown = sorted(name for name in overrides if not node.has_parameter(name))
+    if unknown:
+        node.get_logger().warning(
+            f"ignoring parameters this node does not have: {', '.join(unknown)}"
+            " (see config/ for every name)"
+        )
+    return unknown
+
+
 def read_tree(node: Node, cls: type[T]) -> T:
     """The configuration tree from ``node``'s current parameter values (ValueError: one that
     is not in its setting's choices)."""

@@ -21,7 +21,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 
 from crossover_ros.bags.reader import bag_topics, iter_raw_messages
 from crossover_ros.errors import BagError
-from crossover_ros.ros.params import declare_tree, read_tree
+from crossover_ros.ros.params import declare_tree, read_tree, warn_undeclared
 from crossover_ros.ros.settings import BagPlayerCfg
 
 _MSGTYPE = re.compile(r"^([a-z][a-z0-9_]*)/msg/([A-Z][A-Za-z0-9]*)$")
@@ -63,6 +63,7 @@ class BagPlayer(Node):
     def __init__(self, bag: Path | None = None, rate: float | None = None, **kwargs) -> None:
         super().__init__("bag_player", **kwargs)
         declare_tree(self, BagPlayerCfg)
+        warn_undeclared(self)
         self.settings = read_tree(self, BagPlayerCfg)
         self.bag = Path(bag or self.settings.bag)
         self.rate = self.settings.rate if rate is None else rate

@@ -30,7 +30,7 @@ from crossover_ros.pipeline.config import RecordingPipelineCfg
 from crossover_ros.pipeline.events import Event
 from crossover_ros.pipeline.runner import RecordingPipeline, open_recording
 from crossover_ros.ros.nodes import spin
-from crossover_ros.ros.params import declare_tree, read_tree
+from crossover_ros.ros.params import declare_tree, read_tree, warn_undeclared
 from crossover_ros.ros.sensors import describe, subscribe
 from crossover_ros.ros.settings import MapRecorderNodeCfg
 
@@ -42,6 +42,7 @@ class MapRecorderNode(Node):
         super().__init__("map_recorder", **kwargs)
         declare_tree(self, RecordingPipelineCfg)
         declare_tree(self, MapRecorderNodeCfg)
+        warn_undeclared(self)
         self.settings = read_tree(self, MapRecorderNodeCfg)
         self.pipeline: RecordingPipeline | None = None
         self._sensors: list = []

@@ -53,7 +53,7 @@ from crossover_ros.ros.convert import fill_find_object, fill_find_room, to_scene
 from crossover_ros.ros.diagnostics import diagnostic_array, diagnostic_status, mask_map_location
 from crossover_ros.ros.markers import match_markers
 from crossover_ros.ros.nodes import spin
-from crossover_ros.ros.params import declare_tree, read_tree
+from crossover_ros.ros.params import declare_tree, read_tree, warn_undeclared
 from crossover_ros.ros.relocalization import (
     instance_correspondences,
     map_to_odom_message,
@@ -72,6 +72,7 @@ class SceneRecognizerNode(Node):
         super().__init__("scene_recognizer", **kwargs)
         declare_tree(self, PipelineCfg)
         declare_tree(self, SceneRecognizerNodeCfg)
+        warn_undeclared(self)
         self.settings = read_tree(self, SceneRecognizerNodeCfg)
         self.pipeline: RecognitionPipeline | None = None
         self._configure_error = "not configured yet"
