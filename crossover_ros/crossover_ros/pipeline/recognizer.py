@@ -153,7 +153,6 @@ class SceneRecognizer:
             old, self.mapdb = self.mapdb, mapdb
             self.filter.reset()
             if self.verifier is not None:
-                self.verifier.forget_scenes()
                 self.verifier.prepare(mapdb)
             if self.ranker is not None:
                 self.ranker.forget_scenes()

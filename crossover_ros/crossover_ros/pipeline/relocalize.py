@@ -46,7 +46,7 @@ from crossover_ros.pipeline.objects import (
     object_point_sets,
     segment_objects,
 )
-from crossover_ros.pose.estimate import NoPose, PoseCfg, PoseEstimate, PoseEstimator
+from crossover_ros.pose.estimate import NoPose, PoseCfg, PoseEstimate, PoseEstimator, SceneCache
 from crossover_ros.pose.registration import PreparedCloud
 
 
@@ -228,11 +228,17 @@ class Relocalizer:
     instance embeddings, objects are matched and correspondences reported.
     """
 
-    def __init__(self, mapdb: MapBase, encoder: object = None, cfg: RelocalizerCfg | None = None):
+    def __init__(
+        self,
+        mapdb: MapBase,
+        encoder: object = None,
+        cfg: RelocalizerCfg | None = None,
+        scenes: SceneCache | None = None,
+    ):
         self.cfg = cfg or RelocalizerCfg()
         self.mapdb = mapdb
         self.encoder = encoder
-        self.estimator = PoseEstimator(self.cfg.pose)
+        self.estimator = PoseEstimator(self.cfg.pose, scenes)  # scenes: shared with verifying
         self.consensus = PoseConsensus(self.cfg.consensus)
         self._rivals: dict[str, list[str]] = {}  # scene -> its look-alikes in the map
         self._frames: dict[str, list[SceneRecord]] | None = None  # map frame -> its rooms
@@ -246,8 +252,7 @@ class Relocalizer:
 
     def replace_map(self, mapdb: MapBase) -> None:
         """Relocalise in ``mapdb`` from now on: scenes prepared from the old map are forgotten."""
-        self.mapdb = mapdb
-        self.estimator = PoseEstimator(self.cfg.pose)
+        self.mapdb = mapdb  # the estimator's scenes are dropped when it first asks for one
         self._rivals, self._frames, self._bounds = {}, None, {}
         self.reset()
 
@@ -335,7 +340,7 @@ class Relocalizer:
 
     def _prepared(self, scene_id: str) -> PreparedCloud | None:
         """The scene's stored cloud, prepared for fitting (decoded only when not yet prepared)."""
-        return self.estimator.scene(scene_id, partial(self.mapdb.point_cloud, scene_id))
+        return self.estimator.scene(scene_id, partial(self.mapdb.point_cloud, scene_id), self.mapdb)
 
     @staticmethod
     def _map_from_odom(record: SceneRecord, pose: PoseEstimate) -> tuple[str, np.ndarray]:

@@ -157,18 +157,17 @@ class RecognitionPipeline(_SensorPipeline):
         self._scenes: int | None = None
         self._scenes_checked = -np.inf
         geometry = HAS_OPEN3D or self._note("open3d is not installed: no verification, no pose")
-        recognizer = SceneRecognizer(
-            encoder,
-            mapdb,
-            cfg.recognizer,
-            self._verifier() if geometry else None,
-            self._ranker(),
-        )
+        verifier = self._verifier() if geometry else None
+        recognizer = SceneRecognizer(encoder, mapdb, cfg.recognizer, verifier, self._ranker())
         fusion = relocalizer = None
         self.changes: ChangeDetector | None = None
         if geometry and cfg.relocalization.enabled:
             fusion = PointCloudFusion(cfg.fusion)
-            relocalizer = Relocalizer(mapdb, encoder, cfg.relocalization)
+            # verification fits the same scenes: each is prepared once, for both
+            scenes = verifier.estimator.scenes if verifier is not None else None
+            if scenes is not None and not scenes.prepares_like(cfg.relocalization.pose):
+                scenes = None
+            relocalizer = Relocalizer(mapdb, encoder, cfg.relocalization, scenes)
             if cfg.changes.enabled:
                 self.changes = ChangeDetector(mapdb, cfg.changes, cfg.relocalization.map_frame)
         self.stream = SensorStream(

@@ -22,7 +22,7 @@ from crossover_ros.errors import CrossoverError
 from crossover_ros.frames import RGBDFrame
 from crossover_ros.mapdb.base import MapBase
 from crossover_ros.pipeline.fusion import FusionCfg, PointCloudFusion
-from crossover_ros.pose.estimate import PoseCfg, PoseEstimator
+from crossover_ros.pose.estimate import PoseCfg, PoseEstimator, SceneCache
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,12 @@ class GeometricVerifier:
     milliseconds. Not thread-safe: the recogniser calls it under its lock.
     """
 
-    def __init__(self, cfg: VerificationCfg | None = None) -> None:
+    def __init__(
+        self, cfg: VerificationCfg | None = None, scenes: SceneCache | None = None
+    ) -> None:
         self.cfg = cfg or VerificationCfg()
         self.window = PointCloudFusion(self.cfg.fusion)
-        self.estimator = PoseEstimator(self.cfg.pose)
+        self.estimator = PoseEstimator(self.cfg.pose, scenes)  # scenes: shared with relocalising
         self.failures = 0  # fits that raised (odd input); the candidates kept their order
         self.last_error = ""
 
@@ -82,17 +84,13 @@ class GeometricVerifier:
     def reset(self) -> None:
         self.window.reset()
 
-    def forget_scenes(self) -> None:
-        """Drop the prepared scene clouds (another map: the same ids may name other clouds)."""
-        self.estimator = PoseEstimator(self.cfg.pose)
-
     def prepare(self, mapdb: MapBase) -> None:
         """Prepare the clouds of the rooms' newest scans (the candidates the map answers),
-        as many as are kept, now (the node does it at configure): otherwise the first windows
-        that rank a room wait for it."""
+        as many as are kept, now (the node does it at configure, and for a new map): otherwise
+        the first windows that rank a room wait for it."""
         newest = list(mapdb.rooms().newest.values())
         for scene_id in newest[: self.cfg.pose.map_cache_size]:
-            self.estimator.scene(scene_id, partial(mapdb.point_cloud, scene_id))
+            self.estimator.scene(scene_id, partial(mapdb.point_cloud, scene_id), mapdb)
 
     def rerank(
         self, mapdb: MapBase, ids: Sequence[str], scores: Sequence[float]
@@ -126,7 +124,7 @@ class GeometricVerifier:
         """Share of the window's points on the scene's stored cloud at the best pose found
         (the estimate's fitness, also when it gives no pose: ambiguous, low overlap); NaN
         without a stored cloud."""
-        scene = self.estimator.scene(scene_id, partial(mapdb.point_cloud, scene_id))
+        scene = self.estimator.scene(scene_id, partial(mapdb.point_cloud, scene_id), mapdb)
         if scene is None:
             return float("nan")
         return float(self.estimator.estimate(xyz, rgb, scene).fitness)

@@ -5,7 +5,8 @@ from crossover_ros.pose.estimate import (
     PoseCfg,
     PoseEstimate,
     PoseEstimator,
+    SceneCache,
     estimate_pose,
 )
 
-__all__ = ["NoPose", "PoseCfg", "PoseEstimate", "PoseEstimator", "estimate_pose"]
+__all__ = ["NoPose", "PoseCfg", "PoseEstimate", "PoseEstimator", "SceneCache", "estimate_pose"]

@@ -17,6 +17,7 @@ inliers, a residual too large, geometry that leaves a direction free (one wall, 
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -145,34 +146,67 @@ def _as_pairs(correspondences: object) -> np.ndarray:
     return pairs[np.isfinite(pairs).all(axis=(1, 2))]
 
 
-class PoseEstimator:
-    """Estimates poses against stored scenes; keeps the last few scenes' prepared clouds.
+class SceneCache:
+    """Prepared scene clouds of one map, the ``cfg.map_cache_size`` last used.
 
     Preparing a scene (normals, back-face removal, search trees) costs far more than a query, and
-    a robot asks against the same scene again and again, so it is done once per scene.
+    a robot asks against the same scene again and again, so it is done once per scene; one cache
+    serves every estimator that fits the same map (the verifier's and the relocaliser's).
+    Thread-safe: recognition and relocalisation run in threads of their own.
     """
+
+    # the settings a prepared scene depends on
+    PREPARATION = (
+        "map_voxel_m",
+        "coarse_voxel_m",
+        "map_back_face_m",
+        "global_method",
+        "grid_cell_m",
+    )
 
     def __init__(self, cfg: PoseCfg | None = None) -> None:
         self.cfg = cfg or PoseCfg()
-        if self.cfg.global_method not in GLOBAL_METHODS:
-            raise ValueError(f"global_method must be one of {GLOBAL_METHODS}")
-        if len(self.cfg.icp_distances_m) != len(self.cfg.icp_iterations):
-            raise ValueError("icp_distances_m and icp_iterations need the same length")
-        self._maps: OrderedDict[str, PreparedCloud] = OrderedDict()
-        self._last_query: tuple[np.ndarray, np.ndarray | None, PreparedCloud] | None = None
+        self._scenes: OrderedDict[str, PreparedCloud] = OrderedDict()
+        self._source: object = None  # the map the scenes came from
+        self._lock = threading.Lock()
 
-    def prepare_map(
-        self, map_xyz: np.ndarray, map_rgb: np.ndarray | None = None, key: str | None = None
-    ) -> PreparedCloud:
-        """The prepared scene cloud, from the cache when ``key`` (or the content) was seen."""
-        key = key or _digest(np.asarray(map_xyz))
-        if key in self._maps:
-            self._maps.move_to_end(key)
-            return self._maps[key]
+    def prepares_like(self, cfg: PoseCfg) -> bool:
+        """Whether an estimator with ``cfg`` would prepare scenes as this cache does."""
+        return all(getattr(cfg, name) == getattr(self.cfg, name) for name in self.PREPARATION)
+
+    def add(self, xyz: np.ndarray, rgb: np.ndarray | None, key: str) -> PreparedCloud:
+        """The prepared cloud of ``key``, prepared from (xyz, rgb) unless it is kept."""
+        return self.get(key, lambda: (xyz, rgb), self._source)  # type: ignore[return-value]
+
+    def get(
+        self,
+        key: str,
+        load: Callable[[], tuple[np.ndarray, np.ndarray | None] | None],
+        source: object = None,
+    ) -> PreparedCloud | None:
+        """The prepared cloud of scene ``key`` of map ``source``; ``load()`` gives its (xyz,
+        colours), or None without one, and is called only when the scene is not kept (a map's
+        stored cloud is decoded once, however often a robot fits the room). Another ``source``
+        than the last drops every kept scene: the same ids may name other clouds there."""
+        with self._lock:
+            if source is not self._source:
+                self._scenes.clear()
+                self._source = source
+            if key not in self._scenes:
+                loaded = load()
+                if loaded is None:
+                    return None
+                self._scenes[key] = self._prepare(*loaded)
+                while len(self._scenes) > self.cfg.map_cache_size:
+                    self._scenes.popitem(last=False)
+            self._scenes.move_to_end(key)
+            return self._scenes[key]
+
+    def _prepare(self, xyz: np.ndarray, rgb: np.ndarray | None) -> PreparedCloud:
         cfg = self.cfg
         prepared = prepare_cloud(
-            map_xyz,
-            map_rgb,
+            xyz,
+            rgb,
             cfg.map_voxel_m,
             cfg.coarse_voxel_m,
             fine_normals=True,
@@ -181,22 +215,38 @@ class PoseEstimator:
         prepared.fine_tree, prepared.coarse_tree  # noqa: B018 (built now, not in a query)
         if cfg.global_method == "correlative":
             wall_grid(prepared, cfg.grid_cell_m)
-        self._maps[key] = prepared
-        while len(self._maps) > cfg.map_cache_size:
-            self._maps.popitem(last=False)
         return prepared
 
+
+class PoseEstimator:
+    """Estimates poses against stored scenes, prepared once each in ``scenes`` (its own cache
+    unless one is shared with another estimator of the same map)."""
+
+    def __init__(self, cfg: PoseCfg | None = None, scenes: SceneCache | None = None) -> None:
+        self.cfg = cfg or PoseCfg()
+        if self.cfg.global_method not in GLOBAL_METHODS:
+            raise ValueError(f"global_method must be one of {GLOBAL_METHODS}")
+        if len(self.cfg.icp_distances_m) != len(self.cfg.icp_iterations):
+            raise ValueError("icp_distances_m and icp_iterations need the same length")
+        if scenes is not None and not scenes.prepares_like(self.cfg):
+            raise ValueError("a shared scene cache must prepare scenes as this estimator would")
+        self.scenes = scenes or SceneCache(self.cfg)
+        self._last_query: tuple[np.ndarray, np.ndarray | None, PreparedCloud] | None = None
+
+    def prepare_map(
+        self, map_xyz: np.ndarray, map_rgb: np.ndarray | None = None, key: str | None = None
+    ) -> PreparedCloud:
+        """The prepared scene cloud, from the cache when ``key`` (or the content) was seen."""
+        return self.scenes.add(map_xyz, map_rgb, key or _digest(np.asarray(map_xyz)))
+
     def scene(
-        self, key: str, load: Callable[[], tuple[np.ndarray, np.ndarray | None] | None]
+        self,
+        key: str,
+        load: Callable[[], tuple[np.ndarray, np.ndarray | None] | None],
+        source: object = None,
     ) -> PreparedCloud | None:
-        """The prepared cloud of scene ``key``; ``load()`` gives its (xyz, colours), or None
-        without one, and is called only when the scene is not prepared yet: a map's stored
-        cloud is decoded once, however often a robot fits the room."""
-        if key not in self._maps:
-            loaded = load()
-            return None if loaded is None else self.prepare_map(*loaded, key=key)
-        self._maps.move_to_end(key)
-        return self._maps[key]
+        """:meth:`SceneCache.get`: the prepared cloud of scene ``key`` of map ``source``."""
+        return self.scenes.get(key, load, source)
 
     def estimate(
         self,

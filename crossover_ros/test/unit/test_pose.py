@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from crossover_ros.pose import NoPose, PoseCfg, PoseEstimate, PoseEstimator, estimate_pose
+from crossover_ros.pose import (
+    NoPose,
+    PoseCfg,
+    PoseEstimate,
+    PoseEstimator,
+    SceneCache,
+    estimate_pose,
+)
 from crossover_ros.pose.evaluate import (
     is_wrong,
     rotation_error_deg,
@@ -271,6 +278,25 @@ def test_a_stored_cloud_is_read_only_until_prepared(scene):
     first = estimator.scene("room", load)
     assert estimator.scene("room", load) is first and len(reads) == 1
     assert estimator.scene("empty", lambda: None) is None
+
+
+def test_estimators_of_one_map_share_its_prepared_scenes(scene):
+    """The verifier's and the relocaliser's estimators prepare each scene once between them;
+    another map drops what was kept (the same ids may name other clouds), and a cache that
+    prepares otherwise than an estimator would is refused."""
+    cache, reads = SceneCache(PoseCfg()), []
+
+    def load():
+        reads.append(1)
+        return scene
+
+    verifying, relocalising = PoseEstimator(PoseCfg(), cache), PoseEstimator(PoseCfg(), cache)
+    first_map, second_map = object(), object()
+    first = verifying.scene("room", load, first_map)
+    assert relocalising.scene("room", load, first_map) is first and len(reads) == 1
+    assert relocalising.scene("room", load, second_map) is not first and len(reads) == 2
+    with pytest.raises(ValueError, match="prepare scenes as"):
+        PoseEstimator(PoseCfg(map_voxel_m=0.05), cache)
 
 
 def test_bad_correspondences_raise(scene, room, estimator):

@@ -149,3 +149,16 @@ def test_only_each_rooms_newest_scan_is_prepared(gd_map, tmp_path):
         rescanned.point_cloud = lambda scene_id: reads.append(scene_id) or db.point_cloud(UNIQUE)
         _verifier().prepare(rescanned)
     assert reads == [f"{UNIQUE}@1"]
+
+
+def test_the_pipeline_prepares_each_scene_once_for_verifying_and_relocalising(gd_map):
+    """The node's pipeline gives its verifier and its relocaliser one cache of the map's
+    prepared scenes: what the verifier prepared at configure, the relocaliser fits against."""
+    from crossover_ros.pipeline.config import PipelineCfg
+    from crossover_ros.pipeline.runner import RecognitionPipeline
+
+    encoder, db = gd_map
+    pipeline = RecognitionPipeline(PipelineCfg(), encoder, db, lambda event: None, False)
+    verifier, relocalizer = pipeline.stream.recognizer.verifier, pipeline.stream.relocalizer
+    prepared = verifier.estimator.scene(UNIQUE, lambda: None, db)
+    assert prepared is not None and relocalizer._prepared(UNIQUE) is prepared
