@@ -272,7 +272,7 @@ class PoseEstimator:
         def no_pose(reason: str, fit: float = 0.0, guess: np.ndarray | None = None) -> NoPose:
             return NoPose(reason, fit, time.perf_counter() - start, guess)
 
-        query = self._prepare_query(query_xyz, query_rgb)
+        query = self.prepare_query(query_xyz, query_rgb)
         if len(query.fine.points) < cfg.min_points:
             return no_pose(f"too few query points ({len(query.fine.points)} < {cfg.min_points})")
         if len(target.fine.points) < cfg.min_points:
@@ -334,7 +334,7 @@ class PoseEstimator:
             runner_up,
         )
 
-    def _prepare_query(self, xyz: np.ndarray, rgb: np.ndarray | None) -> PreparedCloud:
+    def prepare_query(self, xyz: np.ndarray, rgb: np.ndarray | None) -> PreparedCloud:
         """The query's preparation; reused when the same read-only arrays come again (one
         window's cloud fitted to several scenes), so it cannot have changed in between."""
         last = self._last_query

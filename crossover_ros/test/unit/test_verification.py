@@ -162,3 +162,17 @@ def test_the_pipeline_prepares_each_scene_once_for_verifying_and_relocalising(gd
     verifier, relocalizer = pipeline.stream.recognizer.verifier, pipeline.stream.relocalizer
     prepared = verifier.estimator.scene(UNIQUE, lambda: None, db)
     assert prepared is not None and relocalizer._prepared(UNIQUE) is prepared
+
+
+def test_fits_in_threads_rank_alike(gd_map, small_building):
+    """The fits of a window are independent: fitted two at a time, the same fits and ranking."""
+    _, db = gd_map
+    ranked = []
+    for threads in (1, 2):
+        verifier = GeometricVerifier(
+            VerificationCfg(top_k=3, threads=threads, fusion=FusionCfg(pixel_stride=1))
+        )
+        for frame in _rescan(small_building):
+            verifier.add(frame, frame.camera_to_world)
+        ranked.append(verifier.rerank(db, [*TWINS, UNIQUE], [0.9, 0.8, 0.1]))
+    assert ranked[1] == ranked[0] and ranked[0][0][0] == UNIQUE
