@@ -227,6 +227,8 @@ class RecognitionPipeline(_SensorPipeline):
 
     def close(self) -> None:
         self.stop()
+        if self.stream.recognizer.verifier is not None:
+            self.stream.recognizer.verifier.close()
         if self._owns_map:
             self.mapdb.close()
 

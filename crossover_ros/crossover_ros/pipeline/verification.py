@@ -94,6 +94,11 @@ class GeometricVerifier:
     def reset(self) -> None:
         self.window.reset()
 
+    def close(self) -> None:
+        """Stop the fitting threads (the pipeline's close)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+
     def prepare(self, mapdb: MapBase) -> None:
         """Prepare the clouds of the rooms' newest scans (the candidates the map answers),
         as many as are kept, now (the node does it at configure, and for a new map): otherwise
